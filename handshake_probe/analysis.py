@@ -1,0 +1,65 @@
+"""Glue between the file edge and the core: frames -> decode -> flow table, with counters and faults."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, List, Optional
+
+from handshake_probe.core.decode import DecodeError, decode
+from handshake_probe.core.flow import Flow
+from handshake_probe.core.flows import DEFAULT_MSL, FlowTable
+from handshake_probe.core.segment import Segment
+from handshake_probe.pcapio import CaptureError, RawFrame, read_frames
+
+MAX_FRAME_WARNINGS = 10   # per file; the rest are counted, not printed
+
+
+@dataclass
+class Analysis:
+    """Everything one input produced, including what went wrong (analysis never raises for bad input)."""
+
+    path: str
+    flows: List[Flow]
+    frames: int = 0
+    segments: int = 0
+    skipped: Counter = field(default_factory=Counter)   # reason -> count (non-tcp, fragment, ...)
+    warnings: List[str] = field(default_factory=list)   # one line each: malformed frames
+    error: Optional[str] = None                         # one line: the file-level fault that stopped reading
+
+    @property
+    def damaged(self) -> bool:
+        return self.error is not None or self.skipped["malformed"] > 0
+
+
+def analyze_frames(frames: Iterable[RawFrame], path: str, table: FlowTable) -> Analysis:
+    """Decode and feed every frame; a malformed frame is skipped with a warning naming it."""
+    result = Analysis(path, table.flows)
+    skipped = result.skipped
+    add = table.add
+    try:
+        for frame in frames:
+            result.frames += 1
+            try:
+                seg = decode(frame.data, frame.linktype, frame.ts, frame.frame, frame.wirelen)
+            except DecodeError as err:
+                skipped["malformed"] += 1
+                if len(result.warnings) < MAX_FRAME_WARNINGS:
+                    result.warnings.append(
+                        f"{path}: frame {frame.frame} (byte offset {frame.offset}): {err}; frame skipped")
+                continue
+            if isinstance(seg, Segment):
+                result.segments += 1
+                add(seg)
+            else:
+                skipped[seg] += 1
+    except CaptureError as err:
+        result.error = str(err)
+    table.finish()
+    return result
+
+
+def analyze_file(path: str, msl: float = DEFAULT_MSL,
+                 keep_rows: Optional[Callable[[int], bool]] = None) -> Analysis:
+    """Analyze one capture file, streaming it: memory grows with flows, not packets."""
+    return analyze_frames(read_frames(path), path, FlowTable(msl, keep_rows))

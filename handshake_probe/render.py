@@ -1,0 +1,118 @@
+"""Turning flow records into text: the flow table, one flow's segment listing, JSON Lines, JSON, CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+from typing import Any, Dict, Iterable, List, Optional, TextIO
+
+from tabulate import tabulate
+
+from handshake_probe.analysis import Analysis
+from handshake_probe.core.endpoint import MOD
+from handshake_probe.core.flow import Flow
+from handshake_probe.core.record import CSV_COLUMNS, csv_row, flow_record
+from handshake_probe.core.segment import Flags, flag_names, tcpdump_flags
+
+FORMATS = ("table", "jsonl", "json", "csv")
+
+
+def handshake_cell(rec: Dict[str, Any]) -> str:
+    hs = rec["handshake"]
+    if hs["complete"]:
+        return f"complete ({_fmt_ms(hs['syn_to_synack_ms'])} / {_fmt_ms(hs['synack_to_ack_ms'])})"
+    if hs["status"] == "partial":
+        parts = []
+        if hs["syn_count"]:
+            parts.append(f"{hs['syn_count']} SYN")
+        if hs["synack_count"]:
+            parts.append(f"{hs['synack_count']} SYN-ACK")
+        return f"partial ({', '.join(parts)})"
+    return "none"
+
+
+def _fmt_ms(ms: Optional[float]) -> str:
+    return "-" if ms is None else f"{ms:.3f} ms"
+
+
+CLOSE_TEXT = {"fin": "FIN both ways", "client-rst": "RST by client", "server-rst": "RST by server",
+              "rejected": "rejected (RST)", "none": "never closed"}
+
+
+def flow_table(records: Iterable[Dict[str, Any]]) -> str:
+    rows = [[r["flow"], r["client"], r["server"], r["packets"], handshake_cell(r),
+             CLOSE_TEXT[r["close"]], ">".join(r["client_states"]), ">".join(r["server_states"])]
+            for r in records]
+    headers = ["#", "client", "server", "pkts", "handshake (SYN>SYN-ACK / SYN-ACK>ACK)", "close",
+               "client states", "server states"]
+    return tabulate(rows, headers=headers, tablefmt="simple")
+
+
+def summary_line(analysis: Analysis) -> str:
+    text = (f"{analysis.path}: {analysis.frames} frames, {analysis.segments} TCP segments, "
+            f"{len(analysis.flows)} flows")
+    if analysis.skipped:
+        text += "; skipped " + ", ".join(f"{n} {why}" for why, n in sorted(analysis.skipped.items()))
+    violations = sum(f.violation_count for f in analysis.flows)
+    if violations:
+        text += f"; {violations} segments fit no RFC 9293 transition (see --flow N)"
+    return text
+
+
+def _rel(value: int, base: Optional[int]) -> str:
+    return "" if base is None else str((value - base) % MOD)
+
+
+def flow_detail(flow: Flow) -> str:
+    """Every segment of one flow with both endpoints' states after it; '*' marks a transition."""
+    rec = flow_record(flow)
+    head = [f"flow {rec['flow']}: client {rec['client']} -> server {rec['server']} "
+            f"(direction {rec['direction']}), {rec['packets']} packets, close: {CLOSE_TEXT[rec['close']]}",
+            f"handshake: {handshake_cell(rec)}",
+            f"client: {' > '.join(rec['client_states'])}",
+            f"server: {' > '.join(rec['server_states'])}", ""]
+    t0 = flow.first_ts
+    rows = []
+    for row in flow.rows or []:
+        seg = row.seg
+        snd, rcv = (flow.client, flow.server) if row.from_client else (flow.server, flow.client)
+        moved = {t.endpoint for t in row.transitions}
+        has_ack = bool(seg.flags & Flags.ACK)
+        rows.append([
+            seg.frame, f"{(seg.ts - t0) * 1000:.3f}",
+            "client->server" if row.from_client else "server->client",
+            tcpdump_flags(seg.flags), flag_names(seg.flags),
+            _rel(seg.seq, snd.base), _rel(seg.ack, rcv.base) if has_ack else "",
+            seg.seq, seg.ack if has_ack else "", seg.payload_len, seg.window,
+            row.client_state.value + (" *" if "client" in moved else ""),
+            row.server_state.value + (" *" if "server" in moved else ""),
+            "; ".join(row.notes)])
+    headers = ["frame", "ms", "direction", "flags", "names", "seq", "ack", "seq (abs)", "ack (abs)",
+               "len", "win", "client", "server", "notes"]
+    lines = head + [tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True), "",
+                    "transitions (* above):"]
+    for t in rec["transitions"]:
+        where = f"frame {t['frame']}" if t["frame"] is not None else "timer"
+        lines.append(f"  {(t['ts'] - t0) * 1000:10.3f} ms  {where:>11}  {t['endpoint']:6}  "
+                     f"{t['from']} -> {t['to']}  ({t['cause']})")
+    if rec["violations"]:
+        lines.append(f"violations ({rec['violation_count']}):")
+        for v in rec["violations"]:
+            lines.append(f"  frame {v['frame']}  {v['endpoint']} in {v['state']}: {v['reason']}")
+    return "\n".join(lines)
+
+
+def write_records(records: List[Dict[str, Any]], fmt: str, out: TextIO) -> None:
+    if fmt == "jsonl":
+        for rec in records:
+            out.write(json.dumps(rec, separators=(",", ":")) + "\n")
+    elif fmt == "json":
+        json.dump(records, out, indent=2)
+        out.write("\n")
+    elif fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        for rec in records:
+            writer.writerow(csv_row(rec))
+    else:
+        out.write(flow_table(records) + "\n")
