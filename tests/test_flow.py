@@ -245,7 +245,7 @@ def test_time_wait_ends_after_2msl_when_the_capture_lasts_that_long():
     assert rec["client_states"][-2:] == ["TIME-WAIT", "CLOSED"]
     timer = rec["transitions"][-1]
     assert timer["cause"] == "2MSL timeout" and timer["frame"] is None
-    assert timer["ts"] == pytest.approx(t.segments[-1].ts + 2.0)
+    assert timer["ts"] == pytest.approx(t.segments[-2].ts + 2.0)   # from the FIN that entered TIME-WAIT
 
 
 def test_time_wait_stays_when_capture_ends_early():

@@ -302,7 +302,7 @@ class Flow:
             new = State.CLOSED            # active (simultaneous) open returns to CLOSED (§3.10.7.4)
         if cue is Cue.RCV_SYN and state is State.LISTEN:
             ep.passive = True
-        if new is State.TIME_WAIT:
+        if new is State.TIME_WAIT and (state is not State.TIME_WAIT or cue is Cue.RCV_FIN):
             ep.time_wait_since = seg.ts    # (re)start the 2MSL timer, also on a retransmitted FIN
         if new is not state:
             self._move(ep, new, cue, seg.ts, seg.frame)

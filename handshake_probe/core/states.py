@@ -96,7 +96,7 @@ def _build() -> Dict[Tuple[State, Cue], State]:
         (S.SYN_RECEIVED, C.RCV_FIN): S.CLOSE_WAIT,         # §3.10.7.4 eighth check
         (S.ESTABLISHED, C.RCV_SYN_ACK): S.ESTABLISHED,     # retransmitted SYN-ACK: our ACK was lost
         (S.ESTABLISHED, C.SND_SYN_ACK): S.ESTABLISHED,     # retransmitting our SYN-ACK
-        (S.ESTABLISHED, C.RCV_ACK_OF_SYN): S.ESTABLISHED,  # duplicate of the handshake ACK
+        (S.ESTABLISHED, C.SND_SYN): S.ESTABLISHED,         # a SYN retransmission that crossed the SYN-ACK
         # --- closing (§3.6 figures 12-13) ---
         (S.ESTABLISHED, C.SND_FIN): S.FIN_WAIT_1,
         (S.ESTABLISHED, C.RCV_FIN): S.CLOSE_WAIT,
@@ -115,7 +115,6 @@ def _build() -> Dict[Tuple[State, Cue], State]:
         (S.LAST_ACK, C.SND_FIN): S.LAST_ACK,
         (S.TIME_WAIT, C.RCV_FIN): S.TIME_WAIT,             # retransmitted FIN: ACK it, restart 2MSL (§3.10.7.4)
         (S.TIME_WAIT, C.SND_FIN): S.TIME_WAIT,
-        (S.TIME_WAIT, C.RCV_ACK_OF_FIN): S.TIME_WAIT,
         (S.TIME_WAIT, C.TIMEOUT_2MSL): S.CLOSED,           # §3.10.8 time-wait timeout
         # A SYN with a higher ISN may reopen from TIME-WAIT (RFC 1122 §4.2.2.13, RFC 6191; Linux
         # tcp_tw_reuse does it on loopback): the old incarnation's TIME-WAIT ends there.
@@ -123,8 +122,6 @@ def _build() -> Dict[Tuple[State, Cue], State]:
         # --- mid-stream start: the state before the capture is UNKNOWN until a segment defines it ---
         (S.UNKNOWN, C.SND_ACK): S.UNKNOWN,
         (S.UNKNOWN, C.RCV_ACK): S.UNKNOWN,
-        (S.UNKNOWN, C.RCV_ACK_OF_SYN): S.UNKNOWN,
-        (S.UNKNOWN, C.RCV_ACK_OF_FIN): S.UNKNOWN,
         (S.UNKNOWN, C.SND_SYN_ACK): S.SYN_RECEIVED,       # a SYN-ACK proves a SYN arrived before the capture
         (S.UNKNOWN, C.RCV_SYN_ACK): S.ESTABLISHED,        # ... and that this side was in SYN-SENT
         (S.UNKNOWN, C.SND_FIN): S.FIN_WAIT_1,             # assumes ESTABLISHED; the peer's FIN would be seen
