@@ -286,3 +286,31 @@ def test_relative_sequence_bases():
     flow = t.flows[0]
     assert flow.client.base == 4_294_967_000
     assert flow.client.snd_nxt == (4_294_967_000 + 1 + 1000) % (1 << 32)
+
+
+def test_one_sided_capture_infers_the_missing_syn_ack():
+    t = Talk()
+    t.c("S")
+    t.c("A", ack=5001)      # the client acknowledges a SYN-ACK that is not in the capture
+    t.c("PA", 10)
+    t.c("FA")
+    c, s = paths(t)
+    assert c == EST_C + ["FIN-WAIT-1"]
+    assert s == EST_S + ["CLOSE-WAIT"]
+    assert t.flows[0].violations == []
+
+
+def test_rst_with_the_fin_sequence_number_after_close_is_accepted():
+    t = Talk().handshake()
+    fin = t.s("FA")
+    t.c("A")
+    t.s("R", seq=fin.seq)   # the seq of the FIN, i.e. the client's RCV.NXT - 1 (Linux tcp_reset_check)
+    flow = t.flows[0]
+    assert flow.client.state.value == "CLOSED" and flow.close_kind == "server-rst"
+
+
+def test_segment_sent_after_rst_names_the_crossing():
+    t = Talk().handshake()
+    t.c("RA")
+    t.s("FA")               # the server's FIN crossed the client's RST
+    assert "crossed on the wire" in t.flows[0].violations[0].reason

@@ -103,7 +103,6 @@ def _opening_variants() -> None:
     t = Talk()
     t.c("S")
     t.c("S", dt=1.0)                       # SYN-SENT retransmits
-    t.c("A", ack=0)                        # SYN-SENT sends an ACK without having one to send (odd, legal)
     t.s("SA")
     t.c("S")                               # a retransmitted SYN crossing the SYN-ACK: ESTABLISHED sends SYN
     t.s("SA")                              # retransmitted SYN-ACK: ESTABLISHED both ways
@@ -117,6 +116,13 @@ def _opening_variants() -> None:
     t3.c("S")
     t3.s("SA")
     t3.c("F")                              # a FIN without ACK in SYN-RECEIVED (RFC 9293 §3.10.7.4 eighth)
+
+
+def _one_sided() -> None:
+    t = Talk()
+    t.c("S")
+    t.c("A", ack=5001)                     # SYN-SENT acknowledges a SYN-ACK the capture missed
+    t.c("PA", 10)
 
 
 def _aborts() -> None:
@@ -242,7 +248,7 @@ def test_rst_in_every_state_closes_the_receiver() -> None:
 SCENARIOS: List[Callable[[], None]] = [
     lambda: Talk().handshake(), _fin_retransmissions, _simultaneous_close_with_retransmissions,
     _fin_wait_1_data, _last_ack_data, _opening_variants, _listen_after_rst, _refused,
-    _simultaneous_open, _mid_stream, _timers, _rst_everywhere, _aborts,
+    _simultaneous_open, _mid_stream, _timers, _rst_everywhere, _aborts, _one_sided,
 ]
 
 # Rows the flow model never reaches by design, each with the reason.

@@ -154,6 +154,11 @@ class Flow:
 
         if sender is self.server and self.server.packets == 0 and self._pending_syn is not None:
             self._settle_server(flags)
+        elif (sender is self.client and self._pending_syn is not None and flags & ACK
+              and not flags & (SYN | RST)):
+            # The client acknowledges a SYN-ACK the capture does not hold (one-sided capture):
+            # the server answered, so it was listening (RFC 9293 §3.10.7.2).
+            self._settle_server(SYN | ACK)
         self._note_handshake(seg, from_client, sender, receiver)
 
         rst_ok = True
@@ -259,10 +264,10 @@ class Flow:
     def _receiver_cues(self, seg: Segment, rcv: Endpoint) -> Tuple[Optional[Cue], ...]:
         """Cues for the receiving endpoint, in RFC 9293 §3.10.7.4's order: RST, SYN, ACK, FIN."""
         flags = seg.flags
-        if flags & RST:
-            return (Cue.RCV_RST,)
         if rcv is self.server and self._pending_syn is not None:
             return ()   # a silent server's reaction is unknown: its first answer settles it (_settle_server)
+        if flags & RST:
+            return (Cue.RCV_RST,)
         if flags & SYN:
             if not flags & ACK:
                 return (Cue.RCV_SYN,)
@@ -273,7 +278,7 @@ class Flow:
             return (Cue.RCV_SYN_ACK,)
         ack_cue: Optional[Cue] = None
         if flags & ACK:
-            if rcv.state is State.SYN_RECEIVED and rcv.acks_syn(seg.ack):
+            if rcv.state is State.SYN_RECEIVED and (rcv.isn is None or rcv.acks_syn(seg.ack)):
                 ack_cue = Cue.RCV_ACK_OF_SYN
             elif rcv.state in (State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK) and rcv.acks_fin(seg.ack):
                 ack_cue = Cue.RCV_ACK_OF_FIN
@@ -290,13 +295,21 @@ class Flow:
             return bool(seg.flags & ACK) and rcv.acks_syn(seg.ack)
         if snd.snd_nxt is None or rcv.state in (State.UNKNOWN, State.CLOSED, State.LISTEN):
             return True   # nothing seen from the sender yet: no window to test against
-        return seq_in_window(seg.seq, snd.snd_nxt, rcv.scaled_window(snd.wscale))
+        if seq_in_window(seg.seq, snd.snd_nxt, rcv.scaled_window(snd.wscale)):
+            return True
+        # Linux (tcp_reset_check) also takes RCV.NXT-1 once the peer's FIN is in: an RST sent with the
+        # sequence number of that FIN, as stacks do when they abort right after closing.
+        return (rcv.state in (State.CLOSE_WAIT, State.LAST_ACK, State.CLOSING)
+                and seg.seq == (snd.snd_nxt - 1) % (1 << 32))
 
     def _apply(self, seg: Segment, ep: Endpoint, cue: Cue) -> None:
         state = ep.state
         new = next_state(state, cue)
         if new is None:
-            self._violate(seg, ep, str(cue), f"no RFC 9293 transition for {cue} in {state}")
+            reason = f"no RFC 9293 transition for {cue} in {state}"
+            if state is State.CLOSED and self.rst_by is not None and cue.name.startswith("SND"):
+                reason += " (sent after an RST closed it: the two crossed on the wire)"
+            self._violate(seg, ep, str(cue), reason)
             return
         if cue is Cue.RCV_RST and state is State.SYN_RECEIVED and not ep.passive:
             new = State.CLOSED            # active (simultaneous) open returns to CLOSED (§3.10.7.4)

@@ -135,7 +135,8 @@ def _build() -> Dict[Tuple[State, Cue], State]:
         t[(state, C.SND_ACK)] = state
         t[(state, C.RCV_ACK)] = state
     t[(S.SYN_RECEIVED, C.SND_ACK)] = S.SYN_RECEIVED   # simultaneous open: the ACK of the peer's SYN
-    t[(S.SYN_SENT, C.SND_ACK)] = S.SYN_SENT           # e.g. TCP Fast Open data is not modelled further
+    # An ACK from SYN-SENT proves the SYN-ACK arrived even when the capture missed it (one-sided capture).
+    t[(S.SYN_SENT, C.SND_ACK)] = S.ESTABLISHED
     t[(S.CLOSED, C.SND_ACK)] = S.CLOSED               # a closed socket's stray ACK (rare, harmless)
     # A sent RST aborts the connection from any state that has one (§3.10.7.4 and §3.10.5 ABORT).
     for state in (S.SYN_SENT, S.SYN_RECEIVED, *SYNCHRONIZED):
