@@ -1,0 +1,420 @@
+"""The capture-file edge: stream raw frames out of pcap / pcapng files, write classic pcap.
+
+No scapy here: the record headers are declared once as `struct.Struct`s and unpacked in one
+call each (dpkt's lesson), because this loop runs once per packet of every analysed file.
+
+Formats:
+- pcap: https://datatracker.ietf.org/doc/draft-ietf-opsawg-pcap/ (plus the "modified pcap"
+  magic 0xa1b2cd34 from libpcap's sf-pcap.c, whose records carry 8 extra bytes).
+- pcapng: https://datatracker.ietf.org/doc/draft-ietf-opsawg-pcapng/
+
+Every fault is a `CaptureError` whose offset points at the start of the structure at fault
+(the file header, the record or the block), so a user can look at it with a hex dump.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+from types import TracebackType
+from typing import BinaryIO, Iterator, NamedTuple, NoReturn, Optional, Tuple, Type, Union
+
+__all__ = ["CaptureError", "RawFrame", "read_frames", "PcapWriter"]
+
+
+class CaptureError(Exception):
+    """A file-level fault: the file cannot be read, or is malformed at `offset`.
+
+    str(err) == f"{path}: byte offset {offset}: {reason}" (one line).
+    """
+
+    def __init__(self, path: str, offset: int, reason: str) -> None:
+        self.path = path
+        self.offset = offset
+        self.reason = reason
+        super().__init__(f"{path}: byte offset {offset}: {reason}")
+
+    def __reduce__(self) -> Tuple[Type["CaptureError"], Tuple[str, int, str]]:
+        # Rebuild from the three fields, so the error survives pickling (worker processes).
+        return (CaptureError, (self.path, self.offset, self.reason))
+
+
+class RawFrame(NamedTuple):
+    """One captured frame, undecoded: what every edge hands to `decode`."""
+
+    frame: int  # 1-based frame number in the file (counts every packet record, TCP or not)
+    ts: float  # seconds since the epoch
+    linktype: int  # DLT/LINKTYPE number of this frame's interface
+    data: bytes  # captured bytes
+    wirelen: int  # original length on the wire
+    offset: int  # byte offset in the file of this frame's record (for error messages)
+
+
+# A captured length above this cannot be real (it is 1024 times libpcap's largest snaplen,
+# 262144): the record header is corrupt, and reading it blindly could ask for 4 GiB.
+MAX_CAPLEN = 0x10000000
+
+# Block lengths above this are checked against the file size before reading them, so that a
+# corrupt 32-bit length cannot make us allocate gigabytes.
+_BIG_BLOCK = 1 << 20
+
+_PCAP_MAGICS = {
+    # first four bytes of the file -> (byte order, ticks per second, extra bytes per record)
+    b"\xd4\xc3\xb2\xa1": ("<", 1_000_000, 0),
+    b"\xa1\xb2\xc3\xd4": (">", 1_000_000, 0),
+    b"\x4d\x3c\xb2\xa1": ("<", 1_000_000_000, 0),
+    b"\xa1\xb2\x3c\x4d": (">", 1_000_000_000, 0),
+    # "modified pcap" (Alexey Kuznetsov's patches): ifindex(4) protocol(2) pkt_type(1) pad(1)
+    b"\x34\xcd\xb2\xa1": ("<", 1_000_000, 8),
+    b"\xa1\xb2\xcd\x34": (">", 1_000_000, 8),
+}
+_SHB_TYPE = b"\x0a\x0d\x0d\x0a"  # a palindrome: readable before the byte order is known
+_BOM = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
+
+# pcapng block types
+_IDB, _PB, _SPB, _EPB = 1, 2, 3, 6
+_SHB = 0x0A0D0D0A
+_PACKET_BLOCKS = frozenset((_IDB, _PB, _SPB, _EPB))
+
+# pcapng IDB option codes
+_OPT_ENDOFOPT = 0
+_IF_TSRESOL = 9
+_IF_TSOFFSET = 14
+
+
+class _Interface(NamedTuple):
+    """What a pcapng packet block needs from its Interface Description Block."""
+
+    linktype: int
+    snaplen: int  # 0 = unlimited
+    divisor: int  # timestamp ticks per second
+    offset_ticks: int  # if_tsoffset expressed in ticks, added before dividing (one rounding)
+
+
+class _Structs(NamedTuple):
+    """The pcapng layouts for one byte order, built once per section."""
+
+    block_header: struct.Struct  # type, total length
+    u32: struct.Struct
+    idb: struct.Struct  # linktype, reserved, snaplen
+    epb: struct.Struct  # interface, ts high, ts low, caplen, wirelen
+    pb: struct.Struct  # interface (16), drops (16), ts high, ts low, caplen, wirelen
+    option: struct.Struct  # code, length
+    i64: struct.Struct
+
+
+def _structs(endian: str) -> _Structs:
+    return _Structs(
+        struct.Struct(endian + "II"),
+        struct.Struct(endian + "I"),
+        struct.Struct(endian + "HHI"),
+        struct.Struct(endian + "IIIII"),
+        struct.Struct(endian + "HHIIII"),
+        struct.Struct(endian + "HH"),
+        struct.Struct(endian + "q"),
+    )
+
+
+_STRUCTS = {"<": _structs("<"), ">": _structs(">")}
+
+
+def read_frames(path: str) -> Iterator[RawFrame]:
+    """Stream frames from a pcap or pcapng file (detected by magic), one record at a time.
+
+    Yields every frame before a fault, then raises CaptureError at the fault. This is a
+    generator: even "cannot open" surfaces on the first `next()`, not at the call.
+    """
+    path = os.fspath(path)  # a pathlib.Path works too; errors always carry a str
+    try:
+        # A large buffer: the per-record reads then rarely reach the kernel.
+        f = open(path, "rb", buffering=1 << 20)
+    except OSError as err:
+        raise CaptureError(path, 0, err.strerror or str(err)) from None
+    with f:
+        magic = f.read(4)
+        if not magic:
+            raise CaptureError(path, 0, "empty file")
+        if len(magic) < 4:
+            raise CaptureError(path, 0, f"truncated magic number ({len(magic)} of 4 bytes)")
+        if magic in _PCAP_MAGICS:
+            yield from _pcap_frames(f, path, magic)
+        elif magic == _SHB_TYPE:
+            yield from _pcapng_frames(f, path)
+        else:
+            raise CaptureError(path, 0, f"not a pcap or pcapng file (magic 0x{magic.hex()})")
+
+
+def _pcap_frames(f: BinaryIO, path: str, magic: bytes) -> Iterator[RawFrame]:
+    endian, divisor, extra = _PCAP_MAGICS[magic]
+    rest = f.read(20)
+    if len(rest) < 20:
+        raise CaptureError(path, 0, f"truncated global header ({4 + len(rest)} of 24 bytes)")
+    # version, thiszone, sigfigs and snaplen do not affect reading (snaplen is not enforced:
+    # some writers exceed it); the upper 16 bits of the link type carry FCS information.
+    linktype = struct.unpack_from(endian + "I", rest, 16)[0] & 0xFFFF
+
+    # The hot loop: local aliases only, one unpack and two reads per record.
+    record = struct.Struct(endian + "IIII" + ("%dx" % extra if extra else ""))
+    unpack = record.unpack
+    hlen = record.size
+    read = f.read
+    new = tuple.__new__  # skips namedtuple's Python-level __new__
+    cls = RawFrame
+    limit = MAX_CAPLEN
+    pos = 24
+    frame = 0
+    while True:
+        hdr = read(hlen)
+        if len(hdr) != hlen:
+            if not hdr:
+                return
+            raise CaptureError(path, pos, f"truncated record header ({len(hdr)} of {hlen} bytes)")
+        sec, frac, caplen, wirelen = unpack(hdr)
+        if caplen > limit:
+            raise CaptureError(path, pos, f"impossible captured length {caplen} (limit {limit})")
+        data = read(caplen)
+        if len(data) != caplen:
+            raise CaptureError(path, pos, f"truncated packet data ({len(data)} of {caplen} bytes)")
+        frame += 1
+        # Integer ticks divided once: Python's int/int is correctly rounded, so the float is
+        # the nearest one to the exact timestamp, for nanoseconds too.
+        yield new(cls, (frame, (sec * divisor + frac) / divisor, linktype, data, wirelen, pos))
+        pos += hlen + caplen
+
+
+def _pcapng_frames(f: BinaryIO, path: str) -> Iterator[RawFrame]:
+    read = f.read
+    new = tuple.__new__
+    cls = RawFrame
+    pos = 0
+    frame = 0
+    head = _SHB_TYPE + read(4)  # the first four bytes were read as the magic
+    s = _STRUCTS["<"]  # replaced by the first section header's byte order
+    unpack_head = s.block_header.unpack
+    unpack_epb = s.epb.unpack_from
+    packet_blocks, big, epb = _PACKET_BLOCKS, _BIG_BLOCK, _EPB  # locals: read once per block
+    ifaces: list[_Interface] = []
+    while True:
+        if len(head) != 8:
+            if not head:
+                return
+            raise CaptureError(path, pos, f"truncated block header ({len(head)} of 8 bytes)")
+        # The SHB type is a palindrome, so any section's byte order unpacks it right.
+        btype, blen = unpack_head(head)
+
+        if btype == _SHB:
+            # A new section: its own byte order, its own interfaces (pcapng §4.1).
+            s, blen = _read_shb(f, path, pos, head)
+            unpack_head = s.block_header.unpack
+            unpack_epb = s.epb.unpack_from
+            ifaces = []
+            pos += blen
+            head = read(8)
+            continue
+
+        if blen < 12 or blen & 3:
+            raise CaptureError(path, pos, f"invalid block total length {blen}"
+                               " (must be a multiple of 4 and at least 12)")
+        if blen > big:
+            _check_fits(f, path, pos, blen)
+
+        if btype not in packet_blocks:
+            # Name resolution, interface statistics, decryption secrets, custom, unknown:
+            # nothing for a handshake inspector; skip by length but still check the trailer.
+            _skip(f, path, pos, blen)
+            trailer = read(4)
+            if trailer != head[4:]:
+                _bad_trailer(trailer, s, path, pos, blen)
+            pos += blen
+            head = read(8)
+            continue
+
+        body = read(blen - 8)  # body and trailing length
+        if len(body) != blen - 8:
+            raise CaptureError(path, pos, f"truncated block ({8 + len(body)} of {blen} bytes)")
+        if body[-4:] != head[4:]:  # same byte order, so equal bytes <=> equal lengths
+            _bad_trailer(body[-4:], s, path, pos, blen)
+
+        if btype == epb or btype == _PB:
+            if blen < 32:
+                raise CaptureError(path, pos, f"packet block too short ({blen} bytes)")
+            if btype == epb:
+                iid, hi, lo, caplen, wirelen = unpack_epb(body)
+            else:  # obsolete Packet Block: 16-bit interface id and drops count
+                iid, _drops, hi, lo, caplen, wirelen = s.pb.unpack_from(body)
+            if iid >= len(ifaces):
+                raise CaptureError(path, pos, f"packet names interface {iid},"
+                                   f" but the section declares {len(ifaces)}")
+            if caplen > blen - 32:
+                raise CaptureError(path, pos, f"captured length {caplen} runs past the block"
+                                   f" ({blen - 32} bytes of packet data)")
+            linktype, _snaplen, divisor, offset_ticks = ifaces[iid]
+            frame += 1
+            ts = (((hi << 32) | lo) + offset_ticks) / divisor
+            yield new(cls, (frame, ts, linktype, body[20:20 + caplen], wirelen, pos))
+        elif btype == _SPB:
+            if blen < 16:
+                raise CaptureError(path, pos, f"simple packet block too short ({blen} bytes)")
+            if not ifaces:
+                raise CaptureError(path, pos, "simple packet block before any interface")
+            iface = ifaces[0]  # pcapng §4.4: SPBs belong to the first interface
+            (wirelen,) = s.u32.unpack_from(body)
+            # The SPB has no captured length: it is the wire length cut to the snaplen.
+            caplen = min(wirelen, iface.snaplen) if iface.snaplen else wirelen
+            if caplen > blen - 16:
+                raise CaptureError(path, pos, f"captured length {caplen} runs past the block"
+                                   f" ({blen - 16} bytes of packet data)")
+            frame += 1
+            # No timestamp in an SPB: 0.0 says "unknown" rather than inventing one.
+            yield new(cls, (frame, 0.0, iface.linktype, body[4:4 + caplen], wirelen, pos))
+        else:  # _IDB
+            ifaces.append(_read_idb(body[:-4], s, path, pos))
+        pos += blen
+        head = read(8)
+
+
+def _read_shb(f: BinaryIO, path: str, pos: int, head: bytes) -> Tuple[_Structs, int]:
+    """Read a Section Header Block whose first 8 bytes are `head`; return its layouts and length."""
+    bom = f.read(4)
+    if len(bom) != 4:
+        raise CaptureError(path, pos, f"truncated section header ({8 + len(bom)} of 28 bytes)")
+    endian = _BOM.get(bom)
+    if endian is None:
+        raise CaptureError(path, pos, f"bad byte-order magic 0x{bom.hex()} in section header")
+    s = _STRUCTS[endian]
+    (blen,) = s.u32.unpack_from(head, 4)
+    if blen < 28 or blen % 4:
+        raise CaptureError(path, pos, f"invalid section header length {blen}"
+                           " (must be a multiple of 4 and at least 28)")
+    if blen > _BIG_BLOCK:
+        _check_fits(f, path, pos, blen)
+    body = f.read(blen - 12)
+    if len(body) != blen - 12:
+        raise CaptureError(path, pos, f"truncated block ({12 + len(body)} of {blen} bytes)")
+    if body[-4:] != head[4:]:
+        _bad_trailer(body[-4:], s, path, pos, blen)
+    major, minor = struct.unpack_from(endian + "HH", body)
+    if major != 1:
+        # A different major version means a layout we cannot know (pcapng §4.1).
+        raise CaptureError(path, pos, f"unsupported pcapng version {major}.{minor}")
+    return s, blen
+
+
+def _read_idb(body: bytes, s: _Structs, path: str, pos: int) -> _Interface:
+    """Parse an Interface Description Block body (without header and trailer)."""
+    if len(body) < 8:
+        raise CaptureError(path, pos, f"interface description block too short ({len(body) + 12} bytes)")
+    linktype, _reserved, snaplen = s.idb.unpack_from(body)
+    divisor = 1_000_000  # default if_tsresol: microseconds
+    offset_seconds = 0
+    i = 8
+    end = len(body)
+    while i + 4 <= end:
+        code, olen = s.option.unpack_from(body, i)
+        if code == _OPT_ENDOFOPT:
+            break
+        value = body[i + 4:i + 4 + olen]
+        if len(value) != olen:
+            raise CaptureError(path, pos, f"interface option {code} runs past the block")
+        if code == _IF_TSRESOL:
+            if olen != 1:
+                raise CaptureError(path, pos, f"if_tsresol option of {olen} bytes (expected 1)")
+            # High bit set: a negative power of 2; otherwise a negative power of 10.
+            exp = value[0] & 0x7F
+            divisor = (1 << exp) if value[0] & 0x80 else 10**exp
+        elif code == _IF_TSOFFSET:
+            if olen != 8:
+                raise CaptureError(path, pos, f"if_tsoffset option of {olen} bytes (expected 8)")
+            (offset_seconds,) = s.i64.unpack(value)
+        i += 4 + olen + (-olen % 4)  # values are padded to 32 bits
+    return _Interface(linktype, snaplen, divisor, offset_seconds * divisor)
+
+
+def _bad_trailer(trailer: bytes, s: _Structs, path: str, pos: int, blen: int) -> NoReturn:
+    """Raise for a trailing block length that is missing or differs from the leading one."""
+    if len(trailer) != 4:
+        raise CaptureError(path, pos, f"truncated block ({blen - 4 + len(trailer)} of {blen} bytes)")
+    (copy,) = s.u32.unpack(trailer)
+    raise CaptureError(path, pos, f"trailing block length {copy} does not match {blen}")
+
+
+def _check_fits(f: BinaryIO, path: str, pos: int, blen: int) -> None:
+    """Refuse a block longer than what is left of a regular file, before allocating for it."""
+    st = os.fstat(f.fileno())  # fresh: a file still being written may have grown
+    if stat.S_ISREG(st.st_mode) and pos + blen > st.st_size:
+        raise CaptureError(path, pos, f"truncated block ({max(st.st_size - pos, 0)} of {blen} bytes)")
+
+
+def _skip(f: BinaryIO, path: str, pos: int, blen: int) -> None:
+    """Read past a block body in bounded chunks (works on pipes; memory stays flat)."""
+    left = blen - 12
+    while left:
+        chunk = f.read(min(left, _BIG_BLOCK))
+        if not chunk:
+            raise CaptureError(path, pos, f"truncated block ({blen - 4 - left} of {blen} bytes)")
+        left -= len(chunk)
+
+
+_PCAP_GLOBAL = struct.Struct("<IHHiIII")  # magic, major, minor, thiszone, sigfigs, snaplen, linktype
+_PCAP_RECORD = struct.Struct("<IIII")  # seconds, microseconds, caplen, wirelen
+
+
+class PcapWriter:
+    """Writes a classic little-endian microsecond pcap (version 2.4) that tcpdump and tshark read.
+
+    The global header is written and flushed at construction, so a file interrupted at any
+    point is valid up to its last full record. A path is opened (and closed) by the writer;
+    a binary file object passed in is flushed on close but left open for its owner.
+    """
+
+    def __init__(self, path_or_file: Union[str, "os.PathLike[str]", BinaryIO], linktype: int,
+                 snaplen: int = 262144) -> None:
+        if isinstance(path_or_file, (str, os.PathLike)):
+            self._f: BinaryIO = open(path_or_file, "wb")
+            self._owns = True
+        else:
+            self._f = path_or_file
+            self._owns = False
+        self.linktype = linktype
+        self.snaplen = snaplen
+        self._closed = False
+        self._f.write(_PCAP_GLOBAL.pack(0xA1B2C3D4, 2, 4, 0, 0, snaplen, linktype))
+        self._f.flush()
+
+    def write(self, ts: float, data: bytes, wirelen: Optional[int] = None,
+              flush: bool = False) -> None:
+        """Append one record; `data` beyond the snaplen is cut, as a capture would cut it."""
+        if wirelen is None:
+            wirelen = len(data)
+        elif wirelen < len(data):
+            raise ValueError(f"wirelen {wirelen} is shorter than the {len(data)} bytes given")
+        if len(data) > self.snaplen:
+            data = data[:self.snaplen]
+        # Round to the microsecond once, in integers, so that .9999996 carries into the seconds.
+        sec, usec = divmod(round(ts * 1_000_000), 1_000_000)
+        if not 0 <= sec <= 0xFFFFFFFF:
+            raise ValueError(f"timestamp {ts} does not fit a pcap record (0 .. 2**32 s)")
+        self._f.write(_PCAP_RECORD.pack(sec, usec, len(data), wirelen))
+        self._f.write(data)
+        if flush:
+            self._f.flush()
+
+    def flush(self) -> None:
+        self._f.flush()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns:
+            self._f.close()
+        else:
+            self._f.flush()
+
+    def __enter__(self) -> "PcapWriter":
+        return self
+
+    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> None:
+        self.close()

@@ -1,0 +1,532 @@
+"""Tests for handshake_probe.pcapio: reading pcap/pcapng record by record, writing pcap.
+
+Files are built byte by byte with struct here, so every field the reader sees is one we chose.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import shutil
+import struct
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, List, Optional, Sequence, Tuple
+
+import pytest
+
+from handshake_probe.pcapio import CaptureError, PcapWriter, RawFrame, read_frames
+
+# An Ethernet/IPv4/TCP SYN and its SYN-ACK (192.0.2.1:40000 <-> 192.0.2.2:80, MSS 1460).
+SYN = bytes.fromhex(
+    "02000000000202000000000108004500002c000100004006f6c7c0000201c00002029c4000500000"
+    "03e8000000006002200053aa0000020405b4"
+)
+SYN_ACK = bytes.fromhex(
+    "02000000000102000000000208004500002c000200004006f6c6c0000202c000020100509c4000001"
+    "388000003e96012200040110000020405b4"
+)
+
+CONFORMANCE = Path(__file__).resolve().parent.parent.parent / "shared" / "conformance" / "traces"
+
+
+# --- builders -------------------------------------------------------------------------------
+
+Record = Tuple[int, int, bytes, Optional[int]]  # seconds, fraction, data, wirelen (None = len)
+
+
+def pcap(records: Sequence[Record], *, endian: str = "<", magic: int = 0xA1B2C3D4,
+         linktype: int = 1, snaplen: int = 65535, extra: bytes = b"") -> bytes:
+    """A classic pcap; `extra` is appended to each record header (modified pcap)."""
+    out = struct.pack(endian + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)
+    for sec, frac, data, wirelen in records:
+        wl = len(data) if wirelen is None else wirelen
+        out += struct.pack(endian + "IIII", sec, frac, len(data), wl) + extra + data
+    return out
+
+
+def pad(data: bytes) -> bytes:
+    return data + b"\0" * (-len(data) % 4)
+
+
+def block(btype: int, body: bytes, e: str = "<") -> bytes:
+    body = pad(body)
+    n = 12 + len(body)
+    return struct.pack(e + "II", btype, n) + body + struct.pack(e + "I", n)
+
+
+def opt(code: int, value: bytes, e: str = "<") -> bytes:
+    return struct.pack(e + "HH", code, len(value)) + pad(value)
+
+
+def shb(e: str = "<") -> bytes:
+    return block(0x0A0D0D0A, struct.pack(e + "IHHq", 0x1A2B3C4D, 1, 0, -1), e)
+
+
+def idb(linktype: int, snaplen: int = 0, options: bytes = b"", e: str = "<") -> bytes:
+    end = opt(0, b"", e) if options else b""
+    return block(1, struct.pack(e + "HHI", linktype, 0, snaplen) + options + end, e)
+
+
+def epb(iid: int, ticks: int, data: bytes, wirelen: Optional[int] = None, e: str = "<",
+        options: bytes = b"") -> bytes:
+    wl = len(data) if wirelen is None else wirelen
+    head = struct.pack(e + "IIIII", iid, ticks >> 32, ticks & 0xFFFFFFFF, len(data), wl)
+    return block(6, head + pad(data) + options, e)
+
+
+def spb(wirelen: int, data: bytes, e: str = "<") -> bytes:
+    return block(3, struct.pack(e + "I", wirelen) + data, e)
+
+
+def obsolete_pb(iid: int, ticks: int, data: bytes, e: str = "<") -> bytes:
+    head = struct.pack(e + "HHIIII", iid, 0, ticks >> 32, ticks & 0xFFFFFFFF, len(data), len(data))
+    return block(2, head + data, e)
+
+
+def write(tmp_path: Path, content: bytes, name: str = "t.pcap") -> str:
+    path = tmp_path / name
+    path.write_bytes(content)
+    return str(path)
+
+
+def read_until_error(path: str) -> Tuple[List[RawFrame], CaptureError]:
+    """The frames yielded before the fault, and the fault."""
+    frames: List[RawFrame] = []
+    with pytest.raises(CaptureError) as info:
+        for frame in read_frames(path):
+            frames.append(frame)
+    return frames, info.value
+
+
+def exact(ticks: int, per_second: int) -> float:
+    """The float nearest to ticks/per_second (Fraction -> float rounds correctly)."""
+    return float(Fraction(ticks, per_second))
+
+
+# --- pcap -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("endian, magic", [("<", 0xA1B2C3D4), (">", 0xA1B2C3D4)])
+def test_pcap_microseconds_both_byte_orders(tmp_path: Path, endian: str, magic: int) -> None:
+    path = write(tmp_path, pcap([(1700000000, 123456, SYN, None), (1700000000, 999999, SYN_ACK, 1514)],
+                                endian=endian, magic=magic))
+    frames = list(read_frames(path))
+    assert frames == [
+        RawFrame(1, 1700000000.123456, 1, SYN, len(SYN), 24),
+        RawFrame(2, 1700000000.999999, 1, SYN_ACK, 1514, 24 + 16 + len(SYN)),
+    ]
+    assert frames[0].ts == exact(1700000000_123456, 10**6)
+
+
+@pytest.mark.parametrize("endian", ["<", ">"])
+def test_pcap_nanoseconds_exact(tmp_path: Path, endian: str) -> None:
+    # 1700000000.123456789 is not a float; we want the nearest one, not sec + ns/1e9's double rounding.
+    recs: List[Record] = [(1700000000, 123456789, SYN, None), (4294967295, 999999999, b"", 0)]
+    frames = list(read_frames(write(tmp_path, pcap(recs, endian=endian, magic=0xA1B23C4D))))
+    assert [f.ts for f in frames] == [exact(1700000000_123456789, 10**9),
+                                      exact(4294967295_999999999, 10**9)]
+    assert frames[1].data == b"" and frames[1].wirelen == 0
+
+
+def test_pcap_linktype_masks_fcs_bits(tmp_path: Path) -> None:
+    # pcap spec: bits 28-31 FCS length, bit 26 "F"; the link type is the low 16 bits.
+    path = write(tmp_path, pcap([(1, 0, SYN, None)], linktype=0x44000001 | 113))
+    assert next(read_frames(path)).linktype == 113 | 1
+
+
+def test_pcap_modified_magic_skips_extra_bytes(tmp_path: Path) -> None:
+    extra = struct.pack("<IHBx", 2, 0x0800, 0)  # ifindex, protocol, pkt_type, pad
+    recs: List[Record] = [(5, 6, SYN, None), (7, 8, SYN_ACK, None)]
+    frames = list(read_frames(write(tmp_path, pcap(recs, magic=0xA1B2CD34, extra=extra))))
+    assert [(f.ts, f.data, f.offset) for f in frames] == [
+        (5.000006, SYN, 24), (7.000008, SYN_ACK, 24 + 24 + len(SYN))]
+
+
+def test_pcap_tolerates_caplen_over_wirelen_and_snaplen(tmp_path: Path) -> None:
+    path = write(tmp_path, pcap([(1, 0, SYN, 20)], snaplen=16))
+    frame = next(read_frames(path))
+    assert (frame.data, frame.wirelen) == (SYN, 20)
+
+
+def test_pcap_cut_frames_keep_wire_length(tmp_path: Path) -> None:
+    path = write(tmp_path, pcap([(1, 0, SYN[:54], 1514)], snaplen=54))
+    assert next(read_frames(path))[3:5] == (SYN[:54], 1514)
+
+
+def test_pcap_without_records_yields_nothing(tmp_path: Path) -> None:
+    assert list(read_frames(write(tmp_path, pcap([])))) == []
+
+
+def test_accepts_pathlib_path(tmp_path: Path) -> None:
+    path = Path(write(tmp_path, pcap([(1, 0, SYN, None)])))
+    assert len(list(read_frames(path))) == 1  # type: ignore[arg-type]
+
+
+# --- pcapng ---------------------------------------------------------------------------------
+
+def test_pcapng_two_interfaces_with_tsresol(tmp_path: Path) -> None:
+    ns = 1700000000_123456789
+    b20 = (1700000000 << 20) + 12345
+    content = (shb() + idb(1, 262144, opt(9, bytes([9])))  # Ethernet, 10^-9 s
+               + idb(113, 0, opt(2, b"any") + opt(9, bytes([0x80 | 20])))  # SLL, 2^-20 s
+               + epb(0, ns, SYN) + epb(1, b20, SYN_ACK[:40], 60))
+    frames = list(read_frames(write(tmp_path, content, "t.pcapng")))
+    epb0 = 28 + 32 + 40  # SHB, IDB with one option, IDB with two
+    assert frames == [
+        RawFrame(1, exact(ns, 10**9), 1, SYN, len(SYN), epb0),
+        RawFrame(2, b20 / 2**20, 113, SYN_ACK[:40], 60, epb0 + 32 + len(pad(SYN))),
+    ]
+
+
+def test_pcapng_default_resolution_and_tsoffset(tmp_path: Path) -> None:
+    # if_tsoffset (code 14) is a signed 64-bit count of seconds added to every timestamp.
+    content = (shb() + idb(1) + idb(1, options=opt(14, struct.pack("<q", 1700000000)))
+               + epb(0, 1700000000_000001, SYN) + epb(1, 250000, SYN))
+    frames = list(read_frames(write(tmp_path, content, "t.pcapng")))
+    assert [f.ts for f in frames] == [1700000000.000001, 1700000000.25]
+
+
+def test_pcapng_epb_options_after_data_are_ignored(tmp_path: Path) -> None:
+    options = opt(2, struct.pack("<I", 1)) + opt(1, b"a comment") + opt(0, b"")
+    content = shb() + idb(1) + epb(0, 5, SYN[:-1], options=options)
+    assert next(read_frames(write(tmp_path, content, "t.pcapng"))).data == SYN[:-1]
+
+
+def test_pcapng_simple_packet_block(tmp_path: Path) -> None:
+    # SPB: interface 0, no timestamp; captured length = wire length cut to the snaplen.
+    content = shb() + idb(101, 40) + idb(1) + spb(len(SYN), SYN[:40]) + spb(10, SYN[:10])
+    frames = list(read_frames(write(tmp_path, content, "t.pcapng")))
+    assert [(f.ts, f.linktype, f.data, f.wirelen) for f in frames] == [
+        (0.0, 101, SYN[:40], len(SYN)), (0.0, 101, SYN[:10], 10)]
+
+
+def test_pcapng_obsolete_packet_block(tmp_path: Path) -> None:
+    content = shb() + idb(1) + idb(0) + obsolete_pb(1, 3_500000, SYN)
+    frame = next(read_frames(write(tmp_path, content, "t.pcapng")))
+    assert (frame.ts, frame.linktype, frame.data) == (3.5, 0, SYN)
+
+
+def test_pcapng_sections_reset_interfaces_and_byte_order(tmp_path: Path) -> None:
+    first = shb("<") + idb(1, e="<") + idb(113, e="<") + epb(1, 1_000000, SYN, e="<")
+    second = shb(">") + idb(101, e=">") + epb(0, 2_000000, SYN_ACK, e=">")
+    frames = list(read_frames(write(tmp_path, first + second, "t.pcapng")))
+    assert [(f.frame, f.ts, f.linktype, f.data) for f in frames] == [
+        (1, 1.0, 113, SYN), (2, 2.0, 101, SYN_ACK)]
+    assert frames[1].offset == len(first) + 28 + 20
+
+
+def test_pcapng_big_endian(tmp_path: Path) -> None:
+    content = shb(">") + idb(1, options=opt(9, bytes([3]), ">"), e=">") + epb(0, 1_500, SYN, e=">")
+    frame = next(read_frames(write(tmp_path, content, "t.pcapng")))
+    assert (frame.ts, frame.data) == (1.5, SYN)
+
+
+def test_pcapng_other_blocks_skipped(tmp_path: Path) -> None:
+    nrb = block(4, struct.pack("<HH4s", 1, 8, bytes([192, 0, 2, 1])) + b"host\0\0\0\0" + b"\0" * 4)
+    isb = block(5, struct.pack("<III", 0, 0, 0))
+    dsb = block(10, struct.pack("<II", 0x544C534B, 4) + b"keys")
+    custom = block(0x40000BAD, struct.pack("<I", 32473) + b"whatever")
+    unknown = block(0x12345678, b"\xff" * 50)
+    content = shb() + nrb + idb(1) + isb + epb(0, 1, SYN) + dsb + custom + unknown + epb(0, 2, SYN_ACK)
+    frames = list(read_frames(write(tmp_path, content, "t.pcapng")))
+    assert [(f.frame, f.data) for f in frames] == [(1, SYN), (2, SYN_ACK)]
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = str(tmp_path / "nope.pcap")
+    frames, err = read_until_error(path)
+    assert str(err) == f"{path}: byte offset 0: No such file or directory"
+    assert (err.path, err.offset, err.reason) == (path, 0, "No such file or directory")
+
+
+def test_error_survives_pickling() -> None:
+    reason = "truncated record header (8 of 16 bytes)"
+    err = pickle.loads(pickle.dumps(CaptureError("x.pcap", 24, reason)))
+    assert (err.path, err.offset, err.reason) == ("x.pcap", 24, reason)
+    assert str(err) == f"x.pcap: byte offset 24: {reason}"
+
+
+def test_directory(tmp_path: Path) -> None:
+    _, err = read_until_error(str(tmp_path))
+    assert str(err) == f"{tmp_path}: byte offset 0: Is a directory"
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", "empty file"),
+    (b"\xd4\xc3", "truncated magic number (2 of 4 bytes)"),
+    (b"GET / HTTP/1.1\r\n", "not a pcap or pcapng file (magic 0x47455420)"),
+    (pcap([])[:10], "truncated global header (10 of 24 bytes)"),
+    (pcap([], endian=">")[:23], "truncated global header (23 of 24 bytes)"),
+])
+def test_file_header_faults(tmp_path: Path, content: bytes, reason: str) -> None:
+    path = write(tmp_path, content)
+    frames, err = read_until_error(path)
+    assert frames == []
+    assert str(err) == f"{path}: byte offset 0: {reason}"
+
+
+def test_truncated_record_header(tmp_path: Path) -> None:
+    content = pcap([(1, 0, SYN, None), (2, 0, SYN_ACK, None)])
+    path = write(tmp_path, content + struct.pack("<II", 3, 0))
+    frames, err = read_until_error(path)
+    assert [f.frame for f in frames] == [1, 2]
+    assert str(err) == f"{path}: byte offset {len(content)}: truncated record header (8 of 16 bytes)"
+
+
+def test_truncated_packet_data(tmp_path: Path) -> None:
+    content = pcap([(1, 0, SYN, None), (2, 0, SYN_ACK, None)])
+    path = write(tmp_path, content[:-10])
+    frames, err = read_until_error(path)
+    assert [f.data for f in frames] == [SYN]
+    n = len(SYN_ACK)
+    assert err.offset == 24 + 16 + len(SYN)
+    assert err.reason == f"truncated packet data ({n - 10} of {n} bytes)"
+
+
+def test_impossible_captured_length(tmp_path: Path) -> None:
+    good = pcap([(1, 0, SYN, None)])
+    path = write(tmp_path, good + struct.pack("<IIII", 2, 0, 0x10000001, 60) + SYN)
+    frames, err = read_until_error(path)
+    assert len(frames) == 1
+    reason = "impossible captured length 268435457 (limit 268435456)"
+    assert str(err) == f"{path}: byte offset {len(good)}: {reason}"
+
+
+def test_captured_length_at_the_limit_is_only_truncated(tmp_path: Path) -> None:
+    path = write(tmp_path, pcap([]) + struct.pack("<IIII", 2, 0, 0x10000000, 60))
+    _, err = read_until_error(path)
+    assert (err.offset, err.reason) == (24, "truncated packet data (0 of 268435456 bytes)")
+
+
+NG_HEAD = shb() + idb(1) + idb(113)  # 28 + 20 + 20 bytes
+NG_FIRST = NG_HEAD + epb(0, 1, SYN)
+
+
+EPB2 = epb(1, 2, SYN_ACK)  # the block after NG_FIRST in most fault cases
+EPB2_LEN = 32 + len(pad(SYN_ACK))
+
+
+def bad_epb_length(blen: int) -> bytes:
+    return struct.pack("<II", 6, blen) + b"\0" * 24
+
+
+@pytest.mark.parametrize("tail, reason", [
+    (b"\x06\0\0\0\x20", "truncated block header (5 of 8 bytes)"),
+    (bad_epb_length(8), "invalid block total length 8 (must be a multiple of 4 and at least 12)"),
+    (bad_epb_length(30), "invalid block total length 30 (must be a multiple of 4 and at least 12)"),
+    (EPB2[:-9], f"truncated block ({EPB2_LEN - 9} of {EPB2_LEN} bytes)"),
+    (block(0x999, b"x" * 40)[:30], "truncated block (30 of 52 bytes)"),  # a skipped block, too
+    (bad_epb_length(0xFFFFFFFC), "truncated block (32 of 4294967292 bytes)"),  # refused before reading
+    (EPB2[:-4] + struct.pack("<I", 96), f"trailing block length 96 does not match {EPB2_LEN}"),
+    (block(5, b"\0" * 12)[:-4] + b"\0\0\0\0", "trailing block length 0 does not match 24"),
+    (epb(2, 2, SYN_ACK), "packet names interface 2, but the section declares 2"),
+    (obsolete_pb(7, 2, SYN_ACK), "packet names interface 7, but the section declares 2"),
+    (block(6, struct.pack("<IIIII", 0, 0, 0, 100, 100) + b"\0" * 64),
+     "captured length 100 runs past the block (64 bytes of packet data)"),
+    (spb(2000, SYN), f"captured length 2000 runs past the block ({len(pad(SYN))} bytes of packet data)"),
+    (block(1, b"\x01\0"), "interface description block too short (16 bytes)"),
+    (idb(1, options=opt(9, b"\x06\x00")), "if_tsresol option of 2 bytes (expected 1)"),
+    (block(1, struct.pack("<HHIHH", 1, 0, 0, 9, 200)), "interface option 9 runs past the block"),
+    (shb()[:10], "truncated section header (10 of 28 bytes)"),
+    (shb()[:8] + b"\x11\x22\x33\x44", "bad byte-order magic 0x11223344 in section header"),
+    (block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 2, 0, -1)), "unsupported pcapng version 2.0"),
+    (struct.pack("<II", 0x0A0D0D0A, 24) + struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1),
+     "invalid section header length 24 (must be a multiple of 4 and at least 28)"),
+])
+def test_pcapng_faults(tmp_path: Path, tail: bytes, reason: str) -> None:
+    path = write(tmp_path, NG_FIRST + tail, "t.pcapng")
+    frames, err = read_until_error(path)
+    assert [(f.frame, f.data) for f in frames] == [(1, SYN)]
+    assert str(err) == f"{path}: byte offset {len(NG_FIRST)}: {reason}"
+
+
+def test_pcapng_new_section_forgets_interfaces(tmp_path: Path) -> None:
+    first = shb() + idb(1) + idb(1) + epb(1, 1, SYN)
+    path = write(tmp_path, first + shb(">") + idb(1, e=">") + epb(1, 1, SYN, e=">"), "t.pcapng")
+    frames, err = read_until_error(path)
+    assert len(frames) == 1
+    assert err.offset == len(first) + 28 + 20
+    assert err.reason == "packet names interface 1, but the section declares 1"
+
+
+def test_pcapng_simple_packet_before_interface(tmp_path: Path) -> None:
+    path = write(tmp_path, shb() + spb(4, b"abcd"), "t.pcapng")
+    _, err = read_until_error(path)
+    assert (err.offset, err.reason) == (28, "simple packet block before any interface")
+
+
+def test_pcapng_truncated_first_section(tmp_path: Path) -> None:
+    path = write(tmp_path, shb()[:20], "t.pcapng")
+    _, err = read_until_error(path)
+    assert (err.offset, err.reason) == (0, "truncated block (20 of 28 bytes)")
+
+
+@pytest.mark.parametrize("pieces", [
+    [pcap([])] + [pcap([r])[24:] for r in [(1, 0, SYN, None), (2, 0, SYN_ACK, 100), (3, 0, b"", None)]],
+    [shb(), idb(1), epb(0, 1, SYN), block(5, b"\0" * 12), spb(58, SYN), shb(">"), idb(1, e=">"),
+     epb(0, 2, SYN_ACK, e=">")],
+], ids=["pcap", "pcapng"])
+def test_cut_anywhere_gives_a_prefix_then_an_error(tmp_path: Path, pieces: List[bytes]) -> None:
+    # A capture cut at any byte (a full disk, a killed tcpdump) yields the whole records
+    # before the cut, then one CaptureError; only a cut between records ends cleanly.
+    content = b"".join(pieces)
+    boundaries = {len(b"".join(pieces[:i])) for i in range(1, len(pieces))}
+    full = list(read_frames(write(tmp_path, content)))
+    for cut in range(1, len(content)):
+        path = write(tmp_path, content[:cut])
+        frames: List[RawFrame] = []
+        try:
+            for frame in read_frames(path):
+                frames.append(frame)
+        except CaptureError as err:
+            assert err.offset < cut and cut not in boundaries
+        else:
+            assert cut in boundaries
+        assert frames == full[:len(frames)]
+
+
+def test_error_is_one_line_and_frames_stream_before_it(tmp_path: Path) -> None:
+    # The reader is lazy: the first frame comes out before the fault further on is read.
+    path = write(tmp_path, pcap([(1, 0, SYN, None)]) + b"\0" * 3)
+    it = read_frames(path)
+    assert next(it).frame == 1
+    with pytest.raises(CaptureError) as info:
+        next(it)
+    assert "\n" not in str(info.value)
+
+
+# --- PcapWriter -----------------------------------------------------------------------------
+
+def test_writer_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "w.pcap"
+    with PcapWriter(str(path), linktype=1) as w:
+        w.write(1700000000.123456, SYN)
+        w.write(1700000000.5, SYN_ACK[:40], wirelen=len(SYN_ACK))
+        w.write(1.9999996, b"", flush=True)  # rounds up into the next second
+    assert path.read_bytes()[:24] == struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)
+    frames = list(read_frames(str(path)))
+    assert [(f.frame, f.ts, f.linktype, f.data, f.wirelen) for f in frames] == [
+        (1, 1700000000.123456, 1, SYN, len(SYN)),
+        (2, 1700000000.5, 1, SYN_ACK[:40], len(SYN_ACK)),
+        (3, 2.0, 1, b"", 0),
+    ]
+
+
+def test_writer_cuts_to_snaplen(tmp_path: Path) -> None:
+    path = str(tmp_path / "w.pcap")
+    with PcapWriter(path, linktype=113, snaplen=20) as w:
+        w.write(3.0, SYN)
+    frame = next(read_frames(path))
+    assert (frame.linktype, frame.data, frame.wirelen) == (113, SYN[:20], len(SYN))
+
+
+def test_writer_to_file_object_leaves_it_open() -> None:
+    buf = io.BytesIO()
+    w = PcapWriter(buf, linktype=1)
+    w.write(1.0, SYN)
+    w.close()
+    w.close()  # idempotent
+    assert not buf.closed
+    assert buf.getvalue() == pcap([(1, 0, SYN, None)], snaplen=262144)
+
+
+def test_writer_file_is_valid_at_every_point(tmp_path: Path) -> None:
+    path = str(tmp_path / "w.pcap")
+    w = PcapWriter(path, linktype=1)
+    assert list(read_frames(path)) == []  # the header is on disk before any record
+    w.write(1.0, SYN, flush=True)
+    w.write(2.0, SYN_ACK, flush=True)
+    assert [f.data for f in read_frames(path)] == [SYN, SYN_ACK]
+    w.close()
+    # A writer killed mid-record leaves every earlier record readable.
+    Path(path).write_bytes(Path(path).read_bytes()[:-5])
+    frames, err = read_until_error(path)
+    assert [f.data for f in frames] == [SYN]
+    assert err.reason.startswith("truncated packet data")
+
+
+@pytest.mark.parametrize("ts, data, wirelen", [(-1.0, SYN, None), (2.0**32, SYN, None), (1.0, SYN, 10)])
+def test_writer_refuses_what_pcap_cannot_hold(tmp_path: Path, ts: float, data: bytes,
+                                              wirelen: Optional[int]) -> None:
+    with PcapWriter(str(tmp_path / "w.pcap"), linktype=1) as w:
+        with pytest.raises(ValueError):
+            w.write(ts, data, wirelen)
+
+
+def test_writer_output_read_by_scapy(tmp_path: Path) -> None:
+    from scapy.layers.inet import TCP  # registers Ethernet and IP for rdpcap's dissection
+    from scapy.utils import rdpcap
+
+    path = str(tmp_path / "w.pcap")
+    with PcapWriter(path, linktype=1) as w:
+        w.write(1700000000.000001, SYN)
+        w.write(1700000000.25, SYN_ACK, wirelen=1000)
+    packets = rdpcap(path)
+    assert [bytes(p) for p in packets] == [SYN, SYN_ACK]
+    assert [float(p.time) for p in packets] == [1700000000.000001, 1700000000.25]
+    assert [p.wirelen for p in packets] == [len(SYN), 1000]
+    assert packets[0][TCP].flags == "S" and packets[1][TCP].flags == "SA"
+
+
+@pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump not installed")
+def test_writer_output_read_by_tcpdump(tmp_path: Path) -> None:
+    path = str(tmp_path / "w.pcap")
+    with PcapWriter(path, linktype=1) as w:
+        w.write(1700000000.000001, SYN)
+        w.write(1700000000.25, SYN_ACK)
+    out = subprocess.run(["tcpdump", "-nn", "-tt", "-r", path],
+                         capture_output=True, text=True, check=True)
+    lines = out.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["1700000000.000001", "1700000000.250000"]
+    assert "Flags [S]" in lines[0] and "Flags [S.]" in lines[1]
+    assert "truncated" not in out.stderr
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+def test_writer_output_read_by_tshark(tmp_path: Path) -> None:
+    path = str(tmp_path / "w.pcap")
+    with PcapWriter(path, linktype=1) as w:
+        w.write(1700000000.000001, SYN)
+        w.write(1700000000.25, SYN_ACK[:54], wirelen=len(SYN_ACK))
+    out = subprocess.run(["tshark", "-r", path, "-T", "fields", "-e", "frame.time_epoch",
+                          "-e", "frame.len", "-e", "frame.cap_len", "-e", "tcp.flags.syn"],
+                         capture_output=True, text=True, check=True)
+    rows = [line.split("\t") for line in out.stdout.splitlines()]
+    assert [[Fraction(r[0]), int(r[1]), int(r[2])] for r in rows] == [
+        [Fraction("1700000000.000001"), len(SYN), len(SYN)],
+        [Fraction("1700000000.25"), len(SYN_ACK), 54],
+    ]
+
+
+# --- conformance traces, against scapy's raw readers -----------------------------------------
+
+TRACES: List[Optional[Path]] = [*sorted(CONFORMANCE.iterdir())] if CONFORMANCE.is_dir() else []
+
+
+@pytest.mark.parametrize("trace", TRACES or [None], ids=[t.name for t in TRACES if t] or ["absent"])
+def test_conformance_trace_matches_scapy(trace: Optional[Path]) -> None:
+    if trace is None:
+        pytest.skip(f"conformance traces not found at {CONFORMANCE}")
+    from scapy.utils import RawPcapNgReader, RawPcapReader
+
+    ours = list(read_frames(str(trace)))
+    theirs: List[Tuple[Fraction, int, bytes, int]] = []  # exact timestamps
+    is_ng = trace.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"
+    with (RawPcapNgReader if is_ng else RawPcapReader)(str(trace)) as reader:
+        meta: Any  # scapy types both readers' metadata as the pcap one (its own TODO)
+        for data, meta in reader:
+            if is_ng:
+                ts = Fraction((meta.tshigh << 32) | meta.tslow, meta.tsresol)
+                theirs.append((ts, meta.linktype, data, meta.wirelen))
+            else:
+                ts = Fraction(meta.sec) + Fraction(meta.usec, 10**9 if reader.nano else 10**6)
+                theirs.append((ts, reader.linktype & 0xFFFF, data, meta.wirelen))
+    assert len(ours) == len(theirs) > 0
+    for frame, (ts, linktype, data, wirelen) in zip(ours, theirs):
+        assert abs(Fraction(frame.ts) - ts) < Fraction(1, 10**6), frame.frame
+        assert (frame.linktype, frame.data, frame.wirelen) == (linktype, data, wirelen), frame.frame
+    assert [f.frame for f in ours] == list(range(1, len(ours) + 1))
+    assert all(a.offset < b.offset for a, b in zip(ours, ours[1:]))
