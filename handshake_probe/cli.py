@@ -75,7 +75,7 @@ def _analyze(args: argparse.Namespace) -> ExitStatus:
         else:
             write_records([flow_record(flow)], args.format, out)
     else:
-        write_records([flow_record(f) for f in analysis.flows], args.format, out)
+        write_records((flow_record(f) for f in analysis.flows), args.format, out)
         if args.format == "table":
             out.write("\n" + summary_line(analysis) + "\n")
     if analysis.error:

@@ -102,12 +102,13 @@ def flow_detail(flow: Flow) -> str:
     return "\n".join(lines)
 
 
-def write_records(records: List[Dict[str, Any]], fmt: str, out: TextIO) -> None:
+def write_records(records: Iterable[Dict[str, Any]], fmt: str, out: TextIO) -> None:
+    """Write records as they come (a generator keeps only one record in memory for jsonl and csv)."""
     if fmt == "jsonl":
         for rec in records:
             out.write(json.dumps(rec, separators=(",", ":")) + "\n")
     elif fmt == "json":
-        json.dump(records, out, indent=2)
+        json.dump(list(records), out, indent=2)
         out.write("\n")
     elif fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")

@@ -22,7 +22,7 @@ import socket
 from struct import Struct
 from typing import Dict, Final, Tuple, Union
 
-from handshake_probe.core.segment import NO_OPTIONS, Flags, Segment, TcpOptions
+from handshake_probe.core.segment import NO_OPTIONS, Segment, TcpOptions
 
 __all__ = ["DecodeError", "NOT_TCP", "FRAGMENT", "TRUNCATED", "UNKNOWN_LINK", "decode"]
 
@@ -103,8 +103,6 @@ _FAST_MIN: Final = 14 + 20 + 20  # the whole fixed TCP header must be captured f
 _TS: Final = Struct("!II")
 _SACK: Final = {n: Struct(f"!{2 * n}I") for n in range(1, 5)}  # 40 option bytes hold at most 4 blocks
 
-# All 512 flag combinations as `Flags` members, built once: Flags(x) costs a microsecond per call.
-_FLAGS: Final = tuple(Flags(bits) for bits in range(512))
 
 # Address text by raw bytes: the same few addresses repeat on every segment of a flow, and
 # inet_ntop is the slowest step of a decode. Cleared when full so that a scan cannot grow it.
@@ -155,7 +153,7 @@ def decode(data: bytes, linktype: int, ts: float, frame: int, wirelen: int | Non
             if options is not None:
                 return Segment(ts, frame, _ADDR_CACHE.get(src) or _addr(src), sport,
                                _ADDR_CACHE.get(dst) or _addr(dst), dport, seq, ack,
-                               _FLAGS[((offb & 1) << 8) | flagb], win, tot - 20 - thl, options, 4)
+                               ((offb & 1) << 8) | flagb, win, tot - 20 - thl, options, 4)
     return _decode_general(data, n, linktype, ts, frame, wirelen)
 
 
@@ -351,7 +349,7 @@ def _tcp(data: bytes, n: int, off: int, ip_payload: int, cut: bool, first_fragme
         end = n  # snaplen cut into the options: read what was captured
     options = _options(data, off + 20, end) if thl > 20 else NO_OPTIONS
     # NS is the low bit of byte 12 (RFC 3540 §9), the other eight flags are byte 13 (RFC 9293 §3.1).
-    return Segment(ts, frame, src, sport, dst, dport, seq, ack, _FLAGS[((offb & 1) << 8) | flagb],
+    return Segment(ts, frame, src, sport, dst, dport, seq, ack, ((offb & 1) << 8) | flagb,
                    win, ip_payload - thl, options, version)
 
 
