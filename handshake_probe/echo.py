@@ -26,7 +26,7 @@ import threading
 from types import TracebackType
 from typing import Callable, Literal, Optional
 
-__all__ = ["EchoServer", "Mode", "END_REASONS"]
+__all__ = ["EchoServer", "Mode", "END_REASONS", "format_peer"]
 
 Mode = Literal["upper", "echo"]
 
@@ -148,6 +148,8 @@ class EchoServer:
         return self._address
 
     def __enter__(self) -> tuple[str, int]:
+        if self._serving is not None:
+            raise RuntimeError("EchoServer is already serving")
         address = self.bind()
         thread = threading.Thread(target=self._serve, name=f"echo-accept-{address[1]}",
                                   daemon=True)
@@ -164,6 +166,8 @@ class EchoServer:
 
     def serve_forever(self) -> None:
         """Serve in the calling thread until :meth:`shutdown` is called from another one."""
+        if self._serving is not None:
+            raise RuntimeError("EchoServer is already serving")
         self.bind()
         with self._lock:
             self._stopped.clear()
@@ -289,10 +293,10 @@ class EchoServer:
 
     def _handle(self, conn: socket.socket, peer: tuple[object, ...]) -> None:
         who = format_peer(peer)
-        self._log(f"connect {who}")
         reason = CLOSED_BY_PEER
         selector = selectors.DefaultSelector()
         try:
+            self._log(f"connect {who}")  # inside try: a failing log callback still cleans up
             # A global socket.setdefaulttimeout() would leak into accepted sockets; the loop
             # does its own idle timing with select, and sendall must be allowed to block.
             conn.settimeout(None)

@@ -55,7 +55,7 @@ def summary_line(analysis: Analysis) -> str:
         text += "; skipped " + ", ".join(f"{n} {why}" for why, n in sorted(analysis.skipped.items()))
     violations = sum(f.violation_count for f in analysis.flows)
     if violations:
-        text += f"; {violations} segments fit no RFC 9293 transition (see --flow N)"
+        text += f"; {violations} violations (segments that fit no RFC 9293 transition; see --flow N)"
     return text
 
 

@@ -1,0 +1,120 @@
+"""Recorded and crafted captures in captures/: the endpoint paths RFC 9293 predicts, and the golden results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import pytest
+
+from handshake_probe.analysis import analyze_file
+from handshake_probe.core.record import flow_record
+from scripts.update_goldens import golden
+
+CAPTURES = Path(__file__).resolve().parents[1] / "captures"
+PCAPS = sorted(CAPTURES.glob("*.pcap"))
+
+C_ACTIVE_CLOSE = ["CLOSED", "SYN-SENT", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT"]
+S_PASSIVE_CLOSE = ["LISTEN", "SYN-RECEIVED", "ESTABLISHED", "CLOSE-WAIT", "LAST-ACK", "CLOSED"]
+C_PASSIVE_CLOSE = ["CLOSED", "SYN-SENT", "ESTABLISHED", "CLOSE-WAIT", "LAST-ACK", "CLOSED"]
+S_ACTIVE_CLOSE = ["LISTEN", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT"]
+
+# What RFC 9293 predicts for each capture (restated from captures/README.md, not from the golden files):
+# (client path, server path, close) of flow 1.
+PREDICTED: Dict[str, Tuple[List[str], List[str], str]] = {
+    "echo-client-close": (C_ACTIVE_CLOSE, S_PASSIVE_CLOSE, "fin"),
+    "echo-ipv6": (C_ACTIVE_CLOSE, S_PASSIVE_CLOSE, "fin"),
+    "echo-half-close": (C_ACTIVE_CLOSE, S_PASSIVE_CLOSE, "fin"),
+    "echo-server-close": (C_PASSIVE_CLOSE, S_ACTIVE_CLOSE, "fin"),
+    "echo-rst-abort": (["CLOSED", "SYN-SENT", "ESTABLISHED", "CLOSED"],
+                       ["LISTEN", "SYN-RECEIVED", "ESTABLISHED", "CLOSED"], "client-rst"),
+    "closed-port": (["CLOSED", "SYN-SENT", "CLOSED"], ["CLOSED"], "rejected"),
+    "syn-no-answer": (["CLOSED", "SYN-SENT"], ["UNKNOWN"], "none"),
+    "echo-port-reuse-3000": (C_ACTIVE_CLOSE + ["CLOSED"], S_PASSIVE_CLOSE, "fin"),
+    "simultaneous-open": (["CLOSED", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2",
+                           "TIME-WAIT"],
+                          ["CLOSED", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "CLOSE-WAIT", "LAST-ACK",
+                           "CLOSED"], "fin"),
+    "simultaneous-close": (["CLOSED", "SYN-SENT", "ESTABLISHED", "FIN-WAIT-1", "CLOSING", "TIME-WAIT"],
+                           ["LISTEN", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1", "CLOSING", "TIME-WAIT"],
+                           "fin"),
+    "rst-in-syn-received": (["CLOSED", "SYN-SENT", "ESTABLISHED", "CLOSED"],
+                            ["LISTEN", "SYN-RECEIVED", "LISTEN"], "client-rst"),
+    "mid-stream": (["UNKNOWN", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT"],
+                   ["UNKNOWN", "CLOSE-WAIT", "LAST-ACK", "CLOSED"], "fin"),
+    "rst-out-of-window": (["CLOSED", "SYN-SENT", "ESTABLISHED", "CLOSED"],
+                          ["LISTEN", "SYN-RECEIVED", "ESTABLISHED", "CLOSED"], "client-rst"),
+}
+
+
+def test_every_capture_is_predicted_and_documented():
+    names = {p.stem for p in PCAPS}
+    assert names == set(PREDICTED)
+    readme = (CAPTURES / "README.md").read_text()
+    for name in names:
+        assert f"{name}.pcap" in readme
+        assert (CAPTURES / f"{name}.expected.json").is_file()
+
+
+@pytest.mark.parametrize("pcap", PCAPS, ids=[p.stem for p in PCAPS])
+def test_capture_follows_rfc_prediction(pcap: Path):
+    analysis = analyze_file(str(pcap))
+    assert analysis.error is None and not analysis.damaged
+    first = flow_record(analysis.flows[0])
+    client, server, close = PREDICTED[pcap.stem]
+    assert first["client_states"] == client
+    assert first["server_states"] == server
+    assert first["close"] == close
+
+
+@pytest.mark.parametrize("pcap", PCAPS, ids=[p.stem for p in PCAPS])
+def test_capture_matches_golden(pcap: Path):
+    expected = json.loads(pcap.with_suffix(".expected.json").read_text())
+    assert golden(pcap) == expected
+
+
+def test_echo_session_seq_ack_arithmetic():
+    analysis = analyze_file(str(CAPTURES / "echo-client-close.pcap"), keep_rows=lambda n: True)
+    rows = analysis.flows[0].rows
+    syn, synack, ack = (r.seg for r in rows[:3])
+    assert synack.ack == (syn.seq + 1) % 2**32          # ack = x + 1
+    assert ack.seq == (syn.seq + 1) % 2**32 and ack.ack == (synack.seq + 1) % 2**32   # seq x+1, ack y+1
+    data_in, data_out = rows[3].seg, rows[5].seg
+    assert data_in.payload_len == data_out.payload_len == 6   # "python" -> "PYTHON"
+
+
+def test_half_close_server_sends_data_in_close_wait():
+    analysis = analyze_file(str(CAPTURES / "echo-half-close.pcap"), keep_rows=lambda n: True)
+    rows = analysis.flows[0].rows
+    fin = next(i for i, r in enumerate(rows) if r.seg.flags & 1 and r.from_client)
+    data_after = [r for r in rows[fin + 1:] if not r.from_client and r.seg.payload_len]
+    assert data_after and all(r.server_state.value == "CLOSE-WAIT" for r in data_after)
+    assert all(r.client_state.value == "FIN-WAIT-2" for r in data_after)
+    assert analysis.flows[0].violations == []
+
+
+def test_syn_retransmissions_are_one_flow():
+    analysis = analyze_file(str(CAPTURES / "syn-no-answer.pcap"))
+    assert len(analysis.flows) == 1
+    rec = flow_record(analysis.flows[0])
+    assert rec["handshake"]["syn_count"] == rec["packets"] >= 2 and rec["handshake"]["status"] == "partial"
+
+
+def test_out_of_window_rst_changed_nothing():
+    analysis = analyze_file(str(CAPTURES / "rst-out-of-window.pcap"), keep_rows=lambda n: True)
+    flow = analysis.flows[0]
+    assert flow.violation_count == 1 and "outside the receive window" in flow.violations[0].reason
+    bad = next(r for r in flow.rows if r.notes)
+    assert (bad.client_state.value, bad.server_state.value) == ("ESTABLISHED", "ESTABLISHED")
+    assert bad.seg.frame < flow.rows[-1].seg.frame    # the connection went on after it
+
+
+def test_port_reuse_3000_connections_are_3000_flows():
+    analysis = analyze_file(str(CAPTURES / "echo-port-reuse-3000.pcap"))
+    records = [flow_record(f) for f in analysis.flows]
+    assert len(records) == 3000
+    assert len({(r["client"], r["server"]) for r in records}) < 3000      # 4-tuples repeat
+    assert all(r["handshake"]["complete"] and r["close"] == "fin" and r["packets"] == 10 for r in records)
+    reused = [r for r in records if r["transitions"][-1]["cause"] == "new SYN on the 4-tuple"]
+    assert len(reused) == 3000 - len({(r["client"], r["server"]) for r in records})
