@@ -118,3 +118,13 @@ def test_port_reuse_3000_connections_are_3000_flows():
     assert all(r["handshake"]["complete"] and r["close"] == "fin" and r["packets"] == 10 for r in records)
     reused = [r for r in records if r["transitions"][-1]["cause"] == "new SYN on the 4-tuple"]
     assert len(reused) == 3000 - len({(r["client"], r["server"]) for r in records})
+
+
+def test_rows_show_the_server_state_settled_by_its_answer():
+    # The server's LISTEN -> SYN-RECEIVED is known only from its SYN-ACK (frame 2), but happened at frame 1.
+    analysis = analyze_file(str(CAPTURES / "echo-client-close.pcap"), keep_rows=lambda n: True)
+    r1, r2 = analysis.flows[0].rows[:2]
+    assert r1.server_state.value == "SYN-RECEIVED"
+    assert [(t.endpoint, t.to_state.value) for t in r1.transitions] == [("client", "SYN-SENT"),
+                                                                         ("server", "SYN-RECEIVED")]
+    assert [(t.endpoint, t.to_state.value) for t in r2.transitions] == [("client", "ESTABLISHED")]

@@ -203,8 +203,8 @@ class Flow:
         if flags & FIN and not flags & RST:
             self.fins[sender.role] = True
         if self.rows is not None:
-            self.rows.append(SegmentRow(seg, from_client, self.client.state, self.server.state,
-                                        self.transitions[n_before:], notes))
+            mine = [t for t in self.transitions[n_before:] if t.frame == seg.frame]   # not re-dated ones
+            self.rows.append(SegmentRow(seg, from_client, self.client.state, self.server.state, mine, notes))
 
     def _uncross_fins(self, ep: Endpoint) -> None:
         """Simultaneous close seen from the wire (RFC 9293 §3.6 figure 13): `ep` sends a FIN that does not
@@ -217,15 +217,23 @@ class Flow:
                     del self.transitions[i]
                     ep.path.pop()
                     ep.state = t.from_state
-                    for row in self.rows or ():
-                        if row.seg.frame >= t.frame and t in row.transitions:
-                            row.transitions.remove(t)
-                        if row.seg.frame >= t.frame:
-                            if ep is self.client:
-                                row.client_state = t.from_state
-                            else:
-                                row.server_state = t.from_state
+                    self._restate_rows(ep, t.frame or 0, t.from_state, drop=t)
                 return
+
+    def _restate_rows(self, ep: Endpoint, from_frame: int, state: State,
+                      drop: Optional[Transition] = None, add: Optional[Transition] = None) -> None:
+        """Later evidence changed what `ep` was from `from_frame` on: rewrite the kept rows to match."""
+        for row in self.rows or ():
+            if row.seg.frame < from_frame:
+                continue
+            if drop is not None and drop in row.transitions:
+                row.transitions.remove(drop)
+            if add is not None and row.seg.frame == add.frame:
+                row.transitions.append(add)
+            if ep is self.client:
+                row.client_state = state
+            else:
+                row.server_state = state
 
     def _settle_server(self, flags: int) -> None:
         """The server's first segment tells what it was when the client's SYN reached it."""
@@ -233,17 +241,22 @@ class Flow:
         assert syn is not None
         self._pending_syn = None
         if flags & SYN and flags & ACK:
-            self.server.set_initial(State.LISTEN)            # passive OPEN (RFC 9293 §3.10.7.2)
+            self._settle_initial(State.LISTEN, syn)          # passive OPEN (RFC 9293 §3.10.7.2)
             self.server.passive = True
             self._apply(syn, self.server, Cue.RCV_SYN)
+            self._restate_rows(self.server, syn.frame, self.server.state, add=self.transitions[-1])
         elif flags & RST:
-            self.server.set_initial(State.CLOSED)            # nobody listening (RFC 9293 §3.10.7.1)
+            self._settle_initial(State.CLOSED, syn)          # nobody listening (RFC 9293 §3.10.7.1)
             self._apply(syn, self.server, Cue.RCV_SYN)
         elif flags & SYN:
             # Simultaneous open: its own SYN left before ours arrived; the receipt is applied after its send.
-            self.server.set_initial(State.CLOSED)
+            self._settle_initial(State.CLOSED, syn)
             self._pending_syn = syn
         # anything else: the server stays UNKNOWN (it answered without a handshake we can explain)
+
+    def _settle_initial(self, state: State, syn: Segment) -> None:
+        self.server.set_initial(state)
+        self._restate_rows(self.server, 0, state)
 
     def _note_handshake(self, seg: Segment, from_client: bool, sender: Endpoint, receiver: Endpoint) -> None:
         flags, hs = seg.flags, self.handshake

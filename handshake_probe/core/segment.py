@@ -23,8 +23,9 @@ class Flags(IntFlag):
 # tcpdump's letters, in tcpdump's order; "." stands for ACK and comes last.
 _TCPDUMP_LETTERS = ((Flags.SYN, "S"), (Flags.FIN, "F"), (Flags.PSH, "P"), (Flags.RST, "R"),
                     (Flags.URG, "U"), (Flags.ECE, "E"), (Flags.CWR, "W"), (Flags.NS, "N"))
-_NAME_ORDER = (Flags.NS, Flags.CWR, Flags.ECE, Flags.URG, Flags.ACK, Flags.PSH, Flags.RST,
-               Flags.SYN, Flags.FIN)
+# Names in the order people say them: SYN|ACK, PSH|ACK, FIN|ACK, RST|ACK.
+_NAME_ORDER = (Flags.SYN, Flags.FIN, Flags.RST, Flags.PSH, Flags.ACK, Flags.URG, Flags.ECE, Flags.CWR,
+               Flags.NS)
 
 
 def tcpdump_flags(flags: int) -> str:
@@ -36,7 +37,7 @@ def tcpdump_flags(flags: int) -> str:
 
 
 def flag_names(flags: int) -> str:
-    """Flags by name in Wireshark's bit order, e.g. `ACK|PSH` or `SYN`."""
+    """Flags by name, e.g. `SYN|ACK`, `PSH|ACK`, `SYN`."""
     names = [bit.name for bit in _NAME_ORDER if flags & bit]
     return "|".join(n for n in names if n) or "none"
 
