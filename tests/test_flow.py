@@ -314,3 +314,44 @@ def test_segment_sent_after_rst_names_the_crossing():
     t.c("RA")
     t.s("FA")               # the server's FIN crossed the client's RST
     assert "crossed on the wire" in t.flows[0].violations[0].reason
+
+
+# ---------------------------------------------------------------- any segment sequence: never raises
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from handshake_probe.core.flows import FlowTable  # noqa: E402
+from handshake_probe.core.segment import Segment, TcpOptions  # noqa: E402
+
+_segment = st.tuples(st.booleans(), st.integers(0, 511), st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1),
+                     st.sampled_from([0, 1, 5, 1460]), st.sampled_from([0, 1, 65535]),
+                     st.sampled_from([None, 0, 7, 14, 255]), st.sampled_from([0.0, 0.001, 1.0, 120.0]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_segment, min_size=1, max_size=30), st.sampled_from([0.001, 30.0]))
+def test_any_segment_sequence_is_recorded_never_raised(specs, msl):
+    table = FlowTable(msl=msl, keep_rows=lambda n: True)
+    a, b, ts = ("10.0.0.1", 1000), ("10.0.0.2", 80), 0.0
+    for i, (fwd, flags, seq, ack, length, win, ws, dt) in enumerate(specs):
+        (src, dst), ts = ((a, b) if fwd else (b, a)), ts + dt
+        table.add(Segment(ts, i + 1, src[0], src[1], dst[0], dst[1], seq, ack, flags, win, length,
+                          TcpOptions(wscale=ws), 4))
+    flows = table.finish()
+    assert sum(f.packets for f in flows) == len(specs)
+    for flow in flows:
+        rec = flow_record(flow)
+        for role in ("client", "server"):
+            # the path is exactly the initial state followed by this endpoint's transitions, chained
+            moves = [t for t in rec["transitions"] if t["endpoint"] == role]
+            assert rec[f"{role}_states"][1:] == [t["to"] for t in moves]
+            assert all(m["from"] == p for m, p in zip(moves, rec[f"{role}_states"]))
+
+
+def test_on_transition_reports_each_transition_as_it_happens():
+    seen = []
+    t = Talk()
+    t.table = FlowTable(on_transition=lambda flow, tr: seen.append((flow.number, tr.endpoint, tr.to_state.value)))
+    t.handshake()
+    assert seen == [(1, "client", "SYN-SENT"), (1, "server", "SYN-RECEIVED"), (1, "client", "ESTABLISHED"),
+                    (1, "server", "ESTABLISHED")]

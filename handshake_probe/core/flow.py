@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from handshake_probe.core.endpoint import Endpoint, seq_in_window
 from handshake_probe.core.segment import Flags, Segment
@@ -79,10 +79,12 @@ class Flow:
 
     __slots__ = ("number", "key", "client", "server", "direction", "first_ts", "last_ts", "packets",
                  "transitions", "violations", "violation_count", "handshake", "rst_by", "fins",
-                 "rejected", "rows", "msl", "_pending_syn")
+                 "rejected", "rows", "msl", "_pending_syn", "on_transition")
 
-    def __init__(self, number: int, seg: Segment, msl: float, keep_rows: bool) -> None:
+    def __init__(self, number: int, seg: Segment, msl: float, keep_rows: bool,
+                 on_transition: Optional[Callable[["Flow", Transition], None]] = None) -> None:
         self.number = number
+        self.on_transition = on_transition   # live views print transitions as they happen
         self.key = flow_key(seg)
         flags = seg.flags
         if flags & SYN and not flags & ACK:
@@ -334,9 +336,12 @@ class Flow:
             self._move(ep, new, cue, seg.ts, seg.frame)
 
     def _move(self, ep: Endpoint, new: State, cue: Cue, ts: float, frame: Optional[int]) -> None:
-        self.transitions.append(Transition(ts, frame, ep.role, ep.state, new, cue))
+        transition = Transition(ts, frame, ep.role, ep.state, new, cue)
+        self.transitions.append(transition)
         ep.state = new
         ep.path.append(new)
+        if self.on_transition is not None:
+            self.on_transition(self, transition)
 
     def _violate(self, seg: Segment, ep: Endpoint, cue: str, reason: str) -> None:
         self.violation_count += 1

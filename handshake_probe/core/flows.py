@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
-from handshake_probe.core.flow import ACK, SYN, Flow, flow_key
+from handshake_probe.core.flow import ACK, SYN, Flow, Transition, flow_key
 from handshake_probe.core.segment import Segment
 
 # Linux keeps a socket in TIME-WAIT for 60 s (TCP_TIMEWAIT_LEN), i.e. an effective MSL of 30 s;
@@ -16,12 +16,15 @@ class FlowTable:
     """Feeds segments to flows. A SYN on a 4-tuple whose connection has ended starts a new flow.
 
     `keep_rows(number)` says for which flows to keep every segment with the states after it (for
-    `--flow N`); all other flows keep only their summary, so memory grows with flows, not packets."""
+    `--flow N`); all other flows keep only their summary, so memory grows with flows, not packets.
+    `on_transition(flow, transition)` is called as each transition happens (for live capture)."""
 
     def __init__(self, msl: float = DEFAULT_MSL,
-                 keep_rows: Optional[Callable[[int], bool]] = None) -> None:
+                 keep_rows: Optional[Callable[[int], bool]] = None,
+                 on_transition: Optional[Callable[[Flow, Transition], None]] = None) -> None:
         self.msl = msl
         self._keep_rows = keep_rows
+        self._on_transition = on_transition   # called for every transition as it happens (live views)
         self._open: Dict[Tuple[str, int, str, int], Flow] = {}
         self.flows: List[Flow] = []
         self.last_ts: Optional[float] = None
@@ -35,7 +38,7 @@ class FlowTable:
                 flow.retire(seg.ts)
             number = len(self.flows) + 1
             keep = self._keep_rows is not None and self._keep_rows(number)
-            flow = Flow(number, seg, self.msl, keep)
+            flow = Flow(number, seg, self.msl, keep, self._on_transition)
             self.flows.append(flow)
             self._open[key] = flow
         flow.add(seg)
