@@ -1,0 +1,78 @@
+"""`handshake-probe serve`: the socket lesson's echo server, done right (see handshake_probe/echo.py)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Optional, Tuple
+
+from handshake_probe.echo import EchoServer
+from handshake_probe.exitcodes import ExitStatus
+
+
+def keepalive_triple(text: str) -> Tuple[int, int, int]:
+    try:
+        idle, interval, count = (int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected IDLE,INTERVAL,COUNT (three integers), not {text!r}")
+    if min(idle, interval, count) < 1:
+        raise argparse.ArgumentTypeError("IDLE, INTERVAL and COUNT must all be >= 1")
+    return idle, interval, count
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, not {text}")
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; ::1 for IPv6)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one and prints it)")
+    p.add_argument("--backlog", type=int, default=16, help="listen backlog (default 16)")
+    p.add_argument("--mode", choices=("upper", "echo"), default="upper",
+                   help="upper: reply with the data uppercased (the lesson's default); echo: unchanged")
+    p.add_argument("--max-clients", type=int, metavar="N",
+                   help="serve at most N clients at once; others wait in the listen backlog")
+    p.add_argument("--idle-timeout", type=positive_float, metavar="S",
+                   help="close a connection first when its client has been silent S seconds")
+    p.add_argument("--keepalive", type=keepalive_triple, metavar="IDLE,INTERVAL,COUNT",
+                   help="TCP keepalive per connection (TCP_KEEPIDLE,TCP_KEEPINTVL,TCP_KEEPCNT in seconds/probes); "
+                        "the kernel default is 7200,75,9: small values show keepalive probes within seconds")
+
+
+def run(args: argparse.Namespace) -> int:
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        server = EchoServer(host=args.host, port=args.port, backlog=args.backlog, mode=args.mode,
+                            idle_timeout=args.idle_timeout, max_clients=args.max_clients,
+                            keepalive=args.keepalive, log=log)
+        host, port = server.bind()
+    except (OSError, ValueError) as err:
+        print(f"handshake-probe: error: cannot serve on {args.host}:{args.port}: {err}", file=sys.stderr)
+        return ExitStatus.UNAVAILABLE if isinstance(err, OSError) else ExitStatus.BAD_INPUT
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    print(f"listening on {shown} (mode {args.mode}, backlog {args.backlog}); Ctrl-C stops", flush=True)
+
+    stopped = threading.Event()
+
+    def stop(signum: int, frame: Optional[FrameType]) -> None:
+        # shutdown() waits for the accept loop, which runs in this very thread: signal it from elsewhere.
+        stopped.set()
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.serve_forever()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.shutdown()
+    print("server stopped", flush=True)
+    return ExitStatus.OK
