@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from handshake_probe.core.endpoint import Endpoint, seq_in_window
+from handshake_probe.core.observe import FlowObserver
 from handshake_probe.core.segment import Flags, Segment
 from handshake_probe.core.states import END_STATES, Cue, State, next_state
 
@@ -79,11 +80,14 @@ class Flow:
 
     __slots__ = ("number", "key", "client", "server", "direction", "first_ts", "last_ts", "packets",
                  "transitions", "violations", "violation_count", "handshake", "rst_by", "fins",
-                 "rejected", "rows", "msl", "_pending_syn", "on_transition")
+                 "rejected", "rows", "msl", "_pending_syn", "on_transition", "observers", "reused_port")
 
     def __init__(self, number: int, seg: Segment, msl: float, keep_rows: bool,
-                 on_transition: Optional[Callable[["Flow", Transition], None]] = None) -> None:
+                 on_transition: Optional[Callable[["Flow", Transition], None]] = None,
+                 observers: Sequence[FlowObserver] = (), reused_port: bool = False) -> None:
         self.number = number
+        self.observers = tuple(observers)
+        self.reused_port = reused_port       # the 4-tuple carried an earlier flow in this capture
         self.on_transition = on_transition   # live views print transitions as they happen
         self.key = flow_key(seg)
         flags = seg.flags
@@ -204,6 +208,10 @@ class Flow:
                     self.rst_by = sender.role
         if flags & FIN and not flags & RST:
             self.fins[sender.role] = True
+        for observer in self.observers:
+            said = observer.on_segment(self, seg, from_client)
+            if said:
+                notes.extend(said)
         if self.rows is not None:
             mine = [t for t in self.transitions[n_before:] if t.frame == seg.frame]   # not re-dated ones
             self.rows.append(SegmentRow(seg, from_client, self.client.state, self.server.state, mine, notes))

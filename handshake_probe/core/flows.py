@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from handshake_probe.core.flow import ACK, SYN, Flow, Transition, flow_key
+from handshake_probe.core.observe import ObserverFactory
 from handshake_probe.core.segment import Segment
 
 # Linux keeps a socket in TIME-WAIT for 60 s (TCP_TIMEWAIT_LEN), i.e. an effective MSL of 30 s;
@@ -21,7 +22,9 @@ class FlowTable:
 
     def __init__(self, msl: float = DEFAULT_MSL,
                  keep_rows: Optional[Callable[[int], bool]] = None,
-                 on_transition: Optional[Callable[[Flow, Transition], None]] = None) -> None:
+                 on_transition: Optional[Callable[[Flow, Transition], None]] = None,
+                 observers: Sequence[ObserverFactory] = ()) -> None:
+        self._observers = tuple(observers)   # per-flow analyses (history, anomalies), one set per flow
         self.msl = msl
         self._keep_rows = keep_rows
         self._on_transition = on_transition   # called for every transition as it happens (live views)
@@ -34,11 +37,13 @@ class FlowTable:
         flow = self._open.get(key)
         flags = seg.flags
         if flow is None or (flags & SYN and not flags & ACK and flow.starts_new_flow(seg)):
+            reused = flow is not None
             if flow is not None:
                 flow.retire(seg.ts)
             number = len(self.flows) + 1
             keep = self._keep_rows is not None and self._keep_rows(number)
-            flow = Flow(number, seg, self.msl, keep, self._on_transition)
+            flow = Flow(number, seg, self.msl, keep, self._on_transition,
+                        [make() for make in self._observers], reused)
             self.flows.append(flow)
             self._open[key] = flow
         flow.add(seg)

@@ -20,7 +20,7 @@ def _ms(a: Optional[float], b: Optional[float]) -> Optional[float]:
 def flow_record(flow: Flow) -> Dict[str, Any]:
     """The JSON object for one flow. Keys are part of the project's output contract: add, never rename."""
     hs = flow.handshake
-    return {
+    rec: Dict[str, Any] = {
         "flow": flow.number,
         "client": flow.client.label(),
         "server": flow.server.label(),
@@ -53,7 +53,11 @@ def flow_record(flow: Flow) -> Dict[str, Any]:
              "cue": v.cue, "reason": v.reason}
             for v in flow.violations],
         "violation_count": flow.violation_count,
+        "reused_port": flow.reused_port,
     }
+    for observer in flow.observers:
+        rec.update(observer.record(flow))
+    return rec
 
 
 def csv_row(record: Dict[str, Any]) -> List[Any]:
