@@ -105,7 +105,7 @@ def conversations(flows: int, seed: int, reuse_ports: int) -> Iterator[Conversat
     busy_until: dict[int, float] = {}
     for i in range(flows):
         v6 = rnd.random() < 0.15
-        t += rnd.expovariate(20_000.0)
+        t += rnd.expovariate(2_000.0)      # new connections per second: 1M packets span ~50 s
         # A small pool of client 4-tuples makes ports repeat, as on a loopback load test; never two
         # connections on one 4-tuple at once (the kernel would not allow it).
         slot = reuse_ports + i

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, List, Optional
+from typing import Any, Callable, Iterable, List, Optional
 
 from handshake_probe.core.decode import DecodeError, decode
 from handshake_probe.core.flow import Flow
 from handshake_probe.core.flows import DEFAULT_MSL, FlowTable
+from handshake_probe.core.observe import ObserverFactory
 from handshake_probe.core.segment import Segment
 from handshake_probe.pcapio import CaptureError, RawFrame, read_frames
 
@@ -26,6 +27,8 @@ class Analysis:
     skipped: Counter = field(default_factory=Counter)   # reason -> count (non-tcp, fragment, ...)
     warnings: List[str] = field(default_factory=list)   # one line each: malformed frames
     error: Optional[str] = None                         # one line: the file-level fault that stopped reading
+    flow_count: int = 0                                 # flows seen (also when streamed out, not kept)
+    evicted: int = 0                                    # flows pushed out early by the open-flow cap
 
     @property
     def damaged(self) -> bool:
@@ -56,10 +59,20 @@ def analyze_frames(frames: Iterable[RawFrame], path: str, table: FlowTable) -> A
     except CaptureError as err:
         result.error = str(err)
     table.finish()
+    result.flow_count, result.evicted = table.count, table.evicted
     return result
 
 
 def analyze_file(path: str, msl: float = DEFAULT_MSL,
-                 keep_rows: Optional[Callable[[int], bool]] = None) -> Analysis:
-    """Analyze one capture file, streaming it: memory grows with flows, not packets."""
-    return analyze_frames(read_frames(path), path, FlowTable(msl, keep_rows))
+                 keep_rows: Optional[Callable[[int], bool]] = None,
+                 on_finished: Optional[Callable[[Flow], None]] = None, **limits: Any) -> Analysis:
+    """Analyze one capture file, streaming it: memory grows with flows, not packets. With
+    `on_finished`, flows are handed out as they finish and not kept (memory grows with open flows);
+    `limits` are FlowTable's linger / idle_timeout / max_open."""
+    table = FlowTable(msl, keep_rows, observers=default_observers(), on_finished=on_finished, **limits)
+    return analyze_frames(read_frames(path), path, table)
+
+
+def default_observers() -> List[ObserverFactory]:
+    """The analyses every flow carries besides its state machines."""
+    return []

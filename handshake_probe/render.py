@@ -50,7 +50,7 @@ def flow_table(records: Iterable[Dict[str, Any]]) -> str:
 
 def summary_line(analysis: Analysis) -> str:
     text = (f"{analysis.path}: {analysis.frames} frames, {analysis.segments} TCP segments, "
-            f"{len(analysis.flows)} flows")
+            f"{analysis.flow_count} flows")
     if analysis.skipped:
         text += "; skipped " + ", ".join(f"{n} {why}" for why, n in sorted(analysis.skipped.items()))
     violations = sum(f.violation_count for f in analysis.flows)
@@ -102,17 +102,22 @@ def flow_detail(flow: Flow) -> str:
     return "\n".join(lines)
 
 
-def write_records(records: Iterable[Dict[str, Any]], fmt: str, out: TextIO) -> None:
+def write_records(records: Iterable[Dict[str, Any]], fmt: str, out: TextIO, header: bool = True) -> None:
     """Write records as they come (a generator keeps only one record in memory for jsonl and csv)."""
     if fmt == "jsonl":
         for rec in records:
             out.write(json.dumps(rec, separators=(",", ":")) + "\n")
     elif fmt == "json":
-        json.dump(list(records), out, indent=2)
-        out.write("\n")
+        # One object per line inside the array: json's C encoder (no indent) is ~10x faster than the
+        # indenting pure-Python one, and a line per flow still reads and diffs well.
+        out.write("[")
+        for i, rec in enumerate(records):
+            out.write(("\n" if i == 0 else ",\n") + json.dumps(rec, separators=(",", ":")))
+        out.write("\n]\n")
     elif fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
+        if header:
+            writer.writerow(CSV_COLUMNS)
         for rec in records:
             writer.writerow(csv_row(rec))
     else:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional
+from typing import Optional, TextIO
 
 from handshake_probe.analysis import analyze_file
-from handshake_probe.core.flows import DEFAULT_MSL
+from handshake_probe.core.flow import Flow
+from handshake_probe.core.flows import DEFAULT_IDLE_TIMEOUT, DEFAULT_LINGER, DEFAULT_MAX_OPEN, DEFAULT_MSL
 from handshake_probe.core.record import flow_record
 from handshake_probe.exitcodes import ExitStatus
 from handshake_probe.render import FORMATS, flow_detail, summary_line, write_records
@@ -30,16 +31,35 @@ def add_arguments(an: argparse.ArgumentParser) -> None:
     an.add_argument("--msl", type=positive_float, default=DEFAULT_MSL, metavar="SECONDS",
                     help=f"maximum segment lifetime; TIME-WAIT lasts 2*MSL (default {DEFAULT_MSL:g}, "
                          "Linux's 60 s TIME-WAIT; RFC 9293 suggests 120)")
+    limits = an.add_argument_group("long captures (streamed output: jsonl and csv)")
+    limits.add_argument("--linger", type=positive_float, default=DEFAULT_LINGER, metavar="SECONDS",
+                        help=f"a flow that ended (FIN both ways, RST) is written after SECONDS of capture "
+                             f"time without packets (default {DEFAULT_LINGER:g}, Zeek's tcp_close_delay)")
+    limits.add_argument("--idle-timeout", type=positive_float, default=DEFAULT_IDLE_TIMEOUT,
+                        metavar="SECONDS", help="a flow silent this long is finished and written "
+                        f"(default {DEFAULT_IDLE_TIMEOUT:g}, Zeek's tcp_inactivity_timeout)")
+    limits.add_argument("--max-open", type=int, default=DEFAULT_MAX_OPEN, metavar="N",
+                        help=f"at most N open flows; beyond, the least recently active is finished early "
+                             f"with a warning (default {DEFAULT_MAX_OPEN})")
 
 
 def run(args: argparse.Namespace) -> int:
     wanted: Optional[int] = args.flow
+    out = sys.stdout
+    # jsonl and csv stream: each flow is written when it finishes, in that order (its "flow" number
+    # still says where it began); table and json need every flow and print them in flow order.
+    streaming = wanted is None and args.format in ("jsonl", "csv")
+    writer = StreamWriter(args.format, out) if streaming else None
     analysis = analyze_file(args.file, msl=args.msl,
-                            keep_rows=(lambda n: n == wanted) if wanted is not None else None)
+                            keep_rows=(lambda n: n == wanted) if wanted is not None else None,
+                            on_finished=writer.write if writer else None,
+                            linger=args.linger, idle_timeout=args.idle_timeout, max_open=args.max_open)
     for warning in analysis.warnings:
         print(f"handshake-probe: warning: {warning}", file=sys.stderr)
+    if analysis.evicted:
+        print(f"handshake-probe: warning: {args.file}: {analysis.evicted} flows finished early: more than "
+              f"--max-open {args.max_open} were open at once", file=sys.stderr)
     status = ExitStatus.BAD_INPUT if analysis.damaged else ExitStatus.OK
-    out = sys.stdout
     if wanted is not None:
         if not 1 <= wanted <= len(analysis.flows):
             print(f"handshake-probe: error: {args.file}: no flow {wanted} "
@@ -50,11 +70,25 @@ def run(args: argparse.Namespace) -> int:
             out.write(flow_detail(flow) + "\n")
         else:
             write_records([flow_record(flow)], args.format, out)
-    else:
+    elif writer is None:
         write_records((flow_record(f) for f in analysis.flows), args.format, out)
         if args.format == "table":
             out.write("\n" + summary_line(analysis) + "\n")
     if analysis.error:
         print(f"handshake-probe: error: {analysis.error} "
-              f"(the {len(analysis.flows)} flows before it are reported)", file=sys.stderr)
+              f"(the {analysis.flow_count} flows before it are reported)", file=sys.stderr)
     return status
+
+
+class StreamWriter:
+    """Writes each flow's record the moment the flow table lets it go."""
+
+    def __init__(self, fmt: str, out: TextIO) -> None:
+        self.fmt, self.out = fmt, out
+        self.header_written = False
+
+    def write(self, flow: Flow) -> None:
+        if self.fmt == "csv" and not self.header_written:
+            write_records([], "csv", self.out)      # the header row
+        self.header_written = True
+        write_records([flow_record(flow)], self.fmt, self.out, header=False)

@@ -22,6 +22,7 @@ import socket
 from struct import Struct
 from typing import Dict, Final, Tuple, Union
 
+from handshake_probe.core.checksum import tcp_checksum_ok
 from handshake_probe.core.segment import NO_OPTIONS, Segment, TcpOptions
 
 __all__ = ["DecodeError", "NOT_TCP", "FRAGMENT", "TRUNCATED", "UNKNOWN_LINK", "decode"]
@@ -130,13 +131,22 @@ def _short(cut: bool, offset: int, what: str, need: int, have: int) -> str:
     raise DecodeError(offset, f"{what} needs {need} bytes, the frame has {max(have, 0)}")
 
 
-def decode(data: bytes, linktype: int, ts: float, frame: int, wirelen: int | None = None) -> Segment | str:
+def decode(data: bytes, linktype: int, ts: float, frame: int, wirelen: int | None = None,
+           verify_checksum: bool = False) -> Segment | str:
     """Return a Segment, or one of the reason strings above; raise DecodeError for a frame that is
     malformed (not merely cut short by snaplen).
 
     `wirelen` is the frame's length on the wire; `None` means "as captured" (nothing was cut).
+    `verify_checksum=True` also checks the TCP checksum (RFC 9293 §3.1, over the IPv4 or IPv6
+    pseudo-header) and sets `Segment.checksum_ok`; it stays None where the segment was not captured
+    whole (snaplen cut, IP fragment). Off by default: NIC offload leaves outgoing checksums unfilled
+    in many captures, and the check reads every payload byte.
     """
     n = len(data)
+    if verify_checksum:
+        # The opt-in path: the general decoder, which knows where the IP and TCP headers are for every
+        # link type. The default path below pays one test of a local for this option, nothing more.
+        return _decode_general(data, n, linktype, ts, frame, wirelen, True)
     if linktype == 1 and n >= _FAST_MIN:
         # Fast path: Ethernet II, IPv4 without options, not a fragment, TCP header fully captured.
         # Anything unusual (or malformed) falls through to the general path below.
@@ -158,8 +168,9 @@ def decode(data: bytes, linktype: int, ts: float, frame: int, wirelen: int | Non
 
 
 def _decode_general(data: bytes, n: int, linktype: int, ts: float, frame: int,
-                    wirelen: int | None) -> Segment | str:
-    """Every link type and encapsulation; the reference the fast path must agree with."""
+                    wirelen: int | None, verify: bool = False) -> Segment | str:
+    """Every link type and encapsulation; the reference the fast path must agree with.
+    `verify`: also check the TCP checksum (see `decode`)."""
     cut = wirelen is not None and n < wirelen
     where = _link(data, n, linktype, cut)
     if isinstance(where, str):
@@ -173,8 +184,8 @@ def _decode_general(data: bytes, n: int, linktype: int, ts: float, frame: int,
         if version != 4 and version != 6:
             return NOT_TCP
     if version == 4:
-        return _ipv4(data, n, off, cut, wirelen, ts, frame)
-    return _ipv6(data, n, off, cut, wirelen, ts, frame)
+        return _ipv4(data, n, off, cut, wirelen, ts, frame, verify)
+    return _ipv6(data, n, off, cut, wirelen, ts, frame, verify)
 
 
 def _link(data: bytes, n: int, linktype: int, cut: bool) -> _Where:
@@ -256,7 +267,7 @@ def _ethertype(data: bytes, n: int, off: int, etype: int, cut: bool) -> _Where:
 
 
 def _ipv4(data: bytes, n: int, off: int, cut: bool, wirelen: int | None,
-          ts: float, frame: int) -> Segment | str:
+          ts: float, frame: int, verify: bool = False) -> Segment | str:
     """RFC 791 §3.1: check the header against itself, then hand the TCP part on."""
     if n < off + 20:
         return _short(cut, off, "IPv4 header", 20, n - off)
@@ -280,12 +291,15 @@ def _ipv4(data: bytes, n: int, off: int, cut: bool, wirelen: int | None,
     if n < off + ihl:
         return _short(cut, off, "IPv4 header with options", ihl, n - off)
     first_fragment = bool(frag & 0x2000)  # MF set at offset 0: decode it if the TCP header is there
-    return _tcp(data, n, off + ihl, total - ihl, cut, first_fragment,
-                ts, frame, _addr(src), _addr(dst), 4)
+    seg = _tcp(data, n, off + ihl, total - ihl, cut, first_fragment,
+               ts, frame, _addr(src), _addr(dst), 4)
+    if verify:
+        return _checked(seg, data, n, off + ihl, total - ihl, cut, first_fragment, src, dst)
+    return seg
 
 
 def _ipv6(data: bytes, n: int, off: int, cut: bool, wirelen: int | None,
-          ts: float, frame: int) -> Segment | str:
+          ts: float, frame: int, verify: bool = False) -> Segment | str:
     """RFC 8200 §3-4: walk the extension header chain to TCP."""
     if n < off + 40:
         return _short(cut, off, "IPv6 header", 40, n - off)
@@ -321,8 +335,27 @@ def _ipv6(data: bytes, n: int, off: int, cut: bool, wirelen: int | None,
     ext_len = cur - start
     if ext_len > payload_len:
         raise DecodeError(off + 4, f"IPv6 extension headers ({ext_len} bytes) run past the payload length {payload_len}")
-    return _tcp(data, n, cur, payload_len - ext_len, cut, first_fragment,
-                ts, frame, _addr(src), _addr(dst), 6)
+    seg = _tcp(data, n, cur, payload_len - ext_len, cut, first_fragment,
+               ts, frame, _addr(src), _addr(dst), 6)
+    if verify:
+        # Differs from RFC 8200 §8.1 with a Routing header, where the pseudo-header takes the final
+        # destination from that header: we use the IPv6 destination field (source routing is deprecated,
+        # RFC 5095, and such a segment would show as a bad checksum, never be silently accepted).
+        return _checked(seg, data, n, cur, payload_len - ext_len, cut, first_fragment, src, dst)
+    return seg
+
+
+def _checked(seg: Segment | str, data: bytes, n: int, off: int, tcp_len: int, cut: bool,
+             fragment: bool, src: bytes, dst: bytes) -> Segment | str:
+    """`seg` with `checksum_ok` set when the whole TCP segment (data[off:off + tcp_len]) was captured.
+
+    Like Wireshark, no verdict for a frame cut by snaplen or an IP fragment: the bytes the checksum covers
+    are not all here. A frame whose IP length was rebuilt from the wire length (TSO, total length 0) is
+    checked anyway and usually fails: that is offload's doing, which is why the check is opt-in."""
+    if seg.__class__ is not Segment or cut or fragment or off + tcp_len > n:
+        return seg
+    # Segment(*fields, ok) rather than _replace: 0.4 µs against 0.9 µs, measured with timeit here.
+    return Segment(*seg[:-1], tcp_checksum_ok(src, dst, memoryview(data)[off:off + tcp_len]))
 
 
 def _tcp(data: bytes, n: int, off: int, ip_payload: int, cut: bool, first_fragment: bool,

@@ -80,6 +80,11 @@ class Segment(NamedTuple):
     payload_len: int
     options: TcpOptions
     ip_version: int
+    # Only `decode(..., verify_checksum=True)` fills this: True/False for a segment captured whole,
+    # None when not checked (the default: NIC offload makes outgoing checksums wrong in many captures)
+    # or not checkable (snaplen cut, IP fragment). Trailing with a default, so every existing
+    # 13-field construction stays valid and costs nothing more.
+    checksum_ok: Optional[bool] = None
 
     @property
     def seq_len(self) -> int:

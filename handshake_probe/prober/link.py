@@ -1,0 +1,233 @@
+"""How crafted segments reach the kernel and how its answers come back, recorded as raw frames.
+
+Two links, one interface:
+- `TunLink` (the `tun` guard): write an IPv4 packet into the TUN fd and the kernel receives it on the
+  device; whatever the kernel routes to the prober's address is read back from the same fd. Frames are
+  raw IP (linktype 101). Sent frames are recorded when written, received ones when read.
+- `RawLink` (the `iptables` / `nft` guards): send through a raw IPv4 socket (IP_HDRINCL) and capture
+  with an AF_PACKET socket on the interface. On `lo` every packet passes twice (ARCHITECTURE.md): the
+  outgoing copy is dropped, the incoming one kept, so our own segments are recorded once, stamped by the
+  kernel like its answers, in the kernel's own order. Frames are Ethernet (linktype 1), as on lo.
+
+A background thread drains the device or socket all the time, so every frame is stamped when it arrives
+(not when a scenario gets round to reading it) and no queue in the kernel overflows.
+Frames are kept only while in scope: those to or from the current scenario's prober ports.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import select
+import socket
+import struct
+import threading
+import time
+from typing import FrozenSet, List, NamedTuple, Optional, Tuple
+
+from handshake_probe.core.decode import decode
+from handshake_probe.core.segment import Segment
+from handshake_probe.prober.tun import TunDevice
+
+__all__ = ["Got", "Link", "TunLink", "RawLink", "LINKTYPE_RAW", "LINKTYPE_ETHERNET"]
+
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+_PACKET_OUTGOING = 4          # <linux/if_packet.h>: a copy of a packet this host sends
+_ETH_P_IP = 0x0800
+_RCVBUF = 4 << 20
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESPEC = struct.Struct("=qq")
+
+
+class Got(NamedTuple):
+    """A segment the kernel sent to the prober, decoded by the core, with its payload bytes."""
+
+    seg: Segment
+    payload: bytes
+
+
+def _payload(data: bytes, l2: int, seg: Segment) -> bytes:
+    """The TCP payload: after the IPv4 header (IHL) and the TCP header (data offset), `payload_len` long."""
+    ihl = (data[l2] & 0x0F) * 4
+    start = l2 + ihl + (data[l2 + ihl + 12] >> 4) * 4
+    return data[start:start + seg.payload_len]
+
+
+class Link:
+    """What both links share: the scope, the recording and the queue of segments addressed to us."""
+
+    linktype = LINKTYPE_RAW
+    l2 = 0                          # link-layer header bytes before IP in a recorded frame
+
+    def __init__(self, prober_addr: str, kernel_addr: str) -> None:
+        self.prober_addr = prober_addr
+        self.kernel_addr = kernel_addr
+        self._lock = threading.Condition()
+        self._ports: FrozenSet[int] = frozenset()
+        self._frames: List[Tuple[float, bytes]] = []
+        self._inbox: "queue.Queue[Got]" = queue.Queue()
+        self._stop_r, self._stop_w = os.pipe()
+        self._thread: Optional[threading.Thread] = None
+
+    # ---------------------------------------------------------------- scope and recording
+    def scope(self, ports: FrozenSet[int]) -> None:
+        """Start a fresh recording of frames to or from these prober ports."""
+        with self._lock:
+            self._ports = ports
+            self._frames = []
+            self._inbox = queue.Queue()
+
+    def take(self) -> List[Tuple[float, bytes]]:
+        """The frames recorded since `scope`, in time order, as (timestamp, frame bytes)."""
+        with self._lock:
+            frames = sorted(self._frames, key=lambda f: f[0])
+            self._ports = frozenset()
+            self._frames = []
+        return frames
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._frames)
+
+    def next(self, timeout: float) -> Optional[Got]:
+        """The next segment addressed to the prober, or None after `timeout` seconds."""
+        try:
+            return self._inbox.get(timeout=max(timeout, 0.0))
+        except queue.Empty:
+            return None
+
+    def _classify(self, ts: float, data: bytes) -> Optional[Segment]:
+        """Record an in-scope frame; return its segment if it is addressed to the prober."""
+        seg = decode(data, self.linktype, ts, 0)
+        if not isinstance(seg, Segment) or seg.ip_version != 4:
+            return None
+        with self._lock:
+            ours_out = seg.src == self.prober_addr and seg.sport in self._ports
+            ours_in = seg.dst == self.prober_addr and seg.dport in self._ports
+            if not (ours_out or ours_in):
+                return None
+            self._frames.append((ts, data))
+            self._lock.notify_all()
+            if ours_in:
+                self._inbox.put(Got(seg, _payload(data, self.l2, seg)))
+        return seg
+
+    # ---------------------------------------------------------------- the receiver thread
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._receive, name="probe-receiver", daemon=True)
+        self._thread.start()
+
+    def _receive(self) -> None:
+        raise NotImplementedError
+
+    def send(self, packet: bytes) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self._stop_w >= 0:
+            os.write(self._stop_w, b"x")
+            if self._thread is not None:
+                self._thread.join(2.0)
+            os.close(self._stop_w)
+            os.close(self._stop_r)
+            self._stop_w = self._stop_r = -1
+
+
+class TunLink(Link):
+    """The prober is 198.18.X.2 behind its own TUN device; the kernel is 198.18.X.1."""
+
+    linktype = LINKTYPE_RAW
+    l2 = 0
+
+    def __init__(self, tun: TunDevice) -> None:
+        super().__init__(tun.peer_addr, tun.kernel_addr)
+        self.tun = tun
+        self.start()
+
+    def send(self, packet: bytes) -> None:
+        # Stamped before the write: the kernel may answer inside the write() call, and its answer
+        # must not be stamped earlier than the segment it answers.
+        ts = time.time()
+        with self._lock:
+            if self._ports:
+                self._frames.append((ts, packet))
+        self.tun.write(packet)
+
+    def _receive(self) -> None:
+        fd = self.tun.fd
+        while True:
+            ready, _, _ = select.select([fd, self._stop_r], [], [])
+            if self._stop_r in ready:
+                return
+            try:
+                data = os.read(fd, 65535)
+            except OSError:
+                return
+            self._classify(time.time(), data)
+
+
+class RawLink(Link):
+    """The prober shares the kernel's address (127.0.0.1 on lo): raw socket out, AF_PACKET in."""
+
+    linktype = LINKTYPE_ETHERNET
+    l2 = 14
+
+    def __init__(self, prober_addr: str, kernel_addr: str, iface: str = "lo") -> None:
+        super().__init__(prober_addr, kernel_addr)
+        self.iface = iface
+        # Off lo our segments do not come back in, so their outgoing copies are the record of them.
+        self._keep_outgoing = iface != "lo"
+        self._tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)   # implies IP_HDRINCL
+        try:
+            self._rx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_IP))
+            self._rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
+            self._rx.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+            self._rx.bind((iface, _ETH_P_IP))
+        except BaseException:
+            self._tx.close()
+            raise
+        self._sent: List[bytes] = []
+        self.start()
+
+    def send(self, packet: bytes) -> None:
+        """Send, then wait (briefly) until the capture has recorded it, so a checkpoint taken
+        after a send counts that segment among the frames before it."""
+        tcp = packet[(packet[0] & 0x0F) * 4:]
+        with self._lock:
+            seen = len(self._frames)
+        self._tx.sendto(packet, (socket.inet_ntoa(packet[16:20]), 0))
+        deadline = time.monotonic() + 0.5
+        with self._lock:
+            while time.monotonic() < deadline:
+                if any(f[1].endswith(tcp) for f in self._frames[seen:]):
+                    return
+                self._lock.wait(0.05)
+
+    def _receive(self) -> None:
+        rx = self._rx
+        while True:
+            ready, _, _ = select.select([rx, self._stop_r], [], [])
+            if self._stop_r in ready:
+                return
+            try:
+                data, anc, _flags, addr = rx.recvmsg(65535, socket.CMSG_SPACE(_TIMESTAMPNS_SIZE))
+            except OSError:
+                return
+            if addr[2] == _PACKET_OUTGOING and not self._keep_outgoing:
+                continue
+            ts = time.time()
+            for level, kind, value in anc:
+                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
+                    sec, nsec = _TIMESPEC.unpack_from(value)
+                    ts = sec + nsec / 1e9
+            self._classify(ts, data)
+
+    def close(self) -> None:
+        super().close()
+        self._tx.close()
+        self._rx.close()
+
+
+_TIMESPEC_SIZE = _TIMESPEC.size
+_TIMESTAMPNS_SIZE = _TIMESPEC_SIZE

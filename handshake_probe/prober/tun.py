@@ -1,0 +1,139 @@
+"""A non-persistent TUN device: the prober's own piece of network, gone when its fd closes.
+
+The prober plays a host that is *not* local to the kernel (packetdrill's trick): the kernel sees
+198.18.X.1/30 on the TUN device as its own address and routes 198.18.X.2 out of the device, where
+the prober reads it. Because 198.18.X.2 is not a local address, a SYN-ACK sent to it never meets
+"no such socket" in the kernel, so the kernel never answers our crafted segments with RST
+(RFC 9293 §3.10.7.1 would have it reset a segment for a connection it does not know).
+
+Why this range: 198.18.0.0/15 is reserved for benchmarking (RFC 2544, RFC 6890) and nobody routes it.
+Why no `ip` commands: the device, its address, its connected route and its per-device sysctls all
+belong to the device, and the device is not persistent (no TUNSETPERSIST), so the kernel removes
+every one of them when the last fd closes, even after SIGKILL. Nothing can be left behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import os
+import socket
+import struct
+from types import TracebackType
+from typing import FrozenSet, Optional, Type
+
+__all__ = ["TunDevice", "TUN_NETWORK", "pick_subnet"]
+
+TUN_NETWORK = ipaddress.IPv4Network("198.18.0.0/15")   # RFC 2544 benchmarking range
+NAME_TEMPLATE = "hprobe%d"                               # the kernel fills in a free number
+
+# <linux/if_tun.h>, <linux/sockios.h>, <linux/if.h>
+_TUNSETIFF = 0x400454CA
+_IFF_TUN = 0x0001
+_IFF_NO_PI = 0x1000        # raw IP packets, no 4-byte packet-information header
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_SIOCSIFADDR = 0x8916
+_SIOCSIFNETMASK = 0x891C
+_IFF_UP = 0x1
+_IFREQ = struct.Struct("16sH14x")          # ifr_name, then a short (flags) or a sockaddr's family
+_IFREQ_ADDR = struct.Struct("16sHH4s8x")   # ifr_name, sockaddr_in: family, port, address, zero
+
+
+def _routed_networks() -> FrozenSet[ipaddress.IPv4Network]:
+    """IPv4 networks in the main routing table (/proc/net/route: little-endian hex)."""
+    found = set()
+    try:
+        with open("/proc/net/route") as f:
+            next(f, None)
+            for line in f:
+                parts = line.split()
+                if len(parts) < 8:
+                    continue
+                dest = socket.inet_ntoa(struct.pack("<I", int(parts[1], 16)))
+                mask = socket.inet_ntoa(struct.pack("<I", int(parts[7], 16)))
+                net = ipaddress.IPv4Network(f"{dest}/{mask}", strict=False)
+                if net.prefixlen:
+                    found.add(net)
+    except OSError:
+        pass
+    return frozenset(found)
+
+
+def pick_subnet(seed: int) -> ipaddress.IPv4Network:
+    """A 198.18.X.0/30 no route covers yet, starting at X = seed % 256 (the pid: concurrent probes differ)."""
+    taken = _routed_networks()
+    for i in range(256):
+        net = ipaddress.IPv4Network(f"198.18.{(seed + i) % 256}.0/30")
+        if not any(net.overlaps(t) for t in taken):
+            return net
+    raise OSError("no free 198.18.X.0/30 subnet for the TUN device")
+
+
+class TunDevice:
+    """Open, address and bring up a TUN device; `read`/`write` move raw IPv4 packets.
+
+    `kernel_addr` (198.18.X.1) is the kernel's side, `peer_addr` (198.18.X.2) is the prober's.
+    Opening needs CAP_NET_ADMIN; a PermissionError says so to the caller.
+    """
+
+    def __init__(self, seed: Optional[int] = None) -> None:
+        self.network = pick_subnet(os.getpid() if seed is None else seed)
+        hosts = list(self.network.hosts())
+        self.kernel_addr, self.peer_addr = str(hosts[0]), str(hosts[1])
+        self.fd = -1
+        self.name = ""
+        self._open()
+
+    def _open(self) -> None:
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+        try:
+            ifr = fcntl.ioctl(fd, _TUNSETIFF, _IFREQ.pack(NAME_TEMPLATE.encode(), _IFF_TUN | _IFF_NO_PI))
+            self.name = ifr[:16].rstrip(b"\0").decode()
+            self.fd = fd
+            self._configure()
+        except BaseException:
+            os.close(fd)   # closing the only fd destroys the device with everything on it
+            self.fd = -1
+            raise
+
+    def _configure(self) -> None:
+        name = self.name.encode()
+        # No IPv6 on the device: it would only chatter (router and MLD solicitations) into our reads.
+        self._sysctl(f"/proc/sys/net/ipv6/conf/{self.name}/disable_ipv6", "1")
+        # A --target on 127.0.0.0/8 is reachable through the device only if the kernel accepts
+        # loopback addresses on it (martian otherwise); the setting dies with the device.
+        self._sysctl(f"/proc/sys/net/ipv4/conf/{self.name}/route_localnet", "1")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            addr = socket.inet_aton(self.kernel_addr)
+            mask = self.network.netmask.packed
+            fcntl.ioctl(s, _SIOCSIFADDR, _IFREQ_ADDR.pack(name, socket.AF_INET, 0, addr))
+            fcntl.ioctl(s, _SIOCSIFNETMASK, _IFREQ_ADDR.pack(name, socket.AF_INET, 0, mask))
+            flags = _IFREQ.unpack(fcntl.ioctl(s, _SIOCGIFFLAGS, _IFREQ.pack(name, 0)))[1]
+            fcntl.ioctl(s, _SIOCSIFFLAGS, _IFREQ.pack(name, flags | _IFF_UP))
+
+    @staticmethod
+    def _sysctl(path: str, value: str) -> None:
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+        except OSError:
+            pass   # IPv6 disabled on the host, or an older kernel: only a nicety
+
+    def write(self, packet: bytes) -> None:
+        os.write(self.fd, packet)
+
+    def read(self) -> bytes:
+        return os.read(self.fd, 65535)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+    def __enter__(self) -> "TunDevice":
+        return self
+
+    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> None:
+        self.close()
