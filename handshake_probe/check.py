@@ -110,10 +110,14 @@ class SpecError(ValueError):
 
     str(err) is one line: "line 4: [[flow]] 2: select: unknown key 'port' (...)"."""
 
-    def __init__(self, where: Sequence[Any], reason: str, line: Optional[int] = None) -> None:
+    def __init__(self, where: Sequence[Any], reason: str, line: Optional[int] = None,
+                 anchor: Optional[Sequence[Any]] = None) -> None:
         self.where = tuple(where)
         self.reason = reason
         self.line = line
+        # What to look for in the text to find the line, when it is not `where` (an unknown top-level
+        # key is reported without a place, since the key is the place).
+        self.anchor = tuple(anchor) if anchor is not None else self.where
         super().__init__(reason)
 
     def __str__(self) -> str:
@@ -144,7 +148,7 @@ def _where_text(where: Sequence[Any]) -> str:
 def _normalise_address(text: Any, where: Sequence[Any]) -> str:
     """'127.0.0.1:8000' / '[::1]:8000' -> the record's spelling (IPv6 compressed, in brackets)."""
     if not isinstance(text, str):
-        raise SpecError(where, f"expected an \"ip:port\" string, not {_show(text)}")
+        raise SpecError(where, f"expected an \"ip:port\" string, not {_quote(text)}")
     m = re.fullmatch(r"\s*(?:\[([^\]]+)\]|([^:\s]+)):(\d{1,5})\s*", text)
     if not m:
         raise SpecError(where, f"expected \"ip:port\" (IPv6 as \"[::1]:port\"), not {text!r}")
@@ -186,10 +190,10 @@ class Selector:
             raise SpecError(where, f"select needs at least one of {', '.join(SELECT_KEYS)}")
         index = table.get("index")
         if index is not None and (not _is_int(index) or index < 1):
-            raise SpecError((*where, "index"), f"index must be a flow number >= 1, not {_show(index)}")
+            raise SpecError((*where, "index"), f"index must be a flow number >= 1, not {_quote(index)}")
         port = table.get("server_port")
         if port is not None and (not _is_int(port) or not 0 <= port <= 65535):
-            raise SpecError((*where, "server_port"), f"server_port must be 0..65535, not {_show(port)}")
+            raise SpecError((*where, "server_port"), f"server_port must be 0..65535, not {_quote(port)}")
         client = _normalise_address(table["client"], (*where, "client")) if "client" in table else None
         server = _normalise_address(table["server"], (*where, "server")) if "server" in table else None
         return cls(index, client, server, port)
@@ -268,6 +272,11 @@ def _show(value: Any, path: str = "") -> str:
     if isinstance(value, Mapping):
         return "{" + ", ".join(f"{k} = {_show(v)}" for k, v in value.items()) + "}"
     return str(value)
+
+
+def _quote(value: Any) -> str:
+    """A value in an error message: strings quoted, so that "3" and 3 read differently."""
+    return json.dumps(value) if isinstance(value, str) else _show(value)
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
@@ -483,10 +492,10 @@ def _states(value: Any, where: Sequence[Any], *, single: bool = False) -> Any:
     elif isinstance(value, list):
         items = list(value)
     else:
-        raise SpecError(where, f"expected a state or a list of states, not {_show(value)}")
+        raise SpecError(where, f"expected a state or a list of states, not {_quote(value)}")
     for s in items:
         if s not in STATES:
-            raise SpecError(where, f"unknown state {_show(s)}{_did_you_mean(str(s), STATES)} "
+            raise SpecError(where, f"unknown state {_quote(s)}{_did_you_mean(str(s), STATES)} "
                                    f"(RFC 9293 spelling: SYN-SENT, FIN-WAIT-1, TIME-WAIT, ...)")
     if single:
         return items[0] if isinstance(value, str) else items
@@ -498,7 +507,7 @@ def _choice(value: Any, choices: Sequence[str], where: Sequence[Any], what: str)
     for v in values:
         if v not in choices:
             hint = _did_you_mean(str(v), choices) if isinstance(v, str) else ""
-            raise SpecError(where, f"{_show(v)} is not a {what} ({', '.join(choices)}){hint}")
+            raise SpecError(where, f"{_quote(v)} is not a {what} ({', '.join(choices)}){hint}")
 
 
 def _validate_field(path: str, value: Any, where: Sequence[Any], bound: bool = False) -> Any:
@@ -516,25 +525,25 @@ def _validate_field(path: str, value: Any, where: Sequence[Any], bound: bool = F
     elif path == "direction":
         _choice(value, DIRECTIONS, where, "direction")
     elif path in ("handshake.complete", "reused_port") and not isinstance(value, bool):
-        raise SpecError(where, f"expected true or false, not {_show(value)}")
+        raise SpecError(where, f"expected true or false, not {_quote(value)}")
     elif path.startswith("anomalies."):
         kind = path.split(".", 1)[1]
         if kind not in KNOWN_ANOMALIES:
             raise SpecError(where, f"unknown anomaly kind {kind!r}{_did_you_mean(kind, KNOWN_ANOMALIES)}")
         if not _is_int(value) or value < 0:
-            raise SpecError(where, f"an anomaly count is an integer >= 0, not {_show(value)}")
+            raise SpecError(where, f"an anomaly count is an integer >= 0, not {_quote(value)}")
     return value
 
 
 def _bool(value: Any, where: Sequence[Any]) -> bool:
     if not isinstance(value, bool):
-        raise SpecError(where, f"expected true or false, not {_show(value)}")
+        raise SpecError(where, f"expected true or false, not {_quote(value)}")
     return value
 
 
 def _number(value: Any, where: Sequence[Any]) -> float:
     if not _is_number(value):
-        raise SpecError(where, f"expected a number, not {_show(value)}")
+        raise SpecError(where, f"expected a number, not {_quote(value)}")
     return value
 
 
@@ -589,7 +598,10 @@ class Rule:
     expectations: Tuple[Expectation, ...]
 
     def label(self) -> str:
-        return f"{self.origin} {self.selector}" if self.selector is not None else self.origin
+        # "--flow 3" already says what it selects; a [[flow]] entry is easier to find with its selector.
+        if self.selector is None or self.origin.startswith("--"):
+            return self.origin
+        return f"{self.origin} {self.selector}"
 
 
 @dataclass
@@ -603,7 +615,7 @@ class Spec:
 
 def _count(value: Any, where: Sequence[Any]) -> int:
     if not _is_int(value) or value < 0:
-        raise SpecError(where, f"expected a number of flows (an integer >= 0), not {_show(value)}")
+        raise SpecError(where, f"expected a number of flows (an integer >= 0), not {_quote(value)}")
     return value
 
 
@@ -614,8 +626,8 @@ def spec_from_document(doc: Any) -> Spec:
     spec = Spec()
     for key in doc:
         if key not in ("flows", "all", "flow"):
-            raise SpecError((key,), f"unknown top-level key {key!r} (use flows = N, [all] or [[flow]])"
-                                    f"{_did_you_mean(key, ('flows', 'all', 'flow'))}")
+            raise SpecError((), f"unknown top-level key {key!r} (use flows = N, [all] or [[flow]])"
+                                    f"{_did_you_mean(key, ('flows', 'all', 'flow'))}", anchor=(key,))
     if "flows" in doc:
         spec.rules.append(Rule("capture", None, _count(doc["flows"], ("flows",)), ()))
     if "all" in doc:
@@ -651,7 +663,7 @@ def load_spec(text: str, fmt: str = "toml") -> Spec:
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as err:
-            raise SpecError((), err.msg, err.lineno) from None
+            raise SpecError((), f"invalid JSON: {err.msg}", err.lineno) from None
         return spec_from_document(doc)
     try:
         doc = tomllib.loads(text)
@@ -659,45 +671,57 @@ def load_spec(text: str, fmt: str = "toml") -> Spec:
         # Python 3.11's TOMLDecodeError has no lineno attribute: the position is only in the message.
         msg = str(err)
         m = _TOML_POS.search(msg)
-        raise SpecError((), _TOML_POS.sub("", msg) if m else msg, int(m.group(1)) if m else None) from None
+        raise SpecError((), "invalid TOML: " + (_TOML_POS.sub("", msg) if m else msg),
+                        int(m.group(1)) if m else None) from None
     try:
         return spec_from_document(doc)
     except SpecError as err:
-        err.line = _toml_line(text, err.where)
+        err.line = _toml_line(text, err.anchor)
         raise
 
 
 def _toml_line(text: str, where: Sequence[Any]) -> Optional[int]:
     """Best effort: the line of a TOML document that `where` ("flow", 1, "select", "port") points at.
 
-    tomllib returns plain dicts without positions, so the place is found again in the text: the region of
-    the table (the n-th [[flow]] header up to the next header that is not one of its sub-tables), then
-    the last key of `where` written as `key =` inside it."""
+    tomllib returns plain dicts without positions, so the place is found again in the text: the lines of
+    the table (for [[flow]], the n-th header up to the next header that is not one of its sub-tables;
+    for [all], [all] and its [all.x] sub-tables), then the last key of `where` written as `key =`."""
     lines = text.splitlines()
     header = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]")
     names = [(n, m.group(1).replace(" ", "")) for n, line in enumerate(lines) if (m := header.match(line))]
-    if where and where[0] in ("all", "flow"):
-        table = str(where[0])
-        nth = where[1] if table == "flow" and len(where) > 1 and isinstance(where[1], int) else 0
+    bounds = [n for n, _ in names] + [len(lines)]
+
+    def section(i: int) -> range:      # the lines from header i up to the next header
+        return range(bounds[i], bounds[i + 1])
+
+    regions: List[range] = []
+    if where and where[0] == "flow" and len(where) > 1 and isinstance(where[1], int):
+        keys = [str(k) for k in where[2:] if isinstance(k, str)]
+        seen = -1
+        for i, (_, name) in enumerate(names):
+            if name == "flow":
+                seen += 1
+                if seen > where[1]:
+                    break
+            if seen == where[1] and (name == "flow" or name.startswith("flow.")):
+                regions.append(section(i))
+    elif where and where[0] == "all":
         keys = [str(k) for k in where[1:] if isinstance(k, str)]
-        starts = [n for n, name in names if name == table]
-        if nth >= len(starts):
-            return None            # written as an inline table (all = {...}); no header to anchor on
-        start = starts[nth]
-        end = next((n for n, name in names if n > start and not name.startswith(table + ".")), len(lines))
+        regions = [section(i) for i, (_, name) in enumerate(names) if name == "all" or name.startswith("all.")]
     else:
         keys = [str(k) for k in where]
-        start, end = 0, names[0][0] if names else len(lines)
-        for n, name in names:     # an unknown top-level table: its header is the place
+        for n, name in names:          # an unknown top-level table: its header is the place
             if keys and name.split(".")[0] == keys[0]:
                 return n + 1
+        regions = [range(0, bounds[0])]
     for key in reversed(keys):
         for leaf in reversed(key.split(".")):
             pattern = re.compile(r"(^|[\s.{,\"'])" + re.escape(leaf) + r"[\"']?\s*=")
-            for n in range(start, end):
-                if pattern.search(lines[n]):
-                    return n + 1
-    return start + 1 if where and where[0] in ("all", "flow") else None
+            for region in regions:
+                for n in region:
+                    if pattern.search(lines[n]):
+                        return n + 1
+    return regions[0].start + 1 if regions and where and where[0] in ("all", "flow") else None
 
 
 # --------------------------------------------------------------------------------------------- short forms
@@ -928,9 +952,12 @@ def format_report(report: Report, *, title: str, ladders: Mapping[int, str], max
                   color: bool = False) -> str:
     """The whole verdict as CI-log text: one line per expectation, then each failing flow in full
     (expected vs found and its ladder) for the first `max_flows` of them, then one result line."""
+    def paint(text: str, ok: bool) -> str:
+        # Colour only helps on a terminal; a CI log keeps plain words (the caller decides).
+        return f"{_GREEN if ok else _RED}{text}{_RESET}" if color else text
+
     def mark(ok: bool) -> str:
-        word = "ok  " if ok else "FAIL"
-        return f"{_GREEN if ok else _RED}{word}{_RESET}" if color else word
+        return paint("ok  " if ok else "FAIL", ok)
 
     lines = [title]
     for o in report.outcomes:
@@ -970,8 +997,8 @@ def format_report(report: Report, *, title: str, ladders: Mapping[int, str], max
     lines.append("")
     if bad:
         where = f" (flows {', '.join(map(str, failed[:10]))}{' ...' if len(failed) > 10 else ''})" if failed else ""
-        lines.append(f"{mark(False)}: {bad} of {_plural(total, 'expectation')} not met{where}")
+        lines.append(paint("FAILED", False) + f": {bad} of {_plural(total, 'expectation')} not met{where}")
     else:
-        lines.append(f"{mark(True).strip()}: all {_plural(total, 'expectation')} met "
+        lines.append(paint("PASSED", True) + f": all {_plural(total, 'expectation')} met "
                      f"on {_plural(report.flows, 'flow')}")
     return "\n".join(lines)

@@ -5,11 +5,13 @@ in ms since the flow's first segment on the left, and each endpoint's state writ
 changes. Notes the analysis attached to a segment ("RST not acceptable", violations) go under its arrow.
 
     flow 1: client 127.0.0.1:40452 -> server 127.0.0.1:44621, 10 segments, close: FIN both ways
-       ms        client                                                                   server
-            127.0.0.1:40452                                                               127.0.0.1:44621
-                  CLOSED |                                                                  | LISTEN
-    0.000       SYN-SENT |----------------------------- [S] seq=0 ----------------------------->| SYN-RECEIVED
-    0.012    ESTABLISHED |<------------------------ [S.] seq=0 ack=1 ---------------------------|
+    seq/ack relative to each side's ISN
+       ms       client                                                                      server
+       127.0.0.1:40452                                                                   127.0.0.1:44621
+                CLOSED |                                                                  | LISTEN
+    0.000     SYN-SENT |--------------------------- [S] seq=0 --------------------------->| SYN-RECEIVED
+    0.012  ESTABLISHED |<----------------------- [S.] seq=0 ack=1 ------------------------|
+    0.024              |------------------------ [.] seq=1 ack=1 ------------------------>| ESTABLISHED
 
 `ladder_steps` turns a flow into the diagram's items (shared with the SVG renderer, `ladder_svg`);
 `ladder_text` lays them out in at most `width` columns. Long flows keep the first `head` and last `tail`
@@ -230,12 +232,12 @@ def _fit(text: str, room: int) -> str:
     return text if len(text) <= room else text[:max(room - 1, 0)] + "~"
 
 
-def _split_header(parts: Sequence[str], width: int) -> List[str]:
-    """Join header parts with ', ' on as few lines as fit in width."""
+def _split_header(parts: Sequence[Tuple[str, str]], width: int) -> List[str]:
+    """Join (separator, part) pairs on as few lines as fit in width; a part never is split."""
     lines: List[str] = []
-    for part in parts:
-        if lines and len(lines[-1]) + 2 + len(part) <= width:
-            lines[-1] += ", " + part
+    for sep, part in parts:
+        if lines and len(lines[-1]) + len(sep) + len(part) <= width:
+            lines[-1] += sep + part
         else:
             lines.append(_fit(part, width))
     return lines
@@ -283,10 +285,10 @@ def render_ladder(ladder: Ladder, width: int = DEFAULT_WIDTH) -> str:
     lay = _Layout(tw, inner)
     width = max(width, lay.ls + 2 + _STATE_WIDTH)
 
-    head = [f"flow {ladder.number}: client {ladder.client} -> server {ladder.server}"]
+    head = [("", f"flow {ladder.number}: client {ladder.client}"), (" ", f"-> server {ladder.server}")]
     if ladder.direction != "observed":
-        head.append(f"direction {ladder.direction}")
-    head += [f"{ladder.packets} segments", f"close: {ladder.close}", ladder.numbering]
+        head.append((", ", f"direction {ladder.direction}"))
+    head += [(", ", f"{ladder.packets} segments"), (", ", f"close: {ladder.close}"), (", ", ladder.numbering)]
     out = _split_header(head, width)
 
     names: List[str] = []
@@ -296,9 +298,14 @@ def render_ladder(ladder: Ladder, width: int = DEFAULT_WIDTH) -> str:
     addrs: List[str] = []
     _place(addrs, max(lay.lc - 1 - len(ladder.client), 0), ladder.client)
     start = lay.ls + 2 if lay.ls + 2 + len(ladder.server) <= width else width - len(ladder.server)
-    _place(addrs, max(start, len(addrs) + 2), ladder.server)   # long IPv6 pairs may push it right
-    out += ["".join(names).rstrip(), "".join(addrs).rstrip(),
-            lay.line(cstate=ladder.client_initial, sstate=ladder.server_initial)]
+    if start < len(addrs) + 2:          # two long IPv6 addresses: one line each
+        out += ["".join(names).rstrip(), "".join(addrs).rstrip()]
+        addrs = []
+        start = max(start, 0)
+    else:
+        out.append("".join(names).rstrip())
+    _place(addrs, start, ladder.server)
+    out += ["".join(addrs).rstrip(), lay.line(cstate=ladder.client_initial, sstate=ladder.server_initial)]
     wrap = max(inner - 4, 10)
     shown = {"client": ladder.client_initial, "server": ladder.server_initial}
     for item in ladder.items:

@@ -76,7 +76,7 @@ class _Block:
         self.width = max(self.sx + 8 + self.box_w + 16, self.sx + head_s / 2 + 12)
         self.heads = (head_c, head_s)
         title = self._title_lines()
-        self.width = max(self.width, max(_w(len(t), 13) for t in title) + 32)
+        self.width = max(self.width, _w(len(title[0]), 14) + 40, _w(len(title[1]), 12) + 40)
         self.height = 0.0
         self.shown = {"client": ladder.client_initial, "server": ladder.server_initial}   # as last drawn
         self._draw(title)
@@ -144,7 +144,7 @@ class _Block:
         y = top + 26
         self._state_box("client", y, lad.client_initial, initial=True)
         self._state_box("server", y, lad.server_initial, initial=True)
-        out.append(_text(self.axis_x, top + 8, "time since first segment", 10, "middle", "#757575"))
+        out.append(_text(self.axis_x, top + 47, "time \u2193", 10, "middle", "#757575"))
         y += 34
         first_tick = y
         gaps: List[Tuple[float, float]] = []

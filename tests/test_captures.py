@@ -128,3 +128,10 @@ def test_rows_show_the_server_state_settled_by_its_answer():
     assert [(t.endpoint, t.to_state.value) for t in r1.transitions] == [("client", "SYN-SENT"),
                                                                          ("server", "SYN-RECEIVED")]
     assert [(t.endpoint, t.to_state.value) for t in r2.transitions] == [("client", "ESTABLISHED")]
+
+
+def test_simultaneous_close_row_keeps_both_transitions_of_the_crossing_fin():
+    analysis = analyze_file(str(CAPTURES / "simultaneous-close.pcap"), keep_rows=lambda n: True)
+    row = next(r for r in analysis.flows[0].rows if r.seg.frame == 9)
+    assert [(t.endpoint, t.to_state.value) for t in row.transitions] == [
+        ("server", "FIN-WAIT-1"), ("server", "CLOSING"), ("client", "CLOSING")]

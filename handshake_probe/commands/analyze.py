@@ -27,6 +27,8 @@ def add_arguments(an: argparse.ArgumentParser) -> None:
     an.add_argument("file", help="pcap or pcapng file")
     an.add_argument("--flow", type=int, metavar="N",
                     help="show flow N (1-based): every segment with seq/ack and both endpoints' states")
+    an.add_argument("--ladder", action="store_true",
+                    help="with --flow N: draw the flow as a client/server ladder diagram instead of the table")
     an.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     an.add_argument("--msl", type=positive_float, default=DEFAULT_MSL, metavar="SECONDS",
                     help=f"maximum segment lifetime; TIME-WAIT lasts 2*MSL (default {DEFAULT_MSL:g}, "
@@ -45,6 +47,9 @@ def add_arguments(an: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     wanted: Optional[int] = args.flow
+    if args.ladder and wanted is None:
+        print("handshake-probe: error: --ladder needs --flow N", file=sys.stderr)
+        return ExitStatus.BAD_INPUT
     out = sys.stdout
     # jsonl and csv stream: each flow is written when it finishes, in that order (its "flow" number
     # still says where it began); table and json need every flow and print them in flow order.
@@ -66,7 +71,10 @@ def run(args: argparse.Namespace) -> int:
                   f"(the capture has {len(analysis.flows)} flows)", file=sys.stderr)
             return ExitStatus.BAD_INPUT
         flow = analysis.flows[wanted - 1]
-        if args.format == "table":
+        if args.ladder:
+            from handshake_probe.ladder import ladder_text
+            out.write(ladder_text(flow) + "\n")
+        elif args.format == "table":
             out.write(flow_detail(flow) + "\n")
         else:
             write_records([flow_record(flow)], args.format, out)

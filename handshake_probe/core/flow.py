@@ -187,8 +187,8 @@ class Flow:
 
         crossed = (flags & FIN and flags & ACK and sender.state is State.CLOSE_WAIT
                    and receiver.fin_seq is not None and not receiver.acks_fin(seg.ack))
-        if crossed:
-            self._uncross_fins(sender)
+        if crossed and self._uncross_fins(sender):
+            n_before -= 1                 # an earlier transition was taken back: the slice shifts
         if rst_ok:
             self._apply(seg, sender, _sender_cue(flags))
             if crossed:
@@ -216,7 +216,7 @@ class Flow:
             mine = [t for t in self.transitions[n_before:] if t.frame == seg.frame]   # not re-dated ones
             self.rows.append(SegmentRow(seg, from_client, self.client.state, self.server.state, mine, notes))
 
-    def _uncross_fins(self, ep: Endpoint) -> None:
+    def _uncross_fins(self, ep: Endpoint) -> bool:
         """Simultaneous close seen from the wire (RFC 9293 §3.6 figure 13): `ep` sends a FIN that does not
         acknowledge the peer's FIN, so that FIN had not reached it yet. Take back the CLOSE-WAIT we
         assumed on capture order; the FIN is applied again right after `ep`'s own FIN."""
@@ -228,7 +228,9 @@ class Flow:
                     ep.path.pop()
                     ep.state = t.from_state
                     self._restate_rows(ep, t.frame or 0, t.from_state, drop=t)
-                return
+                    return True
+                return False
+        return False
 
     def _restate_rows(self, ep: Endpoint, from_frame: int, state: State,
                       drop: Optional[Transition] = None, add: Optional[Transition] = None) -> None:

@@ -1,0 +1,262 @@
+"""Set up the prober's world, run the scenarios, take it all down again on every exit path.
+
+Order of setup (each step registered for teardown before the next one starts):
+  1. capabilities checked (nothing touched yet);
+  2. leftovers of dead probes swept (firewall rules with a dead pid);
+  3. the link: a TUN device (tun guard), or reserved ports + a firewall rule + raw sockets (iptables/nft);
+  4. the kernel-side servers (echo, echo with idle timeout, held server, a closed port), unless --target.
+Teardown runs in reverse with SIGTERM/SIGHUP/SIGINT held off, so a second signal cannot cut it short.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import signal
+import socket
+import subprocess
+import threading
+import time
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from types import FrameType
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+
+from handshake_probe.echo import EchoServer
+from handshake_probe.pcapio import PcapWriter, RawFrame
+from handshake_probe.prober import caps, guard as guards
+from handshake_probe.prober.context import Ctx, Targets
+from handshake_probe.prober.kernel import Address, HeldServer, Oracle, proc_state
+from handshake_probe.prober.link import Link, RawLink, TunLink
+from handshake_probe.prober.peer import ProbeFailure
+from handshake_probe.prober.scenarios import LOCAL_ONLY, SCENARIOS
+from handshake_probe.prober.tun import TUN_NETWORK, TunDevice
+from handshake_probe.prober.verdict import Outcome, analyze, judge, ladder_of
+
+__all__ = ["ProbeOptions", "Terminated", "run_probe", "IDLE_TIMEOUT", "check_target"]
+
+IDLE_TIMEOUT = 0.3        # the idle echo server closes first after this long (server-close, simultaneous-close)
+_LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised in the main thread so that every `finally` runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@dataclass
+class ProbeOptions:
+    scenarios: Sequence[str]
+    write: Optional[str] = None
+    target: Optional[Address] = None
+    message: bytes = b"python"
+    isn: Optional[int] = None
+    timeout: float = 2.0
+    guard: str = "tun"
+    allow_remote: bool = False
+
+
+def check_target(host: str, guard: str, allow_remote: bool) -> bool:
+    """Validate --target's host; True when it is this host's kernel (the oracle can be asked).
+
+    Raises ValueError with the reason for a target the network-safety rule does not allow."""
+    addr = ipaddress.ip_address(host)
+    if addr.version != 4:
+        raise ValueError(f"{host}: the prober speaks IPv4 only")
+    local = addr in _LOOPBACK or (guard == "tun" and addr in TUN_NETWORK)
+    if local:
+        return True
+    if not allow_remote:
+        raise ValueError(f"{host} is neither loopback nor the TUN network ({TUN_NETWORK}); "
+                         "add --allow-remote to probe another host")
+    if guard == "tun":
+        raise ValueError("the tun guard reaches only this host; use --rst-guard iptables or nft "
+                         "for a remote --target")
+    return False
+
+
+# ------------------------------------------------------------------------- signals
+class _Signals:
+    """SIGTERM/SIGHUP raise Terminated, SIGINT KeyboardInterrupt; while `held`, they wait their turn."""
+
+    def __init__(self) -> None:
+        self.held = False
+        self.pending: Optional[int] = None
+
+    def handler(self, signum: int, frame: Optional[FrameType]) -> None:
+        if self.held:
+            self.pending = self.pending or signum
+            return
+        self.fire(signum)
+
+    @staticmethod
+    def fire(signum: int) -> None:
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Terminated(signum)
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield   # signal handlers can only be set from the main thread; the caller owns signals then
+            return
+        sigs = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+        old = {s: signal.signal(s, self.handler) for s in sigs}
+        try:
+            yield
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        self.held = True
+        try:
+            yield
+        finally:
+            self.held = False
+            if self.pending is not None:
+                signum, self.pending = self.pending, None
+                self.fire(signum)
+
+
+# ------------------------------------------------------------------------- setup pieces
+def _reserve_ports(addr: str, count: int, stack: ExitStack) -> List[int]:
+    """Bind (never listen) one TCP socket per port: nobody else gets the port while we play it."""
+    ports = []
+    for _ in range(count):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        stack.callback(s.close)
+        s.bind((addr, 0))
+        ports.append(s.getsockname()[1])
+    return ports
+
+
+def _route(host: str) -> Tuple[str, str]:
+    """(outgoing interface, source address) the kernel would use for `host` (no packet is sent)."""
+    out = subprocess.run(["ip", "-o", "route", "get", host], capture_output=True, text=True, check=True).stdout
+    words = out.split()
+    return words[words.index("dev") + 1], words[words.index("src") + 1]
+
+
+def _make_link(opts: ProbeOptions, nports: int, local: bool, stack: ExitStack,
+               emit: Callable[[str], None]) -> Tuple[Link, List[int]]:
+    if opts.guard == "tun":
+        try:
+            tun = TunDevice()
+        except PermissionError as err:
+            raise caps.explain(err, opts.guard) from None
+        stack.callback(tun.close)
+        link: Link = TunLink(tun)
+        stack.callback(link.close)
+        emit(f"probe: TUN device {tun.name}: kernel {tun.kernel_addr}, prober {tun.peer_addr} "
+             f"(non-persistent: it vanishes with this process)")
+        return link, random.sample(range(20000, 60000), nports)
+    if local:
+        iface, addr = "lo", "127.0.0.1"
+    else:
+        assert opts.target is not None
+        iface, addr = _route(opts.target[0])
+    ports = _reserve_ports(addr, nports, stack)
+    rule = (guards.IptablesGuard if opts.guard == "iptables" else guards.NftGuard)(ports, iface)
+    stack.callback(rule.remove)
+    rule.install()
+    emit(f"probe: {opts.guard} guard: drop outgoing RSTs from {addr} ports {','.join(map(str, ports))} "
+         f"on {iface} (comment {guards.comment_for(rule.pid)})")
+    try:
+        link = RawLink(addr, addr, iface)
+    except PermissionError as err:
+        raise caps.explain(err, opts.guard) from None
+    stack.callback(link.close)
+    return link, ports
+
+
+def _targets(opts: ProbeOptions, link: Link, local: bool, stack: ExitStack) -> Targets:
+    kernel = link.kernel_addr
+    closed = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    stack.callback(closed.close)
+    closed.bind((kernel, 0))          # bound, never listening: a SYN to it meets a CLOSED port
+    closed_at: Address = closed.getsockname()[:2]
+    if opts.target is not None:
+        return Targets(opts.target, opts.target, 0.0, None, closed_at, kernel, local)
+    echo = EchoServer(host=kernel, port=0)
+    echo_at = stack.enter_context(echo)
+    idle = EchoServer(host=kernel, port=0, idle_timeout=IDLE_TIMEOUT)
+    idle_at = stack.enter_context(idle)
+    held = HeldServer(kernel)
+    stack.callback(held.close)
+    return Targets(echo_at, idle_at, IDLE_TIMEOUT, held, closed_at, kernel, True)
+
+
+# ------------------------------------------------------------------------- running
+def _run_one(name: str, link: Link, port: int, targets: Targets, opts: ProbeOptions,
+             oracle: Optional[Oracle], first_frame: int) -> Outcome:
+    scenario = SCENARIOS[name]
+    ctx = Ctx(link, port, targets, opts.message, opts.isn, opts.timeout, oracle)
+    link.scope(frozenset({port}))
+    started = time.monotonic()
+    failure: Optional[str] = None
+    try:
+        scenario.script(ctx)
+    except ProbeFailure as err:
+        failure = str(err)
+        for p in ctx.peers:
+            if p.open and p.irs is not None:
+                p.abort()          # leave no half-open connection in the kernel behind a failed script
+    time.sleep(0.02)               # a last in-flight answer belongs to this scenario's record
+    raw = [RawFrame(first_frame + i, ts, link.linktype, data, len(data), 0)
+           for i, (ts, data) in enumerate(link.take())]
+    outcome = Outcome(scenario, raw, analyze(raw, f"probe {name}"), ladder_of(raw, (link.prober_addr, port)),
+                      ctx.checkpoints, ctx.notes, time.monotonic() - started)
+    pattern = scenario.target_ladder if opts.target is not None and scenario.target_ladder else scenario.ladder
+    judge(outcome, pattern)
+    if failure is not None:
+        outcome.problems.insert(0, failure)
+    return outcome
+
+
+def run_probe(opts: ProbeOptions, emit: Callable[[str], None] = print,
+              oracle: Optional[Oracle] = None,
+              on_outcome: Optional[Callable[[Outcome], None]] = None) -> List[Outcome]:
+    """Run the scenarios; `emit` gets progress lines, `on_outcome` each finished scenario.
+
+    `oracle` overrides how the kernel's state is read (the default reads /proc/net/tcp); it is only
+    asked when the target is this host's kernel. Raises caps.MissingCapability, guards.GuardError,
+    ValueError (bad target) and Terminated / KeyboardInterrupt, always after tearing everything down.
+    """
+    local = True if opts.target is None else check_target(opts.target[0], opts.guard, opts.allow_remote)
+    names = list(opts.scenarios)
+    if not local:
+        bad = [n for n in names if n in LOCAL_ONLY]
+        if bad:
+            raise ValueError(f"{', '.join(bad)} need this host's kernel, not a remote --target")
+    caps.require(opts.guard)
+    signals = _Signals()
+    outcomes: List[Outcome] = []
+    with signals.installed():
+        stack = ExitStack()
+        try:
+            for line in guards.sweep():
+                emit(f"probe: removed a leftover: {line}")
+            link, ports = _make_link(opts, len(names), local, stack, emit)
+            targets = _targets(opts, link, local, stack)
+            writer = stack.enter_context(PcapWriter(opts.write, link.linktype)) if opts.write else None
+            use_oracle = (oracle or proc_state) if local else None
+            frame = 1
+            for name, port in zip(names, ports):
+                outcome = _run_one(name, link, port, targets, opts, use_oracle, frame)
+                frame += len(outcome.frames)
+                if writer is not None:
+                    for f in outcome.frames:
+                        writer.write(f.ts, f.data)
+                    writer.flush()
+                outcomes.append(outcome)
+                if on_outcome is not None:
+                    on_outcome(outcome)
+        finally:
+            with signals.hold():
+                stack.close()
+    return outcomes

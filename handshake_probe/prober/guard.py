@@ -1,0 +1,175 @@
+"""RST guards: keep the kernel from resetting connections it does not know the prober is playing.
+
+The prober's SYN from 127.0.0.1:P gets a SYN-ACK that the kernel itself also receives; it has no socket
+for port P, so it answers with RST (RFC 9293 §3.10.7.1), killing the handshake we are driving. The
+`iptables` and `nft` guards drop exactly those RSTs: outgoing on the interface, TCP source port one of
+this run's ports, RST flag set. Each rule carries the comment `handshake-probe:<pid>` (nft: a table named
+`handshake_probe_<pid>`), is removed on every exit path the process lives through, and rules left by a
+process that no longer exists (SIGKILL) are found and removed by `sweep` at the next start.
+(The `tun` guard needs no rule: see tun.py.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from typing import Iterable, List, Optional, Sequence
+
+__all__ = ["GuardError", "Guard", "IptablesGuard", "NftGuard", "sweep", "comment_for", "GUARDS"]
+
+GUARDS = ("tun", "iptables", "nft")
+TAG = "handshake-probe"
+NFT_TABLE_PREFIX = "handshake_probe_"
+_IPT_COMMENT = re.compile(r'--comment "?' + TAG + r':(\d+)"?')
+_NFT_TABLE = re.compile(r"^table ip " + NFT_TABLE_PREFIX + r"(\d+)\b", re.M)
+
+
+class GuardError(Exception):
+    """A firewall tool is missing or refused; the message names it and how to get it."""
+
+
+def comment_for(pid: int) -> str:
+    return f"{TAG}:{pid}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True   # it exists, it is just not ours
+    return True
+
+
+def _run(argv: Sequence[str], stdin: Optional[str] = None) -> subprocess.CompletedProcess:
+    return subprocess.run(list(argv), input=stdin, capture_output=True, text=True, timeout=20)
+
+
+def _need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise GuardError(f"{tool} not found: install it (apt-get install {'nftables' if tool == 'nft' else 'iptables'})")
+    return path
+
+
+class Guard:
+    """The `tun` guard: nothing to install (the prober's address is not local to the kernel)."""
+
+    name = "tun"
+
+    def install(self) -> None:
+        pass
+
+    def remove(self) -> None:
+        pass
+
+
+class IptablesGuard(Guard):
+    name = "iptables"
+
+    def __init__(self, ports: Iterable[int], iface: str = "lo", pid: Optional[int] = None) -> None:
+        self.tool = _need("iptables")
+        self.pid = os.getpid() if pid is None else pid
+        ports = sorted(ports)
+        if not 1 <= len(ports) <= 15:            # the multiport match takes at most 15 ports
+            raise GuardError(f"the iptables guard covers 1 to 15 ports, not {len(ports)}")
+        self.spec = ["OUTPUT", "-o", iface, "-p", "tcp", "-m", "multiport",
+                     "--sports", ",".join(map(str, ports)), "--tcp-flags", "RST", "RST",
+                     "-m", "comment", "--comment", comment_for(self.pid), "-j", "DROP"]
+        self._installed = False
+        self._had_table = True      # the filter table existed before us (iptables-nft creates it on demand)
+
+    def install(self) -> None:
+        save = shutil.which("iptables-save")
+        self._had_table = save is None or bool(_run([save, "-t", "filter"]).stdout.strip())
+        # Marked before it runs: if a signal lands in between, removal is still attempted.
+        self._installed = True
+        done = _run([self.tool, "-w", "5", "-t", "filter", "-I", *self.spec])
+        if done.returncode:
+            raise GuardError(f"iptables refused the RST guard rule: {done.stderr.strip()}")
+
+    def remove(self) -> None:
+        if not self._installed:
+            return
+        self._installed = False
+        _run([self.tool, "-w", "5", "-t", "filter", "-D", *self.spec])
+        if not self._had_table:
+            # iptables-nft created the filter table and its OUTPUT chain for our rule: take them away
+            # again, but only while empty (-X refuses a chain with rules; nft checks below).
+            _run([self.tool, "-w", "5", "-t", "filter", "-X", "OUTPUT"])
+            _delete_empty_nft_table("ip", "filter")
+
+
+def _delete_empty_nft_table(family: str, table: str) -> None:
+    nft = shutil.which("nft")
+    if nft is None:
+        return
+    listing = _run([nft, "-j", "list", "table", family, table])
+    if listing.returncode:
+        return
+    try:
+        items = json.loads(listing.stdout).get("nftables", [])
+    except ValueError:
+        return
+    if any(k in item for item in items for k in ("chain", "rule", "set", "map")):
+        return
+    _run([nft, "delete", "table", family, table])
+
+
+class NftGuard(Guard):
+    name = "nft"
+
+    def __init__(self, ports: Iterable[int], iface: str = "lo", pid: Optional[int] = None) -> None:
+        self.tool = _need("nft")
+        self.pid = os.getpid() if pid is None else pid
+        self.table = f"{NFT_TABLE_PREFIX}{self.pid}"
+        port_set = ", ".join(map(str, sorted(ports)))
+        # Our own table: removing it removes the chain and rule in one step, whatever else is loaded.
+        self.ruleset = (
+            f"table ip {self.table} {{\n"
+            f"  chain output {{\n"
+            f"    type filter hook output priority 0; policy accept;\n"
+            f"    oifname \"{iface}\" tcp sport {{ {port_set} }} tcp flags & rst == rst drop "
+            f"comment \"{comment_for(self.pid)}\"\n"
+            f"  }}\n"
+            f"}}\n")
+        self._installed = False
+
+    def install(self) -> None:
+        self._installed = True
+        done = _run([self.tool, "-f", "-"], stdin=self.ruleset)
+        if done.returncode:
+            raise GuardError(f"nft refused the RST guard table: {done.stderr.strip()}")
+
+    def remove(self) -> None:
+        if not self._installed:
+            return
+        self._installed = False
+        _run([self.tool, "delete", "table", "ip", self.table])
+
+
+def sweep() -> List[str]:
+    """Remove guard rules and tables whose process is gone; return one line per removal."""
+    removed: List[str] = []
+    ipt, save = shutil.which("iptables"), shutil.which("iptables-save")
+    if ipt and save:
+        listing = _run([save, "-t", "filter"])
+        for line in listing.stdout.splitlines():
+            m = _IPT_COMMENT.search(line)
+            if line.startswith("-A ") and m and not _alive(int(m.group(1))):
+                done = _run([ipt, "-w", "5", "-t", "filter", "-D", *shlex.split(line)[1:]])
+                if not done.returncode:
+                    removed.append(f"iptables rule of dead pid {m.group(1)}: {line}")
+    nft = shutil.which("nft")
+    if nft:
+        for m in _NFT_TABLE.finditer(_run([nft, "list", "tables"]).stdout):
+            if not _alive(int(m.group(1))):
+                table = NFT_TABLE_PREFIX + m.group(1)
+                if not _run([nft, "delete", "table", "ip", table]).returncode:
+                    removed.append(f"nft table ip {table} of dead pid {m.group(1)}")
+    return removed
