@@ -9,7 +9,9 @@ from typing import Any, Callable, Iterable, List, Optional
 from handshake_probe.core.decode import DecodeError, decode
 from handshake_probe.core.flow import Flow
 from handshake_probe.core.flows import DEFAULT_MSL, FlowTable
+from handshake_probe.core.completeness import CompletenessObserver
 from handshake_probe.core.observe import ObserverFactory
+from handshake_probe.core.zeek import ZeekObserver
 from handshake_probe.core.segment import Segment
 from handshake_probe.pcapio import CaptureError, RawFrame, read_frames
 
@@ -75,4 +77,4 @@ def analyze_file(path: str, msl: float = DEFAULT_MSL,
 
 def default_observers() -> List[ObserverFactory]:
     """The analyses every flow carries besides its state machines."""
-    return []
+    return [ZeekObserver, CompletenessObserver]

@@ -184,8 +184,9 @@ class Selector:
             raise SpecError(where, "select must be a table such as {index = 1} or {server_port = 8000}")
         unknown = [k for k in table if k not in SELECT_KEYS]
         if unknown:
-            raise SpecError((*where, unknown[0]), f"unknown select key {unknown[0]!r} "
-                                                  f"(use {', '.join(SELECT_KEYS)}){_did_you_mean(unknown[0], SELECT_KEYS)}")
+            hint = _did_you_mean(unknown[0], SELECT_KEYS)
+            raise SpecError((*where, unknown[0]),
+                            f"unknown select key {unknown[0]!r} (use {', '.join(SELECT_KEYS)}){hint}")
         if not table:
             raise SpecError(where, f"select needs at least one of {', '.join(SELECT_KEYS)}")
         index = table.get("index")
@@ -406,11 +407,14 @@ def _check_no_rst(e: Expectation, rec: Record) -> Verdict:
     close = rec.get("close")
     if close in ("client-rst", "server-rst", "rejected"):
         evidence.append(f"close = {close}")
+    frames = set()   # one line per RST segment, though it moves both endpoints (snd RST and rcv RST)
     for t in rec.get("transitions") or ():
-        if "RST" in str(t.get("cause", "")) and str(t.get("cause", "")).startswith("snd"):
+        if "RST" in str(t.get("cause", "")) and t.get("frame") not in frames:
+            frames.add(t.get("frame"))
             evidence.append(f"frame {t.get('frame')}: {t.get('endpoint')} {t.get('cause')}")
     for v in rec.get("violations") or ():
-        if "RST" in str(v.get("cue", "")):
+        if "RST" in str(v.get("cue", "")) and v.get("frame") not in frames:
+            frames.add(v.get("frame"))
             evidence.append(f"frame {v.get('frame')}: {v.get('endpoint')} {v.get('cue')} ({v.get('reason')})")
     history = rec.get("history")
     if isinstance(history, str) and ("R" in history or "r" in history):
@@ -962,8 +966,8 @@ def format_report(report: Report, *, title: str, ladders: Mapping[int, str], max
     lines = [title]
     for o in report.outcomes:
         if o.ok:
-            tail = f"({_plural(o.checked, 'flow')})" if o.what not in ("selects a flow",) and \
-                not o.what.startswith(("flows =", "selects")) else ""
+            # Counting and selecting concern the capture, not each flow: no "(N flows)" after them.
+            tail = "" if o.what.startswith(("flows =", "selects")) else f"({_plural(o.checked, 'flow')})"
             if o.notes:
                 tail += f" [{'; '.join(o.notes)}]"
         else:
@@ -996,7 +1000,8 @@ def format_report(report: Report, *, title: str, ladders: Mapping[int, str], max
     bad = sum(not o.ok for o in report.outcomes)
     lines.append("")
     if bad:
-        where = f" (flows {', '.join(map(str, failed[:10]))}{' ...' if len(failed) > 10 else ''})" if failed else ""
+        listed = ", ".join(map(str, failed[:10])) + (" ..." if len(failed) > 10 else "")
+        where = f" ({'flow' if len(failed) == 1 else 'flows'} {listed})" if failed else ""
         lines.append(paint("FAILED", False) + f": {bad} of {_plural(total, 'expectation')} not met{where}")
     else:
         lines.append(paint("PASSED", True) + f": all {_plural(total, 'expectation')} met "

@@ -133,7 +133,7 @@ class LoopbackCapture:
         self.iface = iface
         self.settle = settle          # quiet time after the block that ends the capture
         self.max_wait = max_wait      # ... or this long at most
-        self.frames = 0
+        self.frame_count = 0          # frames written to `path`
         self.analysis: Optional[Analysis] = None
         self._flows: Optional[List[FlowRecord]] = None
         self._stop = threading.Event()
@@ -166,7 +166,7 @@ class LoopbackCapture:
                 with writer:
                     for frame in self._live.frames(stop=self._stop):
                         writer.write(frame.ts, frame.data, frame.wirelen)
-                        self.frames += 1
+                        self.frame_count += 1
                         self._last_frame = time.monotonic()
             except BaseException as err:   # surfaced in __exit__, in the test's thread
                 self._error = err

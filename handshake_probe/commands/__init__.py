@@ -5,6 +5,7 @@ command runs, so `analyze` never pays for scapy or sockets."""
 
 COMMANDS = {
     "analyze": ("handshake_probe.commands.analyze", "analyze a pcap or pcapng file"),
+    "check": ("handshake_probe.commands.check", "check a capture's flows against expectations (CI verdict)"),
     "ladder": ("handshake_probe.commands.ladder", "draw flows as client/server ladder diagrams (text or SVG)"),
     "serve": ("handshake_probe.commands.serve", "run the echo server (uppercases by default)"),
     "client": ("handshake_probe.commands.client", "the socket lesson's interactive echo client"),

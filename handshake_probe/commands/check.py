@@ -38,13 +38,15 @@ def _non_negative_int(text: str) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = ("Check a capture's flows against expectations (conn_state, close, handshake, state "
-                     "paths, timings, anomaly counts). Exit 0 when all are met, 1 when one is not, 2 when "
-                     "the capture or the expectation file cannot be read.")
-    p.epilog = ("examples:  handshake-probe check cap.pcap --expect cap.expect.toml\n"
-                "           handshake-probe check cap.pcap --flows 3 --all-flows close=fin "
-                "--flow 1 client_final=TIME-WAIT --all-flows 'duration_ms<=500'")
+    # Raw formatting keeps the example lines apart; the text is wrapped by hand to stay under 100 columns.
     p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.description = ("Check a capture's flows against expectations: conn_state, close, handshake, state paths,\n"
+                     "timings, anomaly counts. Exit 0 when all are met, 1 when one is not, 2 when the capture\n"
+                     "or the expectation file cannot be read. The schema: pydoc handshake_probe.check")
+    p.epilog = ("examples:\n"
+                "  handshake-probe check cap.pcap --expect cap.expect.toml\n"
+                "  handshake-probe check cap.pcap --flows 3 --all-flows conn_state=SF \\\n"
+                "      --all-flows 'duration_ms<=500' --flow 1 client_final=TIME-WAIT\n")
     p.add_argument("file", help="pcap or pcapng file")
     p.add_argument("--expect", metavar="EXPECT.toml",
                    help="expectation file, TOML (or JSON when the name ends in .json)")
@@ -119,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
     records = [flow_record(f) for f in analysis.flows]
     report = evaluate(spec, records)
     sources = ([args.expect] if args.expect else []) + (["the command line"] if short.rules else [])
-    title = f"check {args.file}: {len(records)} flow{'' if len(records) == 1 else 's'}; expectations from {' and '.join(sources)}"
+    plural = "" if len(records) == 1 else "s"
+    title = f"check {args.file}: {len(records)} flow{plural}; expectations from {' and '.join(sources)}"
     out = sys.stdout
     shown = report.failed_flows[:args.max_flows]
     out.write(format_report(report, title=title, ladders=_ladders(args.file, args.msl, shown),

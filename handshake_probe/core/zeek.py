@@ -325,8 +325,24 @@ class ZeekObserver:
             if syn and ep.prev_state == INACTIVE:
                 ep.init_seqs(base_seq, seq_end)
 
-        rel_seq, underflow = ep.relative(base_seq, ep.last_seq, ep.seq_wraps)
-        self._update_history(flags, ep, rel_seq, length)
+        # get_relative_seq, inline for the usual case (no 32-bit wrap so far, none on this segment)
+        last = ep.last_seq
+        d = (base_seq - last) & _M32
+        if ep.seq_wraps == 0 and not (0 < d < 0x80000000 and base_seq < last):
+            rel_seq = (base_seq - ep.start_seq) & _M32
+            if rel_seq & 0x80000000:
+                rel_seq -= 0x100000000
+            underflow = rel_seq < 0
+        else:
+            rel_seq, underflow = ep.relative(base_seq, last, ep.seq_wraps)
+
+        if flags & (_SYN | _FIN | _RST):
+            self._update_history(flags, ep, rel_seq, length)
+        elif length or ack:
+            # update_history's last branch, without a call when the letter is already there
+            mask = _HIST_DATA if length else _HIST_ACK
+            if not self._hist_seen & (mask if ep.is_orig else mask << 16) or self._history == "H":
+                self._check(ep, mask, "D" if length else "A")
 
         # update_window (TSA 242-296): only the zero-window letter matters here
         if seg.window == 0 and not rst and ep.peer.state != CLOSED and ep.state != RESET:
@@ -342,18 +358,26 @@ class ZeekObserver:
                 rel_ack = 1
                 peer.init_seqs(ack_seq - 1, ack_seq - 1)      # init_peer (TSA 432-453)
             else:
-                rel_ack, ack_under = peer.relative(ack_seq, peer.ack_seq, peer.ack_wraps)
+                pa = peer.ack_seq
+                d = (ack_seq - pa) & _M32                      # seq_delta(ack_seq, peer ack), unsigned
+                if peer.ack_wraps == 0 and not (0 < d < 0x80000000 and ack_seq < pa):
+                    rel_ack = (ack_seq - peer.start_seq) & _M32
+                    ack_under = bool(rel_ack & 0x80000000)
+                else:
+                    rel_ack, ack_under = peer.relative(ack_seq, pa, peer.ack_wraps)
                 if ack_under:
                     rel_ack = 0
                 elif not rst:                                  # update_ack_seq (TSA 455-465)
-                    delta_ack = seq_delta(ack_seq, peer.ack_seq)
-                    if not (ack_seq == 0 and delta_ack > _TOO_LARGE_SEQ_DELTA) and delta_ack > 0:
-                        if ack_seq < peer.ack_seq:
+                    delta_ack = d - 0x100000000 if d & 0x80000000 else d
+                    if delta_ack > 0 and not (ack_seq == 0 and delta_ack > _TOO_LARGE_SEQ_DELTA):
+                        if ack_seq < pa:
                             peer.ack_wraps += 1
                         peer.ack_seq = ack_seq
 
         # update_last_seq (TSA 469-503)
-        delta_last = seq_delta(seq_end, ep.last_seq)
+        delta_last = (seq_end - ep.last_seq) & _M32
+        if delta_last & 0x80000000:
+            delta_last -= 0x100000000
         if (syn or rst) and (delta_last > _TOO_LARGE_SEQ_DELTA or delta_last < -_TOO_LARGE_SEQ_DELTA):
             pass
         elif fin and ep.last_seq == ((ep.start_seq + 1) & _M32):
@@ -361,20 +385,28 @@ class ZeekObserver:
         elif ep.state == RESET:
             pass
         elif delta_last > 0:
-            self._update_last_seq(ep, seq_end)
+            if seq_end < ep.last_seq:                          # TCP_Endpoint.h UpdateLastSeq
+                ep.seq_wraps += 1
+            ep.last_seq = seq_end
         elif length > 0:
             self._scaled(ep, "T", "rxmt")                      # TE DidRxmit 266-270
 
-        do_close = self._state_machine(ep, peer, base_seq, ack_seq, length, delta_last, is_orig, flags)
+        # UpdateStateMachine: without SYN, FIN or RST only an INACTIVE endpoint changes state
+        if flags & (_SYN | _FIN | _RST) or ep.state == INACTIVE:
+            if self._state_machine(ep, peer, base_seq, ack_seq, length, delta_last, is_orig, flags):
+                ep.did_close = True                            # ConnectionClosed (TSA 1197-1223)
 
         if ack:
-            self._ack_received(peer, rel_ack)
+            # peer->AckReceived(rel_ack); TCP_Reassembler::AckReceived first caps an ACK of the FIN
+            # (the FIN's octet is not content) and ignores what it already trimmed.
+            if peer.fin_cnt > 0 and rel_ack >= peer.fin_seq:
+                rel_ack = peer.fin_seq - 1
+            if rel_ack > peer.r_trim:
+                self._ack_received(peer, rel_ack)
         if length > 0 and not rst and not underflow and not getattr(seg, "payload_cut", False):
             # TE DataSent 164-173: payload cut by the snaplen never reaches the reassembler, so its
             # ACK shows as a content gap. Segments say so only if they carry `payload_cut` (not yet).
             self._data_sent(ep, rel_seq + 1 if syn else rel_seq, length)
-        if do_close and not ep.did_close:
-            ep.did_close = True                                # ConnectionClosed (TSA 1197-1223)
 
         # CheckPIA_FirstPacket (TSA 1361-1373), with the possibly stale is_orig
         if is_orig:
@@ -502,11 +534,8 @@ class ZeekObserver:
 
     def _ack_received(self, ep: ZeekEndpoint, seq: int) -> None:
         """TCP_Reassembler::AckReceived 470-497 with Reassembler Trim (Reassem.cc 179-243) and
-        TCP_Reassembler::Undelivered 138-248: acknowledged bytes never seen are a content gap."""
-        if ep.fin_cnt > 0 and seq >= ep.fin_seq:
-            seq = ep.fin_seq - 1                # the FIN's octet is not content
-        if seq <= ep.r_trim:
-            return
+        TCP_Reassembler::Undelivered 138-248: acknowledged bytes never seen are a content gap.
+        `seq` is already capped below the FIN and above the trimmed point (see on_segment)."""
         if seq > ep.r_last:
             # Undelivered(seq)
             if seq <= 2 and self._is_partial:
