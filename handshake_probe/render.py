@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-from typing import Any, Dict, Iterable, List, Optional, TextIO
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, TextIO, Tuple
 
 from tabulate import tabulate
 
 from handshake_probe.analysis import Analysis
 from handshake_probe.core.endpoint import MOD
 from handshake_probe.core.flow import Flow
-from handshake_probe.core.record import CSV_COLUMNS, csv_row, flow_record
+from handshake_probe.core.record import CSV_COLUMNS, anomaly_text, csv_row, flow_record
 from handshake_probe.core.segment import Flags, flag_names, tcpdump_flags
 
 FORMATS = ("table", "jsonl", "json", "csv")
@@ -39,13 +39,31 @@ CLOSE_TEXT = {"fin": "FIN both ways", "client-rst": "RST by client", "server-rst
               "rejected": "rejected (RST)", "none": "never closed"}
 
 
-def flow_table(records: Iterable[Dict[str, Any]]) -> str:
-    rows = [[r["flow"], r["client"], r["server"], r["packets"], handshake_cell(r),
-             CLOSE_TEXT[r["close"]], ">".join(r["client_states"]), ">".join(r["server_states"])]
-            for r in records]
-    headers = ["#", "client", "server", "pkts", "handshake (SYN>SYN-ACK / SYN-ACK>ACK)", "close",
-               "client states", "server states"]
-    return tabulate(rows, headers=headers, tablefmt="simple")
+# Table columns: name -> (header, cell). `--columns` picks and orders them by name.
+COLUMNS: Dict[str, Tuple[str, Callable[[Dict[str, Any]], Any]]] = {
+    "flow": ("#", lambda r: r["flow"]),
+    "client": ("client", lambda r: r["client"]),
+    "server": ("server", lambda r: r["server"]),
+    "packets": ("pkts", lambda r: r["packets"]),
+    "duration": ("ms", lambda r: r["duration_ms"]),
+    "handshake": ("handshake (SYN>SYN-ACK / SYN-ACK>ACK)", handshake_cell),
+    "close": ("close", lambda r: CLOSE_TEXT[r["close"]]),
+    "conn_state": ("conn_state", lambda r: r.get("conn_state", "")),
+    "history": ("history", lambda r: r.get("history", "")),
+    "completeness": ("compl.", lambda r: r.get("completeness", "")),
+    "anomalies": ("anomalies", lambda r: anomaly_text(r.get("anomalies"))),
+    "violations": ("viol.", lambda r: r["violation_count"]),
+    "client_states": ("client states", lambda r: ">".join(r["client_states"])),
+    "server_states": ("server states", lambda r: ">".join(r["server_states"])),
+}
+DEFAULT_COLUMNS = ("flow", "client", "server", "packets", "handshake", "close", "conn_state", "history",
+                   "client_states", "server_states")
+
+
+def flow_table(records: Iterable[Dict[str, Any]], columns: Sequence[str] = DEFAULT_COLUMNS) -> str:
+    chosen = [COLUMNS[c] for c in columns]
+    rows = [[cell(r) for _, cell in chosen] for r in records]
+    return tabulate(rows, headers=[h for h, _ in chosen], tablefmt="simple")
 
 
 def summary_line(analysis: Analysis) -> str:
@@ -102,7 +120,8 @@ def flow_detail(flow: Flow) -> str:
     return "\n".join(lines)
 
 
-def write_records(records: Iterable[Dict[str, Any]], fmt: str, out: TextIO, header: bool = True) -> None:
+def write_records(records: Iterable[Dict[str, Any]], fmt: str, out: TextIO, header: bool = True,
+                  columns: Sequence[str] = DEFAULT_COLUMNS) -> None:
     """Write records as they come (a generator keeps only one record in memory for jsonl and csv)."""
     if fmt == "jsonl":
         for rec in records:
@@ -121,4 +140,4 @@ def write_records(records: Iterable[Dict[str, Any]], fmt: str, out: TextIO, head
         for rec in records:
             writer.writerow(csv_row(rec))
     else:
-        out.write(flow_table(records) + "\n")
+        out.write(flow_table(records, columns) + "\n")

@@ -184,3 +184,23 @@ def test_python_dash_m_and_console_script_agree(two_flows: Path):
     b = subprocess.run(["handshake-probe", "analyze", str(two_flows), "--format", "jsonl"],
                        capture_output=True, text=True, check=True)
     assert a.stdout == b.stdout and len(a.stdout.splitlines()) == 2
+
+
+def test_columns_choose_and_order_the_table(two_flows: Path, capsys):
+    code, out, _ = run(["analyze", str(two_flows), "--columns", "flow,conn_state,history,completeness"], capsys)
+    header = out.splitlines()[0].split()
+    assert code == 0 and header == ["#", "conn_state", "history", "compl."]
+    first = out.splitlines()[2].split()
+    assert first[1] == "SF" and first[2].startswith("ShAD") and first[3] == "31"
+
+
+def test_unknown_column_is_a_usage_error(two_flows: Path):
+    with pytest.raises(SystemExit) as exc:
+        main(["analyze", str(two_flows), "--columns", "flow,nope"])
+    assert exc.value.code == 2
+
+
+def test_csv_has_zeek_and_tshark_verdicts(two_flows: Path, capsys):
+    _, out, _ = run(["analyze", str(two_flows), "--format", "csv"], capsys)
+    row = next(csv.DictReader(io.StringIO(out)))
+    assert row["conn_state"] == "SF" and row["completeness"] == "31" and row["history"].startswith("ShAD")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional, TextIO
+from typing import Optional, TextIO, Tuple
 
 from handshake_probe.analysis import analyze_file
 from handshake_probe.core.flow import Flow
 from handshake_probe.core.flows import DEFAULT_IDLE_TIMEOUT, DEFAULT_LINGER, DEFAULT_MAX_OPEN, DEFAULT_MSL
 from handshake_probe.core.record import flow_record
 from handshake_probe.exitcodes import ExitStatus
-from handshake_probe.render import FORMATS, flow_detail, summary_line, write_records
+from handshake_probe.render import COLUMNS, DEFAULT_COLUMNS, FORMATS, flow_detail, summary_line, write_records
 
 
 def positive_float(text: str) -> float:
@@ -19,6 +19,15 @@ def positive_float(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, not {text}")
     return value
+
+
+def column_list(text: str) -> Tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in COLUMNS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown column {', '.join(unknown) or '(none given)'}; "
+                                         f"choose from {', '.join(COLUMNS)}")
+    return names
 
 
 def add_arguments(an: argparse.ArgumentParser) -> None:
@@ -30,6 +39,8 @@ def add_arguments(an: argparse.ArgumentParser) -> None:
     an.add_argument("--ladder", action="store_true",
                     help="with --flow N: draw the flow as a client/server ladder diagram instead of the table")
     an.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    an.add_argument("--columns", type=column_list, default=DEFAULT_COLUMNS, metavar="A,B,...",
+                    help="table columns, from: " + ", ".join(COLUMNS) + f" (default: {','.join(DEFAULT_COLUMNS)})")
     an.add_argument("--msl", type=positive_float, default=DEFAULT_MSL, metavar="SECONDS",
                     help=f"maximum segment lifetime; TIME-WAIT lasts 2*MSL (default {DEFAULT_MSL:g}, "
                          "Linux's 60 s TIME-WAIT; RFC 9293 suggests 120)")
@@ -79,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             write_records([flow_record(flow)], args.format, out)
     elif writer is None:
-        write_records((flow_record(f) for f in analysis.flows), args.format, out)
+        write_records((flow_record(f) for f in analysis.flows), args.format, out, columns=args.columns)
         if args.format == "table":
             out.write("\n" + summary_line(analysis) + "\n")
     if analysis.error:

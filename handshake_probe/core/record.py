@@ -10,7 +10,7 @@ from handshake_probe.core.flow import Flow
 CSV_COLUMNS = ["flow", "client", "server", "direction", "packets", "first_ts", "last_ts", "duration_ms",
                "handshake", "syn_to_synack_ms", "synack_to_ack_ms", "syn_count", "close",
                "client_final", "server_final", "client_states", "server_states", "transitions",
-               "violations"]
+               "violations", "conn_state", "history", "completeness", "anomalies"]
 
 
 def _ms(a: Optional[float], b: Optional[float]) -> Optional[float]:
@@ -75,5 +75,11 @@ def csv_row(record: Dict[str, Any]) -> List[Any]:
         server_states=">".join(record["server_states"]),
         transitions=len(record["transitions"]),
         violations=record["violation_count"],
+        anomalies=anomaly_text(record.get("anomalies")),
     )
-    return ["" if flat[c] is None else flat[c] for c in CSV_COLUMNS]
+    return ["" if flat.get(c) is None else flat[c] for c in CSV_COLUMNS]
+
+
+def anomaly_text(counts: Optional[Dict[str, int]]) -> str:
+    """`retransmission=2;duplicate_ack=1`: the non-zero anomaly counts, for one-cell outputs."""
+    return ";".join(f"{k}={n}" for k, n in (counts or {}).items() if n)
