@@ -4,7 +4,8 @@ The live edge (`handshake_probe.live`) hands raw frames to the same decode -> Fl
 analyzer uses (`analysis.analyze_frames`); this module only wires it up: each transition is
 printed as the flow table makes it, every frame is written to the pcap, and at the end the flow
 table and one summary line are printed. SIGINT and SIGTERM end the capture normally (exit 0):
-they only set an event that the capture loop looks at every 0.2 s or sooner.
+they only set an event that the capture loop looks at every 0.2 s or sooner (a second one
+interrupts at once: exit 130).
 """
 
 from __future__ import annotations
@@ -108,8 +109,10 @@ def _capture(cap: LiveCapture, writer: Optional[PcapWriter], args: argparse.Name
     stop = threading.Event()
     previous = _install_stop_handlers(stop)
     try:
-        on_transition = None if args.quiet else (lambda flow, t: out.write(transition_line(flow, t)))
-        table = FlowTable(args.msl, on_transition=on_transition)
+        def show(flow: Flow, t: Transition) -> None:
+            out.write(transition_line(flow, t))
+
+        table = FlowTable(args.msl, on_transition=None if args.quiet else show)
 
         def idle() -> None:
             # Nothing queued: a good moment to make file and screen current.
@@ -187,6 +190,10 @@ def _install_stop_handlers(stop: threading.Event) -> Dict[int, _SignalHandler]:
         return previous  # signal.signal would raise; an embedding program handles its signals
 
     def handler(signum: int, _frame: Optional[FrameType]) -> None:
+        if stop.is_set():
+            # A second signal while the queue drains or the table prints: the user means it now
+            # (the pcap stays valid: the writer is closed on the way out).
+            raise KeyboardInterrupt
         stop.set()
 
     for signum in (signal.SIGINT, signal.SIGTERM):
