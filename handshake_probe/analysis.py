@@ -9,9 +9,6 @@ from typing import Any, Callable, Iterable, List, Optional
 from handshake_probe.core.decode import DecodeError, decode
 from handshake_probe.core.flow import Flow
 from handshake_probe.core.flows import DEFAULT_MSL, FlowTable
-from handshake_probe.core.completeness import CompletenessObserver
-from handshake_probe.core.observe import ObserverFactory
-from handshake_probe.core.zeek import ZeekObserver
 from handshake_probe.core.segment import Segment
 from handshake_probe.pcapio import CaptureError, RawFrame, read_frames
 
@@ -71,10 +68,6 @@ def analyze_file(path: str, msl: float = DEFAULT_MSL,
     """Analyze one capture file, streaming it: memory grows with flows, not packets. With
     `on_finished`, flows are handed out as they finish and not kept (memory grows with open flows);
     `limits` are FlowTable's linger / idle_timeout / max_open."""
-    table = FlowTable(msl, keep_rows, observers=default_observers(), on_finished=on_finished, **limits)
+    table = FlowTable(msl, keep_rows, on_finished=on_finished, **limits)
     return analyze_frames(read_frames(path), path, table)
 
-
-def default_observers() -> List[ObserverFactory]:
-    """The analyses every flow carries besides its state machines."""
-    return [ZeekObserver, CompletenessObserver]

@@ -40,10 +40,13 @@ class FlowTable:
     def __init__(self, msl: float = DEFAULT_MSL,
                  keep_rows: Optional[Callable[[int], bool]] = None,
                  on_transition: Optional[Callable[[Flow, Transition], None]] = None,
-                 observers: Sequence[ObserverFactory] = (),
+                 observers: Optional[Sequence[ObserverFactory]] = None,
                  on_finished: Optional[Callable[[Flow], None]] = None,
                  linger: float = DEFAULT_LINGER, idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
                  max_open: int = DEFAULT_MAX_OPEN) -> None:
+        if observers is None:                 # None: the default analyses; () for the state machines only
+            from handshake_probe.core.verdicts import default_observers
+            observers = default_observers()
         self._observers = tuple(observers)   # per-flow analyses (history, anomalies), one set per flow
         self.msl = msl
         self._keep_rows = keep_rows
