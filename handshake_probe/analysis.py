@@ -10,6 +10,7 @@ from handshake_probe.core.decode import DecodeError, decode
 from handshake_probe.core.flow import Flow
 from handshake_probe.core.flows import DEFAULT_MSL, FlowTable
 from handshake_probe.core.segment import Segment
+from handshake_probe.core.verdicts import default_observers
 from handshake_probe.pcapio import CaptureError, RawFrame, read_frames
 
 MAX_FRAME_WARNINGS = 10   # per file; the rest are counted, not printed
@@ -34,7 +35,8 @@ class Analysis:
         return self.error is not None or self.skipped["malformed"] > 0
 
 
-def analyze_frames(frames: Iterable[RawFrame], path: str, table: FlowTable) -> Analysis:
+def analyze_frames(frames: Iterable[RawFrame], path: str, table: FlowTable,
+                   verify_checksum: bool = False) -> Analysis:
     """Decode and feed every frame; a malformed frame is skipped with a warning naming it."""
     result = Analysis(path, table.flows)
     skipped = result.skipped
@@ -43,7 +45,8 @@ def analyze_frames(frames: Iterable[RawFrame], path: str, table: FlowTable) -> A
         for frame in frames:
             result.frames += 1
             try:
-                seg = decode(frame.data, frame.linktype, frame.ts, frame.frame, frame.wirelen)
+                seg = decode(frame.data, frame.linktype, frame.ts, frame.frame, frame.wirelen,
+                             verify_checksum)
             except DecodeError as err:
                 skipped["malformed"] += 1
                 if len(result.warnings) < MAX_FRAME_WARNINGS:
@@ -64,10 +67,13 @@ def analyze_frames(frames: Iterable[RawFrame], path: str, table: FlowTable) -> A
 
 def analyze_file(path: str, msl: float = DEFAULT_MSL,
                  keep_rows: Optional[Callable[[int], bool]] = None,
-                 on_finished: Optional[Callable[[Flow], None]] = None, **limits: Any) -> Analysis:
+                 on_finished: Optional[Callable[[Flow], None]] = None, check_checksums: bool = False,
+                 **limits: Any) -> Analysis:
     """Analyze one capture file, streaming it: memory grows with flows, not packets. With
     `on_finished`, flows are handed out as they finish and not kept (memory grows with open flows);
-    `limits` are FlowTable's linger / idle_timeout / max_open."""
-    table = FlowTable(msl, keep_rows, on_finished=on_finished, **limits)
-    return analyze_frames(read_frames(path), path, table)
+    `limits` are FlowTable's linger / idle_timeout / max_open. `check_checksums` verifies every TCP
+    checksum (off by default: NIC offload and loopback captures carry unfilled checksums)."""
+    table = FlowTable(msl, keep_rows, observers=default_observers(check_checksums),
+                      on_finished=on_finished, **limits)
+    return analyze_frames(read_frames(path), path, table, check_checksums)
 

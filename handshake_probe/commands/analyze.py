@@ -41,6 +41,9 @@ def add_arguments(an: argparse.ArgumentParser) -> None:
     an.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     an.add_argument("--columns", type=column_list, default=DEFAULT_COLUMNS, metavar="A,B,...",
                     help="table columns, from: " + ", ".join(COLUMNS) + f" (default: {','.join(DEFAULT_COLUMNS)})")
+    an.add_argument("--check-checksums", action="store_true",
+                    help="verify TCP checksums and count bad ones (off by default: NIC offload and loopback "
+                         "captures carry checksums the kernel never filled in)")
     an.add_argument("--msl", type=positive_float, default=DEFAULT_MSL, metavar="SECONDS",
                     help=f"maximum segment lifetime; TIME-WAIT lasts 2*MSL (default {DEFAULT_MSL:g}, "
                          "Linux's 60 s TIME-WAIT; RFC 9293 suggests 120)")
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     analysis = analyze_file(args.file, msl=args.msl,
                             keep_rows=(lambda n: n == wanted) if wanted is not None else None,
                             on_finished=writer.write if writer else None,
-                            linger=args.linger, idle_timeout=args.idle_timeout, max_open=args.max_open)
+                            check_checksums=args.check_checksums, linger=args.linger, idle_timeout=args.idle_timeout, max_open=args.max_open)
     for warning in analysis.warnings:
         print(f"handshake-probe: warning: {warning}", file=sys.stderr)
     if analysis.evicted:

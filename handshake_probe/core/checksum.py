@@ -8,7 +8,7 @@ Why `int.from_bytes(...) % 0xFFFF`: the ones'-complement sum of 16-bit big-endia
 words modulo 2**16 - 1 (RFC 1071 §2 (B), "end-around carry"), and a byte string read as one big-endian
 integer is sum(word_i * 2**(16 * i)); since 2**16 ≡ 1 (mod 2**16 - 1), that integer is congruent to the
 plain sum of its words. CPython converts and reduces the integer in C, so one call checks a whole segment
-without copying it: 3.7 µs for 1500 bytes here, against 13 µs for summing `struct.unpack` words.
+without copying it: 4.2 µs for 1500 bytes here, against 12.4 µs for summing `struct.unpack` words.
 """
 
 from __future__ import annotations

@@ -291,11 +291,12 @@ def _ipv4(data: bytes, n: int, off: int, cut: bool, wirelen: int | None,
     if n < off + ihl:
         return _short(cut, off, "IPv4 header with options", ihl, n - off)
     first_fragment = bool(frag & 0x2000)  # MF set at offset 0: decode it if the TCP header is there
-    seg = _tcp(data, n, off + ihl, total - ihl, cut, first_fragment,
-               ts, frame, _addr(src), _addr(dst), 4)
     if verify:
-        return _checked(seg, data, n, off + ihl, total - ihl, cut, first_fragment, src, dst)
-    return seg
+        return _checked(_tcp(data, n, off + ihl, total - ihl, cut, first_fragment, ts, frame,
+                             _addr(src), _addr(dst), 4),
+                        data, n, off + ihl, total - ihl, cut, first_fragment, src, dst)
+    return _tcp(data, n, off + ihl, total - ihl, cut, first_fragment,
+                ts, frame, _addr(src), _addr(dst), 4)
 
 
 def _ipv6(data: bytes, n: int, off: int, cut: bool, wirelen: int | None,
@@ -335,14 +336,15 @@ def _ipv6(data: bytes, n: int, off: int, cut: bool, wirelen: int | None,
     ext_len = cur - start
     if ext_len > payload_len:
         raise DecodeError(off + 4, f"IPv6 extension headers ({ext_len} bytes) run past the payload length {payload_len}")
-    seg = _tcp(data, n, cur, payload_len - ext_len, cut, first_fragment,
-               ts, frame, _addr(src), _addr(dst), 6)
     if verify:
         # Differs from RFC 8200 §8.1 with a Routing header, where the pseudo-header takes the final
         # destination from that header: we use the IPv6 destination field (source routing is deprecated,
         # RFC 5095, and such a segment would show as a bad checksum, never be silently accepted).
-        return _checked(seg, data, n, cur, payload_len - ext_len, cut, first_fragment, src, dst)
-    return seg
+        return _checked(_tcp(data, n, cur, payload_len - ext_len, cut, first_fragment, ts, frame,
+                             _addr(src), _addr(dst), 6),
+                        data, n, cur, payload_len - ext_len, cut, first_fragment, src, dst)
+    return _tcp(data, n, cur, payload_len - ext_len, cut, first_fragment,
+                ts, frame, _addr(src), _addr(dst), 6)
 
 
 def _checked(seg: Segment | str, data: bytes, n: int, off: int, tcp_len: int, cut: bool,
