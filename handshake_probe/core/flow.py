@@ -11,6 +11,10 @@ from handshake_probe.core.segment import Flags, Segment
 from handshake_probe.core.states import END_STATES, Cue, State, next_state
 
 SYN, ACK, FIN, RST = int(Flags.SYN), int(Flags.ACK), int(Flags.FIN), int(Flags.RST)
+_PLAIN_MASK = SYN | FIN | RST | ACK
+# States in which a plain ACK, sent or received, can neither move the state nor acknowledge a SYN or FIN
+# that would (the ACK-of-SYN and ACK-of-FIN cues belong to SYN-RECEIVED, FIN-WAIT-1, CLOSING, LAST-ACK).
+_QUIET = frozenset({State.ESTABLISHED, State.FIN_WAIT_2, State.CLOSE_WAIT, State.TIME_WAIT})
 MAX_VIOLATIONS = 50   # a pathological flow must not grow without bound; the count is kept in full
 
 
@@ -152,9 +156,19 @@ class Flow:
     def add(self, seg: Segment) -> None:
         self.packets += 1
         self.last_ts = seg.ts
-        from_client = (seg.src, seg.sport) == (self.client.addr, self.client.port)
-        sender, receiver = (self.client, self.server) if from_client else (self.server, self.client)
+        client = self.client
+        from_client = seg.sport == client.port and seg.src == client.addr
+        sender, receiver = (client, self.server) if from_client else (self.server, client)
         flags = seg.flags
+        if (flags & _PLAIN_MASK == ACK and sender.state in _QUIET and receiver.state in _QUIET
+                and self.rows is None and (self.handshake.ack_ts is not None or not from_client)):
+            # The bulk of any capture: data or a pure ACK between synchronized endpoints, which
+            # moves no state (RFC 9293 §3.10.7.4, seventh check). Same bookkeeping, no table walk.
+            sender.note_sent(seg.seq, seg.payload_len, False, False, seg.payload_len)
+            sender.window = seg.window
+            for observer in self.observers:
+                observer.on_segment(self, seg, from_client)
+            return
         n_before = len(self.transitions)
         notes: List[str] = []
 
