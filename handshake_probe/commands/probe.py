@@ -91,8 +91,8 @@ def _selected(values: List[str], parser_names: List[str]) -> List[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from handshake_probe.prober import caps, guard, report
-    from handshake_probe.prober.engine import ProbeOptions, Terminated, run_probe
+    from handshake_probe.prober import caps, guard
+    from handshake_probe.prober.engine import ProbeOptions, Terminated, check_target, run_probe
     from handshake_probe.prober.scenarios import LOCAL_ONLY
 
     def fail(status: int, message: str) -> int:
@@ -101,17 +101,15 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         names = _selected(args.scenario, _scenario_names())
-        if args.target is not None and args.allow_remote and any("all" in v for v in args.scenario):
-            from handshake_probe.prober.engine import check_target
-            if not check_target(args.target[0], args.guard, True):
+        if args.target is not None and not check_target(args.target[0], args.guard, args.allow_remote):
+            if any(v.strip() == "all" for value in args.scenario for v in value.split(",")):
                 names = [n for n in names if n not in LOCAL_ONLY]   # `all` = what a remote target allows
+        caps.require(args.guard)    # before anything heavy is imported or touched: one line, exit 77
+        from handshake_probe.prober import report
         opts = ProbeOptions(names, args.write, args.target, args.message, args.isn, args.timeout,
                             args.guard, args.allow_remote)
-
-        def show(outcome: "report.Outcome") -> None:   # type: ignore[name-defined]
-            print(report.render(outcome), end="\n\n", flush=True)
-
-        outcomes = run_probe(opts, emit=lambda line: print(line, flush=True), on_outcome=show)
+        outcomes = run_probe(opts, emit=lambda line: print(line, flush=True),
+                             on_outcome=lambda o: print(report.render(o), end="\n\n", flush=True))
     except ValueError as err:
         return fail(ExitStatus.BAD_INPUT, str(err))
     except caps.MissingCapability as err:
@@ -124,9 +122,8 @@ def run(args: argparse.Namespace) -> int:
     except PermissionError as err:
         return fail(ExitStatus.NO_PERMISSION, f"{err.strerror or err}: run as root (sudo handshake-probe probe ...)")
     except Terminated as err:
-        name = signal.Signals(err.signum).name
-        print(f"handshake-probe probe: {name}: stopped; the TUN device / firewall rule were removed",
-              file=sys.stderr)
+        print(f"handshake-probe probe: {signal.Signals(err.signum).name}: stopped; "
+              "everything the probe added (TUN device, firewall rule) was removed", file=sys.stderr)
         return 128 + err.signum
     print(report.summary(outcomes))
     if args.write:

@@ -39,18 +39,22 @@ def effective() -> int:
     return 0
 
 
+def _docker_flags(guard: str) -> str:
+    return " ".join(f"--cap-add {_NAMES[cap][4:]}" for cap, _ in _NEEDS[guard])
+
+
 def require(guard: str) -> None:
     have = effective()
     for cap, why in _NEEDS[guard]:
         if not have >> cap & 1:
             raise MissingCapability(
-                f"probe needs {_NAMES[cap]} {why} (--rst-guard {guard}); run it as root "
-                f"(sudo handshake-probe probe ...) or grant the capability "
-                f"(sudo setcap cap_net_admin,cap_net_raw+ep \"$(readlink -f \"$(command -v python3)\")\")")
+                f"probe needs {_NAMES[cap]} {why} (--rst-guard {guard}): run it as root "
+                f"(sudo handshake-probe probe ...) or, in a container, grant it (docker run {_docker_flags(guard)} ...)")
 
 
 def explain(err: PermissionError, guard: str) -> MissingCapability:
-    """A PermissionError from a privileged call, as the same one line (caps can be taken away by a LSM)."""
-    cap = "CAP_NET_ADMIN" if guard == "tun" else "CAP_NET_RAW and CAP_NET_ADMIN"
-    return MissingCapability(f"probe needs {cap} (--rst-guard {guard}): {err.strerror or err}; run it as root "
-                             f"(sudo handshake-probe probe ...)")
+    """A PermissionError from a privileged call, as the same one line (a LSM or a user namespace may
+    refuse what the capability bits allow)."""
+    names = " and ".join(_NAMES[cap] for cap, _ in _NEEDS[guard])
+    return MissingCapability(f"probe needs {names} (--rst-guard {guard}): {err.strerror or err}: run it as root "
+                             f"(sudo handshake-probe probe ...) or grant it (docker run {_docker_flags(guard)} ...)")

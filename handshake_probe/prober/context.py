@@ -40,7 +40,6 @@ class Targets:
     held: Optional[HeldServer]         # a server whose application the scenario drives (half-close)
     closed: Address                    # a port nothing listens on (kept bound so nobody takes it)
     kernel_addr: str                   # the kernel's address for kernel-socket scenarios
-    local: bool = True                 # the target is this host's kernel: the oracle can be asked
 
 
 @dataclass

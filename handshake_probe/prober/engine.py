@@ -26,7 +26,7 @@ from handshake_probe.echo import EchoServer
 from handshake_probe.pcapio import PcapWriter, RawFrame
 from handshake_probe.prober import caps, guard as guards
 from handshake_probe.prober.context import Ctx, Targets
-from handshake_probe.prober.kernel import Address, HeldServer, Oracle, proc_state
+from handshake_probe.prober.kernel import Address, HeldServer, Oracle, diag_state
 from handshake_probe.prober.link import Link, RawLink, TunLink
 from handshake_probe.prober.peer import ProbeFailure
 from handshake_probe.prober.scenarios import LOCAL_ONLY, SCENARIOS
@@ -174,21 +174,21 @@ def _make_link(opts: ProbeOptions, nports: int, local: bool, stack: ExitStack,
     return link, ports
 
 
-def _targets(opts: ProbeOptions, link: Link, local: bool, stack: ExitStack) -> Targets:
+def _targets(opts: ProbeOptions, link: Link, stack: ExitStack) -> Targets:
     kernel = link.kernel_addr
     closed = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     stack.callback(closed.close)
     closed.bind((kernel, 0))          # bound, never listening: a SYN to it meets a CLOSED port
     closed_at: Address = closed.getsockname()[:2]
     if opts.target is not None:
-        return Targets(opts.target, opts.target, 0.0, None, closed_at, kernel, local)
+        return Targets(opts.target, opts.target, 0.0, None, closed_at, kernel)
     echo = EchoServer(host=kernel, port=0)
     echo_at = stack.enter_context(echo)
     idle = EchoServer(host=kernel, port=0, idle_timeout=IDLE_TIMEOUT)
     idle_at = stack.enter_context(idle)
     held = HeldServer(kernel)
     stack.callback(held.close)
-    return Targets(echo_at, idle_at, IDLE_TIMEOUT, held, closed_at, kernel, True)
+    return Targets(echo_at, idle_at, IDLE_TIMEOUT, held, closed_at, kernel)
 
 
 # ------------------------------------------------------------------------- running
@@ -201,11 +201,15 @@ def _run_one(name: str, link: Link, port: int, targets: Targets, opts: ProbeOpti
     failure: Optional[str] = None
     try:
         scenario.script(ctx)
-    except ProbeFailure as err:
-        failure = str(err)
+    except (ProbeFailure, OSError) as err:
+        # An OSError is the host refusing something (a send, a bind): this scenario failed, not the run.
+        failure = str(err) if isinstance(err, ProbeFailure) else f"{type(err).__name__}: {err}"
         for p in ctx.peers:
             if p.open and p.irs is not None:
-                p.abort()          # leave no half-open connection in the kernel behind a failed script
+                try:
+                    p.abort()      # leave no half-open connection in the kernel behind a failed script
+                except OSError:
+                    pass
     time.sleep(0.02)               # a last in-flight answer belongs to this scenario's record
     raw = [RawFrame(first_frame + i, ts, link.linktype, data, len(data), 0)
            for i, (ts, data) in enumerate(link.take())]
@@ -223,7 +227,7 @@ def run_probe(opts: ProbeOptions, emit: Callable[[str], None] = print,
               on_outcome: Optional[Callable[[Outcome], None]] = None) -> List[Outcome]:
     """Run the scenarios; `emit` gets progress lines, `on_outcome` each finished scenario.
 
-    `oracle` overrides how the kernel's state is read (the default reads /proc/net/tcp); it is only
+    `oracle` overrides how the kernel's state is read (default: diag_state, a sock_diag lookup); it is only
     asked when the target is this host's kernel. Raises caps.MissingCapability, guards.GuardError,
     ValueError (bad target) and Terminated / KeyboardInterrupt, always after tearing everything down.
     """
@@ -242,9 +246,9 @@ def run_probe(opts: ProbeOptions, emit: Callable[[str], None] = print,
             for line in guards.sweep():
                 emit(f"probe: removed a leftover: {line}")
             link, ports = _make_link(opts, len(names), local, stack, emit)
-            targets = _targets(opts, link, local, stack)
+            targets = _targets(opts, link, stack)
             writer = stack.enter_context(PcapWriter(opts.write, link.linktype)) if opts.write else None
-            use_oracle = (oracle or proc_state) if local else None
+            use_oracle = (oracle or diag_state) if local else None
             frame = 1
             for name, port in zip(names, ports):
                 outcome = _run_one(name, link, port, targets, opts, use_oracle, frame)

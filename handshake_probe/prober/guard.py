@@ -3,9 +3,13 @@
 The prober's SYN from 127.0.0.1:P gets a SYN-ACK that the kernel itself also receives; it has no socket
 for port P, so it answers with RST (RFC 9293 §3.10.7.1), killing the handshake we are driving. The
 `iptables` and `nft` guards drop exactly those RSTs: outgoing on the interface, TCP source port one of
-this run's ports, RST flag set. Each rule carries the comment `handshake-probe:<pid>` (nft: a table named
-`handshake_probe_<pid>`), is removed on every exit path the process lives through, and rules left by a
-process that no longer exists (SIGKILL) are found and removed by `sweep` at the next start.
+this run's ports, RST flag set, and not carrying PROBE_MARK (the prober's own RSTs carry it and pass).
+
+Each rule carries the comment `handshake-probe:<pid>` (nft: in a table named `handshake_probe_<pid>`),
+is removed on every exit path the process lives through, and rules left by a process that no longer
+exists (SIGKILL) are found and removed by `sweep` at the next start. iptables-nft creates the filter
+table and its OUTPUT chain on demand; when it did so for us, the comment says `:made-chain` or
+`:made-table`, so that even after a SIGKILL the next start can take those away again too.
 (The `tun` guard needs no rule: see tun.py.)
 """
 
@@ -19,12 +23,16 @@ import shutil
 import subprocess
 from typing import Iterable, List, Optional, Sequence
 
-__all__ = ["GuardError", "Guard", "IptablesGuard", "NftGuard", "sweep", "comment_for", "GUARDS"]
+__all__ = ["GuardError", "Guard", "IptablesGuard", "NftGuard", "sweep", "comment_for", "GUARDS", "PROBE_MARK"]
 
 GUARDS = ("tun", "iptables", "nft")
+# The prober's own segments leave its raw socket with this SO_MARK. On lo it steers nothing: routing
+# consults the local table first, whatever the mark.
+PROBE_MARK = 0x68707262          # "hprb"
 TAG = "handshake-probe"
 NFT_TABLE_PREFIX = "handshake_probe_"
-_IPT_COMMENT = re.compile(r'--comment "?' + TAG + r':(\d+)"?')
+_MADE_CHAIN, _MADE_TABLE = "made-chain", "made-table"
+_IPT_COMMENT = re.compile(r'--comment "?' + TAG + r':(\d+)(?::(made-chain|made-table))?"?')
 _NFT_TABLE = re.compile(r"^table ip " + NFT_TABLE_PREFIX + r"(\d+)\b", re.M)
 
 
@@ -32,8 +40,8 @@ class GuardError(Exception):
     """A firewall tool is missing or refused; the message names it and how to get it."""
 
 
-def comment_for(pid: int) -> str:
-    return f"{TAG}:{pid}"
+def comment_for(pid: int, made: str = "") -> str:
+    return f"{TAG}:{pid}" + (f":{made}" if made else "")
 
 
 def _alive(pid: int) -> bool:
@@ -46,7 +54,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _run(argv: Sequence[str], stdin: Optional[str] = None) -> subprocess.CompletedProcess:
+def _run(argv: Sequence[str], stdin: Optional[str] = None) -> "subprocess.CompletedProcess[str]":
     return subprocess.run(list(argv), input=stdin, capture_output=True, text=True, timeout=20)
 
 
@@ -69,24 +77,69 @@ class Guard:
         pass
 
 
+# ----------------------------------------------------------------------------------------- iptables
+def _nft_has(*what: str) -> bool:
+    nft = shutil.which("nft")
+    return nft is None or _run([nft, "list", *what]).returncode == 0
+
+
+def _delete_empty_nft_table(family: str, table: str) -> None:
+    """Delete a table only while it holds nothing (`nft delete table` would take its contents too)."""
+    nft = shutil.which("nft")
+    if nft is None:
+        return
+    listing = _run([nft, "-j", "list", "table", family, table])
+    if listing.returncode:
+        return
+    try:
+        items = json.loads(listing.stdout).get("nftables", [])
+    except ValueError:
+        return
+    if any(k in item for item in items for k in ("chain", "rule", "set", "map", "flowtable", "counter")):
+        return
+    _run([nft, "delete", "table", family, table])
+
+
+def _undo_made(tool: str, made: str) -> None:
+    """Take away the OUTPUT chain (and filter table) iptables-nft made for our rule, while empty and
+    still accepting: deleting a chain whose policy someone set to DROP would open the firewall."""
+    if not made:
+        return
+    listing = _run([tool + "-save", "-t", "filter"]).stdout
+    if ":OUTPUT ACCEPT" not in listing or re.search(r"^-A OUTPUT ", listing, re.M):
+        return
+    _run([tool, "-w", "5", "-t", "filter", "-X", "OUTPUT"])      # refuses a chain with rules anyway
+    if made == _MADE_TABLE:
+        _delete_empty_nft_table("ip", "filter")
+
+
 class IptablesGuard(Guard):
     name = "iptables"
 
     def __init__(self, ports: Iterable[int], iface: str = "lo", pid: Optional[int] = None) -> None:
         self.tool = _need("iptables")
         self.pid = os.getpid() if pid is None else pid
-        ports = sorted(ports)
-        if not 1 <= len(ports) <= 15:            # the multiport match takes at most 15 ports
-            raise GuardError(f"the iptables guard covers 1 to 15 ports, not {len(ports)}")
-        self.spec = ["OUTPUT", "-o", iface, "-p", "tcp", "-m", "multiport",
-                     "--sports", ",".join(map(str, ports)), "--tcp-flags", "RST", "RST",
-                     "-m", "comment", "--comment", comment_for(self.pid), "-j", "DROP"]
+        self.ports = sorted(ports)
+        if not 1 <= len(self.ports) <= 15:            # the multiport match takes at most 15 ports
+            raise GuardError(f"the iptables guard covers 1 to 15 ports, not {len(self.ports)}")
+        self.iface = iface
+        self.made = ""
+        self.spec: List[str] = []
         self._installed = False
-        self._had_table = True      # the filter table existed before us (iptables-nft creates it on demand)
+
+    def _spec(self) -> List[str]:
+        return ["OUTPUT", "-o", self.iface, "-p", "tcp", "-m", "multiport",
+                "--sports", ",".join(map(str, self.ports)), "--tcp-flags", "RST", "RST",
+                "-m", "mark", "!", "--mark", f"0x{PROBE_MARK:x}",
+                "-m", "comment", "--comment", comment_for(self.pid, self.made), "-j", "DROP"]
 
     def install(self) -> None:
-        save = shutil.which("iptables-save")
-        self._had_table = save is None or bool(_run([save, "-t", "filter"]).stdout.strip())
+        if "nf_tables" in _run([self.tool, "--version"]).stdout:   # legacy tables are never created or removed
+            if not _nft_has("table", "ip", "filter"):
+                self.made = _MADE_TABLE
+            elif not _nft_has("chain", "ip", "filter", "OUTPUT"):
+                self.made = _MADE_CHAIN
+        self.spec = self._spec()
         # Marked before it runs: if a signal lands in between, removal is still attempted.
         self._installed = True
         done = _run([self.tool, "-w", "5", "-t", "filter", "-I", *self.spec])
@@ -98,29 +151,10 @@ class IptablesGuard(Guard):
             return
         self._installed = False
         _run([self.tool, "-w", "5", "-t", "filter", "-D", *self.spec])
-        if not self._had_table:
-            # iptables-nft created the filter table and its OUTPUT chain for our rule: take them away
-            # again, but only while empty (-X refuses a chain with rules; nft checks below).
-            _run([self.tool, "-w", "5", "-t", "filter", "-X", "OUTPUT"])
-            _delete_empty_nft_table("ip", "filter")
+        _undo_made(self.tool, self.made)
 
 
-def _delete_empty_nft_table(family: str, table: str) -> None:
-    nft = shutil.which("nft")
-    if nft is None:
-        return
-    listing = _run([nft, "-j", "list", "table", family, table])
-    if listing.returncode:
-        return
-    try:
-        items = json.loads(listing.stdout).get("nftables", [])
-    except ValueError:
-        return
-    if any(k in item for item in items for k in ("chain", "rule", "set", "map")):
-        return
-    _run([nft, "delete", "table", family, table])
-
-
+# ----------------------------------------------------------------------------------------- nft
 class NftGuard(Guard):
     name = "nft"
 
@@ -134,8 +168,8 @@ class NftGuard(Guard):
             f"table ip {self.table} {{\n"
             f"  chain output {{\n"
             f"    type filter hook output priority 0; policy accept;\n"
-            f"    oifname \"{iface}\" tcp sport {{ {port_set} }} tcp flags & rst == rst drop "
-            f"comment \"{comment_for(self.pid)}\"\n"
+            f"    oifname \"{iface}\" tcp sport {{ {port_set} }} tcp flags & rst == rst "
+            f"meta mark != 0x{PROBE_MARK:x} drop comment \"{comment_for(self.pid)}\"\n"
             f"  }}\n"
             f"}}\n")
         self._installed = False
@@ -153,18 +187,18 @@ class NftGuard(Guard):
         _run([self.tool, "delete", "table", "ip", self.table])
 
 
+# ----------------------------------------------------------------------------------------- leftovers
 def sweep() -> List[str]:
     """Remove guard rules and tables whose process is gone; return one line per removal."""
     removed: List[str] = []
     ipt, save = shutil.which("iptables"), shutil.which("iptables-save")
     if ipt and save:
-        listing = _run([save, "-t", "filter"])
-        for line in listing.stdout.splitlines():
+        for line in _run([save, "-t", "filter"]).stdout.splitlines():
             m = _IPT_COMMENT.search(line)
             if line.startswith("-A ") and m and not _alive(int(m.group(1))):
-                done = _run([ipt, "-w", "5", "-t", "filter", "-D", *shlex.split(line)[1:]])
-                if not done.returncode:
+                if not _run([ipt, "-w", "5", "-t", "filter", "-D", *shlex.split(line)[1:]]).returncode:
                     removed.append(f"iptables rule of dead pid {m.group(1)}: {line}")
+                    _undo_made(ipt, m.group(2) or "")
     nft = shutil.which("nft")
     if nft:
         for m in _NFT_TABLE.finditer(_run([nft, "list", "tables"]).stdout):

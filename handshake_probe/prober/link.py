@@ -8,6 +8,7 @@ Two links, one interface:
   with an AF_PACKET socket on the interface. On `lo` every packet passes twice (ARCHITECTURE.md): the
   outgoing copy is dropped, the incoming one kept, so our own segments are recorded once, stamped by the
   kernel like its answers, in the kernel's own order. Frames are Ethernet (linktype 1), as on lo.
+  A kernel BPF filter (bpf.py) keeps only the scenario's ports, so a flood on lo cannot crowd them out.
 
 A background thread drains the device or socket all the time, so every frame is stamped when it arrives
 (not when a scenario gets round to reading it) and no queue in the kernel overflows.
@@ -25,8 +26,10 @@ import threading
 import time
 from typing import FrozenSet, List, NamedTuple, Optional, Tuple
 
-from handshake_probe.core.decode import decode
+from handshake_probe.core.decode import DecodeError, decode
 from handshake_probe.core.segment import Segment
+from handshake_probe.prober.bpf import attach_ports
+from handshake_probe.prober.guard import PROBE_MARK
 from handshake_probe.prober.tun import TunDevice
 
 __all__ = ["Got", "Link", "TunLink", "RawLink", "LINKTYPE_RAW", "LINKTYPE_ETHERNET"]
@@ -37,6 +40,7 @@ _PACKET_OUTGOING = 4          # <linux/if_packet.h>: a copy of a packet this hos
 _ETH_P_IP = 0x0800
 _RCVBUF = 4 << 20
 _SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_SO_RCVBUFFORCE = 33
 _TIMESPEC = struct.Struct("=qq")
 
 
@@ -73,6 +77,7 @@ class Link:
     # ---------------------------------------------------------------- scope and recording
     def scope(self, ports: FrozenSet[int]) -> None:
         """Start a fresh recording of frames to or from these prober ports."""
+        self._filter(ports)
         with self._lock:
             self._ports = ports
             self._frames = []
@@ -85,6 +90,9 @@ class Link:
             self._ports = frozenset()
             self._frames = []
         return frames
+
+    def _filter(self, ports: FrozenSet[int]) -> None:
+        """Narrow what the kernel hands us to these ports (a no-op where nothing else arrives)."""
 
     def count(self) -> int:
         with self._lock:
@@ -99,7 +107,10 @@ class Link:
 
     def _classify(self, ts: float, data: bytes) -> Optional[Segment]:
         """Record an in-scope frame; return its segment if it is addressed to the prober."""
-        seg = decode(data, self.linktype, ts, 0)
+        try:
+            seg = decode(data, self.linktype, ts, 0)
+        except DecodeError:
+            return None            # not a frame of ours (we craft well-formed ones, and so does the kernel)
         if not isinstance(seg, Segment) or seg.ip_version != 4:
             return None
         with self._lock:
@@ -180,8 +191,14 @@ class RawLink(Link):
         self._keep_outgoing = iface != "lo"
         self._tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)   # implies IP_HDRINCL
         try:
+            # The RST guard drops RSTs from our ports unless they carry this mark: the kernel's, not ours.
+            self._tx.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, PROBE_MARK)
             self._rx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_IP))
-            self._rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
+            attach_ports(self._rx, ())      # nothing until a scenario says which port is its own
+            try:
+                self._rx.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, _RCVBUF)   # past rmem_max
+            except OSError:
+                self._rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
             self._rx.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
             self._rx.bind((iface, _ETH_P_IP))
         except BaseException:
@@ -189,6 +206,9 @@ class RawLink(Link):
             raise
         self._sent: List[bytes] = []
         self.start()
+
+    def _filter(self, ports: FrozenSet[int]) -> None:
+        attach_ports(self._rx, ports)
 
     def send(self, packet: bytes) -> None:
         """Send, then wait (briefly) until the capture has recorded it, so a checkpoint taken
@@ -207,7 +227,7 @@ class RawLink(Link):
     def _receive(self) -> None:
         rx = self._rx
         while True:
-            ready, _, _ = select.select([rx, self._stop_r], [], [])
+            ready, _, _ = select.select([rx.fileno(), self._stop_r], [], [])
             if self._stop_r in ready:
                 return
             try:

@@ -10,13 +10,11 @@ from __future__ import annotations
 import time
 from typing import Callable, Optional
 
-from scapy.layers.inet import IP, TCP   # the edge that crafts; the core never imports scapy
-
 from handshake_probe.core.endpoint import MOD
 from handshake_probe.core.segment import Flags, tcpdump_flags
 from handshake_probe.prober.link import Got, Link
 
-__all__ = ["ProbeFailure", "RawPeer", "letters"]
+__all__ = ["ProbeFailure", "RawPeer", "describe"]
 
 _WINDOW = 65535          # no window scaling is offered, so this is the window in bytes (RFC 7323 §2.2)
 _MSS = 1460
@@ -29,13 +27,9 @@ class ProbeFailure(Exception):
     """An answer that is not what the scenario expected (or no answer at all); the message says both."""
 
 
-def letters(flags: int) -> str:
-    return tcpdump_flags(flags)
-
-
 def describe(got: Got) -> str:
     seg = got.seg
-    text = f"{letters(seg.flags)} seq {seg.seq}"
+    text = f"{tcpdump_flags(seg.flags)} seq {seg.seq}"
     if seg.flags & Flags.ACK:
         text += f" ack {seg.ack}"
     return text + f" len {seg.payload_len}"
@@ -68,6 +62,10 @@ class RawPeer:
             seq = self.snd_nxt
         if ack is None:
             ack = self.rcv_nxt if bits & Flags.ACK and self.rcv_nxt is not None else 0
+        # Scapy is the edge that crafts (the core never imports it); imported on first use so that the
+        # argument parser and the privilege check stay light and work without it.
+        from scapy.layers.inet import IP, TCP
+
         options = [("MSS", _MSS)] if bits & Flags.SYN else []
         packet = (IP(src=self.local[0], dst=self.remote[0], ttl=64)
                   / TCP(sport=self.local[1], dport=self.remote[1], seq=seq, ack=ack, flags=bits,
@@ -119,8 +117,8 @@ class RawPeer:
                 continue
             seg = got.seg
             problems = []
-            if letters(seg.flags) != want:
-                problems.append(f"flags {letters(seg.flags)}")
+            if tcpdump_flags(seg.flags) != want:
+                problems.append(f"flags {tcpdump_flags(seg.flags)}")
             if ack is not None and seg.ack != ack % MOD:
                 problems.append(f"ack {seg.ack} (expected {ack % MOD})")
             if seq is not None and seg.seq != seq % MOD:
@@ -130,14 +128,17 @@ class RawPeer:
             return got
 
     def data(self, size: int, what: str) -> bytes:
-        """Collect `size` payload bytes from in-order segments; pure ACKs on the way are fine."""
+        """Collect `size` payload bytes from in-order segments; pure ACKs on the way are fine, and a
+        retransmission (a sequence number already received) adds nothing (RFC 9293 §3.10.7.4)."""
         chunks = b""
         while len(chunks) < size:
+            expected = self.rcv_nxt
             got = self.receive(what)
             seg = got.seg
             if seg.flags & (Flags.SYN | Flags.RST):
                 raise ProbeFailure(f"expected {what}, got {describe(got)}")
-            chunks += got.payload
+            if seg.seq == expected:
+                chunks += got.payload
             if seg.flags & Flags.FIN:
                 break
         return chunks

@@ -28,7 +28,8 @@ def _happened(out: Outcome) -> str:
 def verdict_line(out: Outcome) -> str:
     name = out.scenario.name
     if out.ok:
-        return f"verdict: PASS {name}: expected {_expected(out)}; happened: exactly that ({out.seconds:.2f} s)"
+        return (f"verdict: PASS {name}: expected {_expected(out)}; happened {out.ladder} and all the rest "
+                f"as expected ({out.seconds:.2f} s)")
     return (f"verdict: FAIL {name}: expected {_expected(out)}; happened {_happened(out)}; "
             f"{'; '.join(out.problems)} ({out.seconds:.2f} s)")
 
