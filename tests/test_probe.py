@@ -594,3 +594,14 @@ def test_bad_arguments_exit_2(args: List[str]) -> None:
     done = subprocess.run(_probe_cmd(*args), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert "error" in done.stderr
+
+
+@needs_root
+@needs_tun
+def test_ladder_option_draws_the_exchange(capsys) -> None:
+    from handshake_probe.cli import main
+    assert main(["probe", "--scenario", "client-close", "--ladder"]) == 0
+    out = capsys.readouterr().out
+    arrows = [l for l in out.splitlines() if "|---" in l or "|<--" in l]
+    assert len(arrows) >= 6 and "[S] seq=0" in arrows[0] and "[S.] seq=0 ack=1" in arrows[1]
+    assert "TIME-WAIT" in out and "verdict: PASS client-close" in out

@@ -65,6 +65,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(loopback or the TUN network unless --allow-remote)")
     p.add_argument("--message", type=_message, default=b"python", metavar="TEXT",
                    help="what to send in the data scenarios; the server echoes it uppercased (default python)")
+    p.add_argument("--ladder", action="store_true",
+                   help="draw each exchange as a client/server ladder diagram instead of the segment table")
     p.add_argument("--isn", type=_isn, metavar="N", help="our initial sequence number (default: random)")
     p.add_argument("--timeout", type=_timeout, default=2.0, metavar="S",
                    help="seconds to wait for each expected answer (default 2)")
@@ -109,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         opts = ProbeOptions(names, args.write, args.target, args.message, args.isn, args.timeout,
                             args.guard, args.allow_remote)
         outcomes = run_probe(opts, emit=lambda line: print(line, flush=True),
-                             on_outcome=lambda o: print(report.render(o), end="\n\n", flush=True))
+                             on_outcome=lambda o: print(report.render(o, args.ladder), end="\n\n", flush=True))
     except ValueError as err:
         return fail(ExitStatus.BAD_INPUT, str(err))
     except caps.MissingCapability as err:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import List, Sequence
 
+from handshake_probe.ladder import ladder_text
 from handshake_probe.render import flow_detail
 from handshake_probe.prober.verdict import Outcome, state_after
 
@@ -34,11 +35,13 @@ def verdict_line(out: Outcome) -> str:
             f"{'; '.join(out.problems)} ({out.seconds:.2f} s)")
 
 
-def render(out: Outcome) -> str:
+def render(out: Outcome, ladder: bool = False) -> str:
+    """The scenario's flows as `analyze --flow N` shows them (or as a ladder diagram), then the kernel
+    checkpoints and the verdict."""
     sc = out.scenario
     lines: List[str] = [f"== scenario {sc.name}: {sc.does}", ""]
     for flow in out.analysis.flows:
-        lines += [flow_detail(flow), ""]
+        lines += [ladder_text(flow) if ladder else flow_detail(flow), ""]
     if not out.analysis.flows:
         lines += ["(no TCP segment was recorded)", ""]
     for cp in out.checkpoints:
