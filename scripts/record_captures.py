@@ -28,6 +28,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import re
 import os
 import platform
 import queue
@@ -149,6 +150,53 @@ class Tcpdump:
             raise CaptureError(f"tcpdump printed no '{suffix}' line:\n{text}")
         return TcpdumpStats(number("packets captured"), number("packets received by filter"),
                             number("packets dropped by kernel"))
+
+
+class OwnCapture(Tcpdump):
+    """The project's own `handshake-probe capture`, driven exactly like tcpdump: started as a process,
+    ready at its "listening on" line, stopped with SIGINT; its summary line gives the statistics."""
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "handshake_probe", "capture", "--quiet", "-i", "lo",
+                "-w", str(self.path), self.bpf]
+
+    def __enter__(self) -> "Tcpdump":
+        self.path.unlink(missing_ok=True)
+        self._proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True, cwd=ROOT)
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+        deadline = time.monotonic() + 10.0
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                self._kill()
+                raise CaptureError("handshake-probe capture did not start listening within 10 s")
+            if line is None:
+                self._proc.wait()
+                raise CaptureError(f"handshake-probe capture exited: {''.join(self._stderr).strip()}")
+            if "listening on" in line:
+                return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._proc is not None
+        time.sleep(SETTLE)
+        self._proc.send_signal(signal.SIGINT)       # flushes the pcap, prints the table and summary
+        out, _ = self._proc.communicate(timeout=30.0)
+        while self._lines.get() is not None:
+            pass
+        summary = next((l for l in out.splitlines() if l.startswith("capture on lo:")), None)
+        if self._proc.returncode != 0 or summary is None:
+            raise CaptureError(f"handshake-probe capture failed ({self._proc.returncode}): "
+                               f"{''.join(self._stderr).strip()}")
+        numbers = {m.group(2): int(m.group(1)) for m in
+                   re.finditer(r"(\d+) (frames captured|packets dropped|received by)", summary)}
+        self.stats = TcpdumpStats(numbers["frames captured"], numbers["received by"],
+                                  numbers["packets dropped"])
+
+
+RECORDERS = {"own": OwnCapture, "tcpdump": Tcpdump}
+Recorder: type[Tcpdump] = OwnCapture   # set by --recorder
 
 
 # --------------------------------------------------------------------------- reading back
@@ -321,7 +369,7 @@ class Recording:
 def echo_session(out: Path, host: str) -> Recording:
     log = LogSink()
     with EchoServer(host=host, log=log) as (_, port), \
-            Tcpdump(out, f"tcp port {port}") as capture:
+            Recorder(out, f"tcp port {port}") as capture:
         with socket.create_connection((host, port), timeout=TIMEOUT) as sock:
             client_port = sock.getsockname()[1]
             sock.sendall(b"python")
@@ -348,7 +396,7 @@ def record_ipv6(out: Path) -> Recording:
 def record_server_close(out: Path) -> Recording:
     log = LogSink()
     with EchoServer(idle_timeout=0.3, log=log) as (host, port), \
-            Tcpdump(out, f"tcp port {port}") as capture:
+            Recorder(out, f"tcp port {port}") as capture:
         with socket.create_connection((host, port), timeout=TIMEOUT) as sock:
             client_port = sock.getsockname()[1]
             sock.sendall(b"python")
@@ -396,7 +444,7 @@ def record_half_close(out: Path) -> Recording:
         finally:
             served.set()
 
-    with listener, Tcpdump(out, f"tcp port {port}") as capture:
+    with listener, Recorder(out, f"tcp port {port}") as capture:
         thread = threading.Thread(target=serve, daemon=True)
         thread.start()
         with socket.create_connection((V4, port), timeout=TIMEOUT) as sock:
@@ -428,7 +476,7 @@ def check_half_close(packets: Sequence[Pkt], rec: Recording) -> None:
 def record_rst_abort(out: Path) -> Recording:
     log = LogSink()
     with EchoServer(log=log) as (host, port), \
-            Tcpdump(out, f"tcp port {port}") as capture:
+            Recorder(out, f"tcp port {port}") as capture:
         sock = socket.create_connection((host, port), timeout=TIMEOUT)
         client_port = sock.getsockname()[1]
         sock.sendall(b"python")
@@ -452,7 +500,7 @@ def check_rst_abort(packets: Sequence[Pkt], rec: Recording) -> None:
 
 def record_closed_port(out: Path) -> Recording:
     port = free_port()
-    with Tcpdump(out, f"tcp port {port}") as capture:
+    with Recorder(out, f"tcp port {port}") as capture:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind((V4, 0))
         client_port = sock.getsockname()[1]
@@ -515,7 +563,7 @@ def record_syn_no_answer(out: Path) -> Recording:
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, SYN_COUNT)
         client.settimeout(120.0)
         started = time.monotonic()
-        with client, Tcpdump(out, f"tcp port {client_port}") as capture:
+        with client, Recorder(out, f"tcp port {client_port}") as capture:
             try:
                 client.connect((V4, port))
                 raise CaptureError("the dropped client connected after all")
@@ -569,7 +617,7 @@ def record_port_reuse(out: Path) -> Recording:
     require(len(ports) == REUSE_PORTS, "could not find free client ports")
     log = LogSink()
     with EchoServer(log=log) as (host, port), \
-            Tcpdump(out, f"tcp port {port}", buffer_kib=65536) as capture:
+            Recorder(out, f"tcp port {port}", buffer_kib=65536) as capture:
         retries = 0
         for i in range(REUSE_CONNECTIONS):
             while True:
@@ -683,9 +731,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--only", action="append", choices=list(BY_NAME), metavar="NAME",
                         help="record only this scenario (repeatable); one of: "
                         + ", ".join(BY_NAME))
+    parser.add_argument("--recorder", choices=RECORDERS, default="own",
+                        help="own: the project's `handshake-probe capture` (default); tcpdump")
     parser.add_argument("--out-dir", type=Path, default=CAPTURES,
                         help="where to write <name>.pcap (default: captures/)")
     args = parser.parse_args(argv)
+    global Recorder
+    Recorder = RECORDERS[args.recorder]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     chosen = [BY_NAME[name] for name in args.only] if args.only else list(SCENARIOS)
     print(f"kernel {platform.release()}")

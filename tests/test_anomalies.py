@@ -233,6 +233,11 @@ EXPLAINED: Dict[str, Dict[str, int]] = {
     # number as any segment does in Wireshark's analysis, so the genuine data after it (frame 9) is
     # "behind" it: a retransmission. tshark says the same; the state machine rightly ignores that RST.
     "rst-out-of-window": {"retransmission": 1, "retransmission_data": 1},
+    # The prober's recordings: no-answer is the kernel's connect() to a silent peer: 7 SYNs, 6 of them
+    # retransmissions. Simultaneous open: both SYN-ACKs re-send their SYNs (as above); the kernel's ACK
+    # after its SYN-ACK changes only the window field: one window update.
+    "probe-no-answer": {"retransmission": 6, "retransmission_syn": 6},
+    "probe-simultaneous-open": {"retransmission": 2, "retransmission_syn": 2, "window_update": 1},
 }
 OWN_CAPTURES = sorted(CAPTURES.glob("*.pcap"))
 

@@ -45,6 +45,23 @@ PREDICTED: Dict[str, Tuple[List[str], List[str], str]] = {
                    ["UNKNOWN", "CLOSE-WAIT", "LAST-ACK", "CLOSED"], "fin"),
     "rst-out-of-window": (["CLOSED", "SYN-SENT", "ESTABLISHED", "CLOSED"],
                           ["LISTEN", "SYN-RECEIVED", "ESTABLISHED", "CLOSED"], "client-rst"),
+    # Recorded by `handshake-probe probe --scenario NAME -w` (the prober is the client, except in
+    # no-answer and simultaneous-open, where a kernel socket connect()s first).
+    "probe-handshake": (["CLOSED", "SYN-SENT", "ESTABLISHED", "CLOSED"],
+                        ["LISTEN", "SYN-RECEIVED", "ESTABLISHED", "CLOSED"], "client-rst"),
+    "probe-echo": (C_ACTIVE_CLOSE, S_PASSIVE_CLOSE, "fin"),
+    "probe-client-close": (C_ACTIVE_CLOSE, S_PASSIVE_CLOSE, "fin"),
+    "probe-half-close": (C_ACTIVE_CLOSE, S_PASSIVE_CLOSE, "fin"),
+    "probe-server-close": (C_PASSIVE_CLOSE, S_ACTIVE_CLOSE, "fin"),
+    "probe-rst-abort": (["CLOSED", "SYN-SENT", "ESTABLISHED", "CLOSED"],
+                        ["LISTEN", "SYN-RECEIVED", "ESTABLISHED", "CLOSED"], "client-rst"),
+    "probe-closed-port": (["CLOSED", "SYN-SENT", "CLOSED"], ["CLOSED"], "rejected"),
+    "probe-no-answer": (["CLOSED", "SYN-SENT"], ["UNKNOWN"], "none"),
+    "probe-simultaneous-close": (["CLOSED", "SYN-SENT", "ESTABLISHED", "FIN-WAIT-1", "CLOSING", "TIME-WAIT"],
+                                 ["LISTEN", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1", "CLOSING",
+                                  "TIME-WAIT"], "fin"),
+    "probe-simultaneous-open": (["CLOSED", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "CLOSED"],
+                                ["CLOSED", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "CLOSED"], "server-rst"),
 }
 
 
