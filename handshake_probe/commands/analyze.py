@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from typing import Optional, TextIO, Tuple
 
@@ -11,6 +13,7 @@ from handshake_probe.core.flow import Flow
 from handshake_probe.core.flows import DEFAULT_IDLE_TIMEOUT, DEFAULT_LINGER, DEFAULT_MAX_OPEN, DEFAULT_MSL
 from handshake_probe.core.record import flow_record
 from handshake_probe.exitcodes import ExitStatus
+from handshake_probe.parallel import analyze_many, expand
 from handshake_probe.render import COLUMNS, DEFAULT_COLUMNS, FORMATS, flow_detail, summary_line, write_records
 
 
@@ -33,7 +36,10 @@ def column_list(text: str) -> Tuple[str, ...]:
 def add_arguments(an: argparse.ArgumentParser) -> None:
     an.description = ("Read a capture, split it into TCP flows and run an RFC 9293 state machine for the "
                       "client and the server of each.")
-    an.add_argument("file", help="pcap or pcapng file")
+    an.add_argument("file", nargs="+", help="pcap or pcapng files, or directories of them")
+    an.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1, metavar="N",
+                    help="with several files: analyze N at once, one process each (default: the core count); "
+                         "output keeps the order of the files and names the file in each record")
     an.add_argument("--flow", type=int, metavar="N",
                     help="show flow N (1-based): every segment with seq/ack and both endpoints' states")
     an.add_argument("--ladder", action="store_true",
@@ -60,6 +66,10 @@ def add_arguments(an: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    paths = expand(args.file)
+    if len(paths) != 1:
+        return run_many(paths, args)
+    args.file = paths[0]
     wanted: Optional[int] = args.flow
     if args.ladder and wanted is None:
         print("handshake-probe: error: --ladder needs --flow N", file=sys.stderr)
@@ -114,3 +124,43 @@ class StreamWriter:
             write_records([], "csv", self.out)      # the header row
         self.header_written = True
         write_records([flow_record(flow)], self.fmt, self.out, header=False)
+
+
+def run_many(paths: list[str], args: argparse.Namespace) -> int:
+    """Several files: each in its own process; records carry a "file" key; output in file order."""
+    if not paths:
+        print("handshake-probe: error: no capture files found", file=sys.stderr)
+        return ExitStatus.BAD_INPUT
+    if args.flow is not None:
+        print("handshake-probe: error: --flow N needs exactly one file", file=sys.stderr)
+        return ExitStatus.BAD_INPUT
+    options = dict(msl=args.msl, check_checksums=args.check_checksums, linger=args.linger,
+                   idle_timeout=args.idle_timeout, max_open=args.max_open)
+    status = ExitStatus.OK
+    out = sys.stdout
+    if args.format == "json":
+        out.write("[")
+    first = True
+    for result in analyze_many(paths, args.jobs, options):
+        for warning in result.warnings:
+            print(f"handshake-probe: warning: {warning}", file=sys.stderr)
+        if args.format == "table":
+            out.write(f"== {result.path}\n")
+            write_records(result.records, "table", out, columns=args.columns)
+            out.write(result.summary + "\n\n")
+        elif args.format == "json":
+            for rec in result.records:
+                out.write(("\n" if first else ",\n") + json.dumps(rec, separators=(",", ":")))
+                first = False
+        else:
+            write_records(result.records, args.format, out, header=first)
+            first = False
+        out.flush()
+        if result.error:
+            print(f"handshake-probe: error: {result.error} "
+                  f"(the {len(result.records)} flows before it are reported)", file=sys.stderr)
+        if result.damaged:
+            status = ExitStatus.BAD_INPUT
+    if args.format == "json":
+        out.write("\n]\n")
+    return status

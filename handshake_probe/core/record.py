@@ -10,7 +10,7 @@ from handshake_probe.core.flow import Flow
 CSV_COLUMNS = ["flow", "client", "server", "direction", "packets", "first_ts", "last_ts", "duration_ms",
                "handshake", "syn_to_synack_ms", "synack_to_ack_ms", "syn_count", "close",
                "client_final", "server_final", "client_states", "server_states", "transitions",
-               "violations", "conn_state", "history", "completeness", "anomalies"]
+               "violations", "conn_state", "history", "completeness", "anomalies", "file"]
 
 
 def _ms(a: Optional[float], b: Optional[float]) -> Optional[float]:

@@ -1,0 +1,52 @@
+"""Several files in one `analyze`: processes in parallel, output in file order, the file named per record."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+from handshake_probe.cli import main
+
+CAPTURES = Path(__file__).resolve().parents[1] / "captures"
+A, B = CAPTURES / "echo-client-close.pcap", CAPTURES / "closed-port.pcap"
+
+
+def test_jsonl_keeps_file_order_and_names_the_file(capsys):
+    assert main(["analyze", str(B), str(A), "--format", "jsonl", "--jobs", "2"]) == 0
+    recs = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
+    assert [(r["file"], r["close"]) for r in recs] == [(str(B), "rejected"), (str(A), "fin")]
+
+
+def test_directory_expands_to_its_captures_sorted(tmp_path: Path, capsys):
+    for f in (A, B):
+        shutil.copy(f, tmp_path / f.name)
+    (tmp_path / "notes.txt").write_text("not a capture")
+    assert main(["analyze", str(tmp_path), "--format", "csv", "-j", "2"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [Path(r["file"]).name for r in rows] == ["closed-port.pcap", "echo-client-close.pcap"]
+
+
+def test_json_array_and_table_per_file(capsys):
+    assert main(["analyze", str(A), str(B), "--format", "json"]) == 0
+    assert [r["file"] for r in json.loads(capsys.readouterr().out)] == [str(A), str(B)]
+    assert main(["analyze", str(A), str(B)]) == 0
+    out = capsys.readouterr().out
+    assert out.index(f"== {A}") < out.index(f"== {B}") and "1 flows" in out
+
+
+def test_a_broken_file_does_not_lose_the_others(tmp_path: Path, capsys):
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(A.read_bytes()[:-7])
+    code = main(["analyze", str(A), str(bad), str(B), "--format", "jsonl", "-j", "2"])
+    out, err = capsys.readouterr()
+    files = [json.loads(l)["file"] for l in out.splitlines()]
+    assert code == 2 and files == [str(A), str(bad), str(B)]
+    assert len(err.strip().splitlines()) == 1 and str(bad) in err and "byte offset" in err
+
+
+def test_flow_needs_one_file(capsys):
+    assert main(["analyze", str(A), str(B), "--flow", "1"]) == 2
+    assert "--flow N needs exactly one file" in capsys.readouterr().err
