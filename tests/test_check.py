@@ -24,6 +24,24 @@ CLOSED_PORT = CAPTURES / "closed-port.pcap"
 PORT_REUSE = CAPTURES / "echo-port-reuse-3000.pcap"
 
 
+def endpoints(capture: Path) -> Tuple[str, str]:
+    """(client, server) of the capture's first connection, spelt as the flow record spells them ("ip:port"),
+    read with scapy from the first SYN without ACK. Every re-recording changes the ports, so the tests take
+    them from the capture instead of hard-coding those of one recording."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.utils import PcapReader
+
+    with PcapReader(str(capture)) as reader:
+        for packet in reader:
+            if IP in packet and TCP in packet and packet[TCP].flags.S and not packet[TCP].flags.A:
+                return f"{packet[IP].src}:{packet[TCP].sport}", f"{packet[IP].dst}:{packet[TCP].dport}"
+    raise AssertionError(f"{capture}: no SYN in the capture")
+
+
+def port_of(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
+
+
 def run(argv: List[str], capsys: pytest.CaptureFixture[str]) -> Tuple[int, str, str]:
     """Run `check` through its own parser (the command registry is the lead's to wire)."""
     parser = _Parser(prog="handshake-probe check")
@@ -74,26 +92,28 @@ server_states_contains = ["CLOSE-WAIT", "LAST-ACK"]
 
 
 def test_failure_shows_expected_found_and_the_ladder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    expect = write(tmp_path, """
+    client, server = endpoints(CLIENT_CLOSE)
+    port = port_of(server)
+    expect = write(tmp_path, f"""
 [[flow]]
-select = {server_port = 44621}
+select = {{server_port = {port}}}
 client_final = "CLOSED"
 close = "fin"
 handshake.syn_count = 2
 """)
     code, out, err = run([CLIENT_CLOSE, "--expect", expect], capsys)
     assert (code, err) == (1, "")
-    assert "  FAIL  [[flow]] 1 {server_port = 44621}: client_final = CLOSED  (1 of 1 flow failed: 1)" in out
-    assert "  ok    [[flow]] 1 {server_port = 44621}: close = fin  (1 flow)" in out
-    detail = out.split("\nflow 1: 127.0.0.1:40452 -> 127.0.0.1:44621\n", 1)[1]
-    assert ("  [[flow]] 1 {server_port = 44621}: client_final = CLOSED\n"
+    assert f"  FAIL  [[flow]] 1 {{server_port = {port}}}: client_final = CLOSED  (1 of 1 flow failed: 1)" in out
+    assert f"  ok    [[flow]] 1 {{server_port = {port}}}: close = fin  (1 flow)" in out
+    detail = out.split(f"\nflow 1: {client} -> {server}\n", 1)[1]
+    assert (f"  [[flow]] 1 {{server_port = {port}}}: client_final = CLOSED\n"
             "    expected: CLOSED\n"
             "    found:    TIME-WAIT (path CLOSED > SYN-SENT > ESTABLISHED > FIN-WAIT-1 > FIN-WAIT-2 > TIME-WAIT)\n"
             ) in detail
     assert "    expected: 2\n    found:    1\n" in detail
     ladder = detail.split("  ladder:\n", 1)[1]
     # The flow drawn segment by segment, with both endpoints' states (ladder diagram or segment listing).
-    for text in ("127.0.0.1:40452", "SYN-SENT", "SYN-RECEIVED", "FIN-WAIT-1", "LAST-ACK"):
+    for text in (client, "SYN-SENT", "SYN-RECEIVED", "FIN-WAIT-1", "LAST-ACK"):
         assert text in ladder
     assert out.rstrip().endswith("FAILED: 2 of 4 expectations not met (flow 1)")
     assert "\x1b[" not in out        # not a TTY: no colour in a CI log
@@ -127,31 +147,34 @@ def test_many_failing_flows_are_capped(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_selector_matching_nothing_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    expect = write(tmp_path, """
+    _, server = endpoints(CLIENT_CLOSE)      # the right server, a client port no recording uses
+    expect = write(tmp_path, f"""
 [[flow]]
-select = {client = "127.0.0.1:1", server = "127.0.0.1:44621"}
+select = {{client = "127.0.0.1:1", server = "{server}"}}
 close = "fin"
 """)
     code, out, _ = run([CLIENT_CLOSE, "--expect", expect], capsys)
     assert code == 1
-    assert ('    expected: at least one flow matching {client = "127.0.0.1:1", server = "127.0.0.1:44621"}\n'
-            "    found:    no flow matches (the capture has 1 flow, numbered 1..1; servers: 127.0.0.1:44621)") in out
+    assert (f'    expected: at least one flow matching {{client = "127.0.0.1:1", server = "{server}"}}\n'
+            f"    found:    no flow matches (the capture has 1 flow, numbered 1..1; servers: {server})") in out
     # The expectations of a selector that picked nothing are not reported as met.
     assert "close = fin" not in out
 
 
 def test_selected_flow_count(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    expect = write(tmp_path, """
+    # The 4-tuple of the first session carries 750 of the 3000 flows; the server's port carries all 3000.
+    client, server = endpoints(PORT_REUSE)
+    expect = write(tmp_path, f"""
 [[flow]]
-select = {client = "127.0.0.1:33623", server = "127.0.0.1:46869"}
+select = {{client = "{client}", server = "{server}"}}
 flows = 750
 [[flow]]
-select = {server_port = 46869}
+select = {{server_port = {port_of(server)}}}
 flows = 3
 """)
     code, out, _ = run([PORT_REUSE, "--expect", expect], capsys)
     assert code == 1
-    assert "  ok    [[flow]] 1 {client = \"127.0.0.1:33623\", server = \"127.0.0.1:46869\"}: selects 750 flows" in out
+    assert f"  ok    [[flow]] 1 {{client = \"{client}\", server = \"{server}\"}}: selects 750 flows" in out
     assert "    expected: 3 flows\n    found:    3000 flows" in out
 
 
@@ -170,15 +193,16 @@ def test_json_expectations(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 
 def test_short_forms_pass(capsys: pytest.CaptureFixture[str]) -> None:
+    port = port_of(endpoints(CLIENT_CLOSE)[1])
     code, out, _ = run([CLIENT_CLOSE, "--flows", "1", "--all-flows", "close=fin",
                         "--all-flows", "handshake.complete=true", "--all-flows", "duration_ms<=500",
                         "--all-flows", "packets>=10", "--flow", "1", "client_final=TIME-WAIT",
                         "--flow", "1", "server_states=LISTEN>SYN-RECEIVED>ESTABLISHED>CLOSE-WAIT>LAST-ACK>CLOSED",
-                        "--server-port", "44621", "close=fin,client-rst"], capsys)
+                        "--server-port", str(port), "close=fin,client-rst"], capsys)
     assert code == 0, out
     assert "  ok    --all-flows: duration_ms <= 500  (1 flow)" in out
     assert "  ok    --flow 1: client_final = TIME-WAIT  (1 flow)" in out
-    assert "  ok    --server-port 44621: close in [fin, client-rst]  (1 flow)" in out
+    assert f"  ok    --server-port {port}: close in [fin, client-rst]  (1 flow)" in out
 
 
 def test_short_forms_fail(capsys: pytest.CaptureFixture[str]) -> None:

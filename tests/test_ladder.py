@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Tuple
 
 import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
+from scapy.utils import PcapReader
 
 from handshake_probe.analysis import analyze_file
 from handshake_probe.commands import COMMANDS
@@ -61,7 +63,38 @@ ECHO_CLOSE = [  # direction, label, client state entered, server state entered (
 ]
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """What a re-recording changes, read from the capture with scapy: the endpoints, the ISNs and the times."""
+
+    client: str           # "ip:port", as the ladder writes it
+    server: str
+    client_isn: int
+    server_isn: int
+    ms: List[str]         # every segment's time since the first, in ms, as the ladder writes it ("0.012")
+
+
+def recorded(name: str) -> Recorded:
+    with PcapReader(str(CAPTURES / name)) as reader:
+        segments = [p for p in reader if IP in p and TCP in p]
+    syn = next(p for p in segments if p[TCP].flags.S and not p[TCP].flags.A)
+    synack = next(p for p in segments if p[TCP].flags.S and p[TCP].flags.A)
+    t0 = segments[0].time     # exact decimals: microsecond timestamps give exact milliseconds
+    return Recorded(f"{syn[IP].src}:{syn[TCP].sport}", f"{syn[IP].dst}:{syn[TCP].dport}", syn[TCP].seq,
+                    synack[TCP].seq, [f"{(p.time - t0) * 1000:.3f}" for p in segments])
+
+
+def absolute_label(label: str, direction: str, rec: Recorded) -> str:
+    """A relative ladder label ("[S.] seq=0 ack=1") with seq and ack made absolute from the ISNs: seq is
+    relative to the sender's ISN, ack to the receiver's, both modulo 2**32."""
+    sender, receiver = ((rec.client_isn, rec.server_isn) if direction == "->"
+                        else (rec.server_isn, rec.client_isn))
+    label = re.sub(r"\bseq=(\d+)", lambda m: f"seq={(sender + int(m.group(1))) % 2**32}", label)
+    return re.sub(r"\back=(\d+)", lambda m: f"ack={(receiver + int(m.group(1))) % 2**32}", label)
+
+
 def test_text_ladder_of_the_echo_session_has_one_arrow_per_segment_in_order():
+    rec = recorded("echo-client-close.pcap")
     text = ladder_text(flow_of("echo-client-close.pcap"))
     lines = text.splitlines()
     found = arrows(text)
@@ -73,12 +106,13 @@ def test_text_ladder_of_the_echo_session_has_one_arrow_per_segment_in_order():
     # FIN+ACK moves the client FIN-WAIT-1 > FIN-WAIT-2 > TIME-WAIT on one segment: the second on the next line.
     i9 = found[8][0]
     assert lines[i9 + 1].split("|")[0].split() == ["TIME-WAIT"]
-    # Times on the left, ms since the first segment.
-    assert [m.group("left").split()[0] for _, m in found][:3] == ["0.000", "0.012", "0.024"]
+    # Times on the left, ms since the first segment (the capture's own timestamps).
+    assert len(rec.ms) == 10 and rec.ms[0] == "0.000"
+    assert [m.group("left").split()[0] for _, m in found] == rec.ms
     # Initial states above the first arrow, and the endpoints named.
     assert re.search(r"^\s+CLOSED \|\s+\| LISTEN$", text, re.M)
-    assert "127.0.0.1:40452" in text and "127.0.0.1:44621" in text
-    assert "flow 1: client 127.0.0.1:40452 -> server 127.0.0.1:44621" in lines[0]
+    assert rec.client in text and rec.server in text
+    assert f"flow 1: client {rec.client} -> server {rec.server}" in lines[0]
     assert all(len(line) <= 100 for line in lines)
 
 
@@ -92,10 +126,13 @@ def test_text_ladder_states_sit_on_their_own_side():
 
 
 def test_absolute_numbers():
+    rec = recorded("echo-client-close.pcap")
+    c, s = rec.client_isn, rec.server_isn
     text = ladder_text(flow_of("echo-client-close.pcap"), absolute=True)
     labels = [parse_body(m.group("body"))[1] for _, m in arrows(text)]
-    assert labels[:3] == ["[S] seq=443512066", "[S.] seq=3901628479 ack=443512067",
-                          "[.] seq=443512067 ack=3901628480"]
+    assert labels[:3] == [f"[S] seq={c}", f"[S.] seq={s} ack={(c + 1) % 2**32}",
+                          f"[.] seq={(c + 1) % 2**32} ack={(s + 1) % 2**32}"]
+    assert labels == [absolute_label(label, direction, rec) for direction, label, _, _ in ECHO_CLOSE]
     assert "seq/ack absolute" in text
     assert all(len(line) <= 100 for line in text.splitlines())
 
@@ -227,6 +264,7 @@ def all_text(root: ET.Element) -> List[str]:
 
 
 def test_svg_has_one_arrow_per_segment_and_the_states():
+    rec = recorded("echo-client-close.pcap")
     root = svg_tree(ladder_svg(flow_of("echo-client-close.pcap")))
     assert root.tag == f"{SVG}svg" and float(root.get("width")) > 0 and float(root.get("height")) > 0
     segs = [g for g in root.iter(f"{SVG}g") if g.get("class") == "segment"]
@@ -253,8 +291,9 @@ def test_svg_has_one_arrow_per_segment_and_the_states():
                   "TIME-WAIT", "CLOSE-WAIT", "LAST-ACK"):
         assert state in states
     assert states.count("ESTABLISHED") == 2
-    assert "127.0.0.1:40452" in texts and "127.0.0.1:44621" in texts
-    assert "0.012 ms" in texts
+    assert rec.client in texts and rec.server in texts
+    assert f"{rec.ms[1]} ms" in texts
+    assert all(f"{ms} ms" in texts for ms in rec.ms)
 
 
 def test_svg_state_boxes_are_on_their_endpoints_side():
@@ -323,11 +362,12 @@ def run(argv: List[str], capsys) -> Tuple[int, str, str]:
 
 
 def test_command_prints_the_ladder(capsys):
+    rec = recorded("echo-client-close.pcap")
     code, out, err = run([str(CAPTURES / "echo-client-close.pcap"), "--flow", "1"], capsys)
     assert code == 0 and err == ""
     assert len(arrows(out)) == 10 and all(len(l) <= 100 for l in out.splitlines())
     code, out, err = run([str(CAPTURES / "echo-client-close.pcap"), "--absolute"], capsys)
-    assert code == 0 and err == "" and "[S] seq=443512066" in out
+    assert code == 0 and err == "" and f"[S] seq={rec.client_isn}" in out
 
 
 def test_command_caps_the_flows(capsys):

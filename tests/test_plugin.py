@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Tuple
 
 import pytest
 
@@ -42,14 +43,28 @@ def test_fails(analyze):
 '''
 
 
+def client_and_server(capture: Path) -> Tuple[str, str]:
+    """The first connection's client and server ("ip:port"), read with scapy from the capture's first SYN
+    without ACK: every re-recording changes the ports, and the failure message names this recording's."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.utils import PcapReader
+
+    with PcapReader(str(capture)) as reader:
+        for packet in reader:
+            if IP in packet and TCP in packet and packet[TCP].flags.S and not packet[TCP].flags.A:
+                return f"{packet[IP].src}:{packet[TCP].sport}", f"{packet[IP].dst}:{packet[TCP].dport}"
+    raise AssertionError(f"{capture}: no SYN in the capture")
+
+
 def test_fixtures_from_the_entry_point(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user=USER_TESTS)
     result = pytester.runpytest_subprocess("-q")
     result.assert_outcomes(passed=1, failed=1)
     out = result.stdout.str()
     # The failure message: which flow, expected vs found, then the flow drawn segment by segment.
+    client, server = client_and_server(CLIENT_CLOSE)
     result.stdout.fnmatch_lines([
-        "E * flow 1 (127.0.0.1:40452 -> 127.0.0.1:44621): 1 of 2 expectations not met",
+        f"E * flow 1 ({client} -> {server}): 1 of 2 expectations not met",
         "E *client_final = CLOSED",
         "E *expected: CLOSED",
         "E *found:    TIME-WAIT (path CLOSED > SYN-SENT > ESTABLISHED > FIN-WAIT-1 > FIN-WAIT-2 > TIME-WAIT)",
