@@ -11,7 +11,7 @@ from handshake_probe.core.flow import Flow
 from handshake_probe.core.flows import DEFAULT_MSL, FlowTable
 from handshake_probe.core.segment import Segment
 from handshake_probe.core.verdicts import default_observers
-from handshake_probe.pcapio import CaptureError, RawFrame, read_frames
+from handshake_probe.pcapio import CaptureError, RawFrame, read_frames, where
 
 MAX_FRAME_WARNINGS = 10   # per file; the rest are counted, not printed
 
@@ -25,7 +25,7 @@ class Analysis:
     frames: int = 0
     segments: int = 0
     skipped: Counter = field(default_factory=Counter)   # reason -> count (non-tcp, fragment, ...)
-    warnings: List[str] = field(default_factory=list)   # one line each: malformed frames
+    warnings: List[str] = field(default_factory=list)   # one line each: malformed frames, frames cut
     error: Optional[str] = None                         # one line: the file-level fault that stopped reading
     flow_count: int = 0                                 # flows seen (also when streamed out, not kept)
     evicted: int = 0                                    # flows pushed out early by the open-flow cap
@@ -36,9 +36,12 @@ class Analysis:
 
 
 def analyze_frames(frames: Iterable[RawFrame], path: str, table: FlowTable,
-                   verify_checksum: bool = False) -> Analysis:
-    """Decode and feed every frame; a malformed frame is skipped with a warning naming it."""
+                   verify_checksum: bool = False, warnings: Optional[List[str]] = None) -> Analysis:
+    """Decode and feed every frame; a malformed frame is skipped with a warning naming it.
+    `warnings`: the list to collect warning lines in (shared with the reader's, so they keep their order)."""
     result = Analysis(path, table.flows)
+    if warnings is not None:
+        result.warnings = warnings
     skipped = result.skipped
     add = table.add
     try:
@@ -51,7 +54,7 @@ def analyze_frames(frames: Iterable[RawFrame], path: str, table: FlowTable,
                 skipped["malformed"] += 1
                 if len(result.warnings) < MAX_FRAME_WARNINGS:
                     result.warnings.append(
-                        f"{path}: frame {frame.frame} (byte offset {frame.offset}): {err}; frame skipped")
+                        f"{path}: {where(frame.offset, frame.frame)}: {err}; frame skipped")
                 continue
             if isinstance(seg, Segment):
                 result.segments += 1
@@ -75,5 +78,11 @@ def analyze_file(path: str, msl: float = DEFAULT_MSL,
     checksum (off by default: NIC offload and loopback captures carry unfilled checksums)."""
     table = FlowTable(msl, keep_rows, observers=default_observers(check_checksums),
                       on_finished=on_finished, **limits)
-    return analyze_frames(read_frames(path), path, table, check_checksums)
+    warnings: List[str] = []
+
+    def reader_warning(line: str) -> None:  # a frame kept despite a fault; same cap as decode's
+        if len(warnings) < MAX_FRAME_WARNINGS:
+            warnings.append(line)
+
+    return analyze_frames(read_frames(path, reader_warning), path, table, check_checksums, warnings)
 

@@ -131,7 +131,7 @@ def test_truncated_file_keeps_flows_read_before_the_fault(two_flows: Path, tmp_p
     recs = [json.loads(l) for l in out.splitlines()]
     assert code == 2 and len(recs) == 2 and recs[1]["packets"] == 10
     assert len(err.strip().splitlines()) == 1
-    assert err.startswith(f"handshake-probe: error: {cut}: byte offset ")
+    assert err.startswith(f"handshake-probe: error: {cut}: frame 22 at byte offset ")
     assert "truncated packet data" in err and "Traceback" not in err
 
 
@@ -169,7 +169,7 @@ def test_malformed_frame_is_skipped_with_a_warning(tmp_path: Path, capsys):
             w.write(10.0 + i, data)
     code, out, err = run(["analyze", str(path), "--format", "jsonl"], capsys)
     assert code == 2 and len(out.splitlines()) == 1
-    assert "frame 4 (byte offset " in err and "frame skipped" in err and "Traceback" not in err
+    assert "frame 4 at byte offset " in err and "frame skipped" in err and "Traceback" not in err
 
 
 def test_msl_option_validated(two_flows: Path, capsys):

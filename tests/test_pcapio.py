@@ -6,10 +6,12 @@ Files are built byte by byte with struct here, so every field the reader sees is
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import shutil
 import struct
 import subprocess
+import threading
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple
@@ -143,10 +145,41 @@ def test_pcap_modified_magic_skips_extra_bytes(tmp_path: Path) -> None:
         (5.000006, SYN, 24), (7.000008, SYN_ACK, 24 + 24 + len(SYN))]
 
 
-def test_pcap_tolerates_caplen_over_wirelen_and_snaplen(tmp_path: Path) -> None:
-    path = write(tmp_path, pcap([(1, 0, SYN, 20)], snaplen=16))
+def test_pcap_tolerates_caplen_over_wirelen(tmp_path: Path) -> None:
+    path = write(tmp_path, pcap([(1, 0, SYN, 20)]))
     frame = next(read_frames(path))
     assert (frame.data, frame.wirelen) == (SYN, 20)
+
+
+def test_pcap_caplen_over_snaplen_is_cut_to_it_with_a_warning(tmp_path: Path) -> None:
+    # libpcap (sf-pcap.c pcap_next_packet): above the file's snaplen but within the largest snaplen
+    # for the link type, the record is kept, cut to the snaplen, and the rest of it skipped.
+    path = write(tmp_path, pcap([(1, 0, SYN, 20), (2, 0, SYN_ACK, None)], snaplen=16))
+    warnings: List[str] = []
+    frames = list(read_frames(path, on_warning=warnings.append))
+    assert [(f.frame, f.data, f.wirelen, f.offset) for f in frames] == [
+        (1, SYN[:16], 20, 24), (2, SYN_ACK[:16], len(SYN_ACK), 24 + 16 + len(SYN))]
+    assert warnings == [
+        f"{path}: frame 1 at byte offset 24: captured length {len(SYN)} exceeds the file's snaplen 16;"
+        " frame kept, cut to 16 bytes (as libpcap does)",
+        f"{path}: frame 2 at byte offset {24 + 16 + len(SYN)}: captured length {len(SYN_ACK)} exceeds"
+        " the file's snaplen 16; frame kept, cut to 16 bytes (as libpcap does)"]
+    assert [f.data for f in read_frames(path)] == [SYN[:16], SYN_ACK[:16]]  # no callback: silent
+
+
+@pytest.mark.parametrize("snaplen", [0, 0x80000000, 0xFFFFFFFF])
+def test_pcap_bogus_snaplen_means_the_largest(tmp_path: Path, snaplen: int) -> None:
+    # pcap_adjust_snapshot: 0 or above INT_MAX is replaced by the largest snaplen for the link type.
+    path = write(tmp_path, pcap([(1, 0, SYN, None)], snaplen=snaplen))
+    warnings: List[str] = []
+    assert next(read_frames(path, on_warning=warnings.append)).data == SYN and warnings == []
+
+
+def test_pcap_modified_ethernet_snaplen_allows_14_more(tmp_path: Path) -> None:
+    extra = struct.pack("<IHBx", 2, 0x0800, 0)
+    path = write(tmp_path, pcap([(5, 6, SYN, None)], magic=0xA1B2CD34, extra=extra, snaplen=len(SYN) - 14))
+    warnings: List[str] = []
+    assert next(read_frames(path, on_warning=warnings.append)).data == SYN and warnings == []
 
 
 def test_pcap_cut_frames_keep_wire_length(tmp_path: Path) -> None:
@@ -245,8 +278,11 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_error_survives_pickling() -> None:
     reason = "truncated record header (8 of 16 bytes)"
     err = pickle.loads(pickle.dumps(CaptureError("x.pcap", 24, reason)))
-    assert (err.path, err.offset, err.reason) == ("x.pcap", 24, reason)
+    assert (err.path, err.offset, err.reason, err.frame) == ("x.pcap", 24, reason, None)
     assert str(err) == f"x.pcap: byte offset 24: {reason}"
+    err = pickle.loads(pickle.dumps(CaptureError("x.pcap", 24, reason, 1)))
+    assert (err.path, err.offset, err.reason, err.frame) == ("x.pcap", 24, reason, 1)
+    assert str(err) == f"x.pcap: frame 1 at byte offset 24: {reason}"
 
 
 def test_directory(tmp_path: Path) -> None:
@@ -273,7 +309,7 @@ def test_truncated_record_header(tmp_path: Path) -> None:
     path = write(tmp_path, content + struct.pack("<II", 3, 0))
     frames, err = read_until_error(path)
     assert [f.frame for f in frames] == [1, 2]
-    assert str(err) == f"{path}: byte offset {len(content)}: truncated record header (8 of 16 bytes)"
+    assert str(err) == f"{path}: frame 3 at byte offset {len(content)}: truncated record header (8 of 16 bytes)"
 
 
 def test_truncated_packet_data(tmp_path: Path) -> None:
@@ -282,23 +318,29 @@ def test_truncated_packet_data(tmp_path: Path) -> None:
     frames, err = read_until_error(path)
     assert [f.data for f in frames] == [SYN]
     n = len(SYN_ACK)
-    assert err.offset == 24 + 16 + len(SYN)
+    assert (err.offset, err.frame) == (24 + 16 + len(SYN), 2)
     assert err.reason == f"truncated packet data ({n - 10} of {n} bytes)"
 
 
-def test_impossible_captured_length(tmp_path: Path) -> None:
-    good = pcap([(1, 0, SYN, None)])
-    path = write(tmp_path, good + struct.pack("<IIII", 2, 0, 0x10000001, 60) + SYN)
+@pytest.mark.parametrize("linktype, caplen, limit", [
+    (1, 262145, 262144), (1, 0x10000001, 262144), (113, 0xFFFFFFFF, 262144),
+    (231, 128 * 2**20 + 1, 128 * 2**20), (249, 2**20 + 1, 2**20), (279, 8 * 2**20 + 1, 8 * 2**20)])
+def test_impossible_captured_length(tmp_path: Path, linktype: int, caplen: int, limit: int) -> None:
+    # libpcap's max_snaplen_for_dlt: beyond it the record header is corrupt, whatever the snaplen says.
+    good = pcap([(1, 0, SYN, None)], linktype=linktype, snaplen=0)
+    path = write(tmp_path, good + struct.pack("<IIII", 2, 0, caplen, 60) + SYN)
     frames, err = read_until_error(path)
     assert len(frames) == 1
-    reason = "impossible captured length 268435457 (limit 268435456)"
-    assert str(err) == f"{path}: byte offset {len(good)}: {reason}"
+    reason = f"impossible captured length {caplen} (more than {limit}, libpcap's largest snaplen" \
+             f" for link type {linktype})"
+    assert str(err) == f"{path}: frame 2 at byte offset {len(good)}: {reason}"
 
 
-def test_captured_length_at_the_limit_is_only_truncated(tmp_path: Path) -> None:
-    path = write(tmp_path, pcap([]) + struct.pack("<IIII", 2, 0, 0x10000000, 60))
+@pytest.mark.parametrize("snaplen", [262144, 65535])
+def test_captured_length_at_the_limit_is_only_truncated(tmp_path: Path, snaplen: int) -> None:
+    path = write(tmp_path, pcap([], snaplen=snaplen) + struct.pack("<IIII", 2, 0, 262144, 60) + b"x" * 100)
     _, err = read_until_error(path)
-    assert (err.offset, err.reason) == (24, "truncated packet data (0 of 268435456 bytes)")
+    assert (err.offset, err.frame, err.reason) == (24, 1, "truncated packet data (100 of 262144 bytes)")
 
 
 NG_HEAD = shb() + idb(1) + idb(113)  # 28 + 20 + 20 bytes
@@ -313,34 +355,79 @@ def bad_epb_length(blen: int) -> bytes:
     return struct.pack("<II", 6, blen) + b"\0" * 24
 
 
-@pytest.mark.parametrize("tail, reason", [
-    (b"\x06\0\0\0\x20", "truncated block header (5 of 8 bytes)"),
-    (bad_epb_length(8), "invalid block total length 8 (must be a multiple of 4 and at least 12)"),
-    (bad_epb_length(30), "invalid block total length 30 (must be a multiple of 4 and at least 12)"),
-    (EPB2[:-9], f"truncated block ({EPB2_LEN - 9} of {EPB2_LEN} bytes)"),
-    (block(0x999, b"x" * 40)[:30], "truncated block (30 of 52 bytes)"),  # a skipped block, too
-    (bad_epb_length(0xFFFFFFFC), "truncated block (32 of 4294967292 bytes)"),  # refused before reading
-    (EPB2[:-4] + struct.pack("<I", 96), f"trailing block length 96 does not match {EPB2_LEN}"),
-    (block(5, b"\0" * 12)[:-4] + b"\0\0\0\0", "trailing block length 0 does not match 24"),
-    (epb(2, 2, SYN_ACK), "packet names interface 2, but the section declares 2"),
-    (obsolete_pb(7, 2, SYN_ACK), "packet names interface 7, but the section declares 2"),
+@pytest.mark.parametrize("tail, reason, frame", [
+    (b"\x06\0\0\0\x20", "truncated block header (5 of 8 bytes)", None),
+    (bad_epb_length(8), "invalid block total length 8 (must be a multiple of 4 and at least 12)", 2),
+    (bad_epb_length(30), "invalid block total length 30 (must be a multiple of 4 and at least 12)", 2),
+    (EPB2[:-9], f"truncated block ({EPB2_LEN - 9} of {EPB2_LEN} bytes)", 2),
+    (block(0x999, b"x" * 40)[:30], "truncated block (30 of 52 bytes)", None),  # a skipped block, too
+    (bad_epb_length(0xFFFFFFFC), "truncated block (32 of 4294967292 bytes)", 2),  # refused before reading
+    (EPB2[:-4] + struct.pack("<I", 96), f"trailing block length 96 does not match {EPB2_LEN}", 2),
+    (block(5, b"\0" * 12)[:-4] + b"\0\0\0\0", "trailing block length 0 does not match 24", None),
+    (epb(2, 2, SYN_ACK), "packet names interface 2, but the section declares 2", 2),
+    (obsolete_pb(7, 2, SYN_ACK), "packet names interface 7, but the section declares 2", 2),
     (block(6, struct.pack("<IIIII", 0, 0, 0, 100, 100) + b"\0" * 64),
-     "captured length 100 runs past the block (64 bytes of packet data)"),
-    (spb(2000, SYN), f"captured length 2000 runs past the block ({len(pad(SYN))} bytes of packet data)"),
-    (block(1, b"\x01\0"), "interface description block too short (16 bytes)"),
-    (idb(1, options=opt(9, b"\x06\x00")), "if_tsresol option of 2 bytes (expected 1)"),
-    (block(1, struct.pack("<HHIHH", 1, 0, 0, 9, 200)), "interface option 9 runs past the block"),
-    (shb()[:10], "truncated section header (10 of 28 bytes)"),
-    (shb()[:8] + b"\x11\x22\x33\x44", "bad byte-order magic 0x11223344 in section header"),
-    (block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 2, 0, -1)), "unsupported pcapng version 2.0"),
+     "captured length 100 runs past the block (64 bytes of packet data)", 2),
+    (spb(2000, SYN), f"captured length 2000 runs past the block ({len(pad(SYN))} bytes of packet data)", 2),
+    (block(1, b"\x01\0"), "interface description block too short (16 bytes)", None),
+    (idb(1, options=opt(9, b"\x06\x00")), "if_tsresol option of 2 bytes (expected 1)", None),
+    (block(1, struct.pack("<HHIHH", 1, 0, 0, 9, 200)), "interface option 9 runs past the block", None),
+    (shb()[:10], "truncated section header (10 of 28 bytes)", None),
+    (shb()[:8] + b"\x11\x22\x33\x44", "bad byte-order magic 0x11223344 in section header", None),
+    (block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 2, 0, -1)), "unsupported pcapng version 2.0", None),
     (struct.pack("<II", 0x0A0D0D0A, 24) + struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1),
-     "invalid section header length 24 (must be a multiple of 4 and at least 28)"),
+     "invalid section header length 24 (must be a multiple of 4 and at least 28)", None),
 ])
-def test_pcapng_faults(tmp_path: Path, tail: bytes, reason: str) -> None:
+def test_pcapng_faults(tmp_path: Path, tail: bytes, reason: str, frame: Optional[int]) -> None:
+    # A fault in a packet block names the frame it would have been; other blocks are no frame.
     path = write(tmp_path, NG_FIRST + tail, "t.pcapng")
     frames, err = read_until_error(path)
     assert [(f.frame, f.data) for f in frames] == [(1, SYN)]
-    assert str(err) == f"{path}: byte offset {len(NG_FIRST)}: {reason}"
+    where = f"frame {frame} at byte offset" if frame else "byte offset"
+    assert str(err) == f"{path}: {where} {len(NG_FIRST)}: {reason}"
+
+
+def read_through_pipe(content: bytes) -> Tuple[List[RawFrame], Optional[CaptureError]]:
+    """read_frames on a pipe (no file size to check lengths against), fed by a thread."""
+    r, w = os.pipe()
+
+    def feed() -> None:
+        with os.fdopen(w, "wb") as out:
+            out.write(content)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    frames: List[RawFrame] = []
+    error: Optional[CaptureError] = None
+    try:
+        for frame in read_frames(f"/dev/fd/{r}"):
+            frames.append(frame)
+    except CaptureError as err:
+        error = err
+    feeder.join()
+    os.close(r)
+    return frames, error
+
+
+@pytest.mark.parametrize("tail", [bad_epb_length(0xFFFFFFF0), block(0x999, b"x" * 40)[:4] + b"\xf0\xff\xff\xff"
+                                  + b"x" * 40, shb()[:4] + b"\xf0\xff\xff\xff" + shb()[8:]])
+def test_pcapng_huge_length_on_a_pipe_reads_only_what_is_there(tmp_path: Path, tail: bytes) -> None:
+    # On a pipe the 4 GiB length cannot be checked first: the block is read in bounded chunks
+    # (a single read would allocate it all) and the fault is the same as on a file.
+    _, on_file = read_until_error(write(tmp_path, NG_FIRST + tail, "t.pcapng"))
+    frames, on_pipe = read_through_pipe(NG_FIRST + tail)
+    assert [f.data for f in frames] == [SYN] and on_pipe is not None
+    assert (on_pipe.offset, on_pipe.frame, on_pipe.reason) == (on_file.offset, on_file.frame, on_file.reason)
+    assert on_pipe.reason.startswith("truncated block (")
+
+
+def test_pcapng_big_blocks_on_a_pipe(tmp_path: Path) -> None:
+    # Blocks above 1 MiB are legal (D-Bus messages, link type 231, reach 128 MiB): read whole, in chunks.
+    big = bytes(range(256)) * 6000  # 1.5 MB
+    content = shb() + idb(231) + epb(0, 7, big) + epb(0, 8, SYN)
+    frames, err = read_through_pipe(content)
+    assert err is None and [f.data for f in frames] == [big, SYN]
+    assert frames == list(read_frames(write(tmp_path, content, "t.pcapng")))
 
 
 def test_pcapng_new_section_forgets_interfaces(tmp_path: Path) -> None:

@@ -336,6 +336,8 @@ def _ipv6(data: bytes, n: int, off: int, cut: bool, wirelen: int | None,
     ext_len = cur - start
     if ext_len > payload_len:
         raise DecodeError(off + 4, f"IPv6 extension headers ({ext_len} bytes) run past the payload length {payload_len}")
+    if cur > n and not cut:  # a header's own length field points past a frame that was captured whole
+        raise DecodeError(start, f"IPv6 extension headers ({ext_len} bytes) run past the end of the frame ({n} bytes)")
     if verify:
         # Differs from RFC 8200 §8.1 with a Routing header, where the pseudo-header takes the final
         # destination from that header: we use the IPv6 destination field (source routing is deprecated,
