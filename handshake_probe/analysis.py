@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, List, Optional
+from typing import Any, Callable, Iterable, Iterator, List, Optional
 
 from handshake_probe.core.decode import DecodeError, decode
 from handshake_probe.core.flow import Flow
@@ -71,11 +71,12 @@ def analyze_frames(frames: Iterable[RawFrame], path: str, table: FlowTable,
 def analyze_file(path: str, msl: float = DEFAULT_MSL,
                  keep_rows: Optional[Callable[[int], bool]] = None,
                  on_finished: Optional[Callable[[Flow], None]] = None, check_checksums: bool = False,
-                 **limits: Any) -> Analysis:
+                 progress: Optional[Callable[[int, int], None]] = None, **limits: Any) -> Analysis:
     """Analyze one capture file, streaming it: memory grows with flows, not packets. With
     `on_finished`, flows are handed out as they finish and not kept (memory grows with open flows);
     `limits` are FlowTable's linger / idle_timeout / max_open. `check_checksums` verifies every TCP
-    checksum (off by default: NIC offload and loopback captures carry unfilled checksums)."""
+    checksum (off by default: NIC offload and loopback captures carry unfilled checksums).
+    `progress(frames, byte_offset)` is called every PROGRESS_EVERY frames (for a progress line)."""
     table = FlowTable(msl, keep_rows, observers=default_observers(check_checksums),
                       on_finished=on_finished, **limits)
     warnings: List[str] = []
@@ -84,5 +85,18 @@ def analyze_file(path: str, msl: float = DEFAULT_MSL,
         if len(warnings) < MAX_FRAME_WARNINGS:
             warnings.append(line)
 
-    return analyze_frames(read_frames(path, reader_warning), path, table, check_checksums, warnings)
+    frames: Iterable[RawFrame] = read_frames(path, reader_warning)
+    if progress is not None:
+        frames = _reporting(frames, progress)
+    return analyze_frames(frames, path, table, check_checksums, warnings)
+
+
+PROGRESS_EVERY = 1 << 16
+
+
+def _reporting(frames: Iterable[RawFrame], progress: Callable[[int, int], None]) -> Iterator[RawFrame]:
+    for frame in frames:
+        if not frame.frame % PROGRESS_EVERY:
+            progress(frame.frame, frame.offset)
+        yield frame
 

@@ -6,7 +6,8 @@ import argparse
 import json
 import os
 import sys
-from typing import Optional, TextIO, Tuple
+import time
+from typing import Callable, Optional, TextIO, Tuple
 
 from handshake_probe.analysis import analyze_file
 from handshake_probe.core.flow import Flow
@@ -82,7 +83,10 @@ def run(args: argparse.Namespace) -> int:
     analysis = analyze_file(args.file, msl=args.msl,
                             keep_rows=(lambda n: n == wanted) if wanted is not None else None,
                             on_finished=writer.write if writer else None,
-                            check_checksums=args.check_checksums, linger=args.linger, idle_timeout=args.idle_timeout, max_open=args.max_open)
+                            check_checksums=args.check_checksums, progress=progress_line(args.file),
+                            linger=args.linger, idle_timeout=args.idle_timeout, max_open=args.max_open)
+    if sys.stderr.isatty() and analysis.frames >= 1 << 16:
+        sys.stderr.write("\r\033[K")          # clear the progress line
     for warning in analysis.warnings:
         print(f"handshake-probe: warning: {warning}", file=sys.stderr)
     if analysis.evicted:
@@ -124,6 +128,27 @@ class StreamWriter:
             write_records([], "csv", self.out)      # the header row
         self.header_written = True
         write_records([flow_record(flow)], self.fmt, self.out, header=False)
+
+
+def progress_line(path: str) -> Optional[Callable[[int, int], None]]:
+    """Packets, MB/s and ETA on stderr, rewritten in place, only when stderr is a terminal and the
+    file is big enough to wait for; silent otherwise (logs and pipes stay clean)."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return None
+    if not sys.stderr.isatty() or size < 32 << 20:
+        return None
+    start = time.monotonic()
+
+    def show(frames: int, offset: int) -> None:
+        elapsed = max(time.monotonic() - start, 1e-6)
+        rate = offset / elapsed
+        eta = (size - offset) / rate if rate else 0.0
+        sys.stderr.write(f"\r{path}: {frames:,} packets, {offset / size:5.1%}, {rate / 1e6:.1f} MB/s, "
+                         f"ETA {eta:4.0f} s ")
+        sys.stderr.flush()
+    return show
 
 
 def run_many(paths: list[str], args: argparse.Namespace) -> int:
