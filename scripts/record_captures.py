@@ -42,7 +42,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -95,11 +95,14 @@ class Tcpdump:
     def __enter__(self) -> "Tcpdump":
         if shutil.which("tcpdump") is None:
             raise SystemExit("tcpdump not found (apt-get install -y tcpdump)")
+        return self._start("tcpdump", stdout=subprocess.DEVNULL)
+
+    def _start(self, label: str, **popen: Any) -> "Tcpdump":
+        """Start the recorder and return once it says "listening on"."""
         self.path.unlink(missing_ok=True)
-        self._proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE, text=True)
+        self._proc = subprocess.Popen(self.command(), stderr=subprocess.PIPE, text=True, **popen)
         # A reader thread, so waiting for "listening on" can time out instead of blocking
-        # forever on a tcpdump that failed without printing it.
+        # forever on a recorder that failed without printing it.
         threading.Thread(target=self._read_stderr, daemon=True).start()
         deadline = time.monotonic() + 10.0
         while True:
@@ -107,10 +110,10 @@ class Tcpdump:
                 line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 self._kill()
-                raise CaptureError("tcpdump did not start listening within 10 s")
+                raise CaptureError(f"{label} did not start listening within 10 s")
             if line is None:
                 self._proc.wait()
-                raise CaptureError(f"tcpdump exited: {''.join(self._stderr).strip()}")
+                raise CaptureError(f"{label} exited: {''.join(self._stderr).strip()}")
             if "listening on" in line:
                 return self
 
@@ -161,22 +164,7 @@ class OwnCapture(Tcpdump):
                 "-w", str(self.path), self.bpf]
 
     def __enter__(self) -> "Tcpdump":
-        self.path.unlink(missing_ok=True)
-        self._proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True, cwd=ROOT)
-        threading.Thread(target=self._read_stderr, daemon=True).start()
-        deadline = time.monotonic() + 10.0
-        while True:
-            try:
-                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                self._kill()
-                raise CaptureError("handshake-probe capture did not start listening within 10 s")
-            if line is None:
-                self._proc.wait()
-                raise CaptureError(f"handshake-probe capture exited: {''.join(self._stderr).strip()}")
-            if "listening on" in line:
-                return self
+        return self._start("handshake-probe capture", stdout=subprocess.PIPE, cwd=ROOT)
 
     def __exit__(self, *exc: object) -> None:
         assert self._proc is not None

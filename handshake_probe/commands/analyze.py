@@ -16,13 +16,8 @@ from handshake_probe.core.record import flow_record
 from handshake_probe.exitcodes import ExitStatus
 from handshake_probe.parallel import analyze_many, expand
 from handshake_probe.render import COLUMNS, DEFAULT_COLUMNS, FORMATS, flow_detail, summary_line, write_records
+from handshake_probe.commands.argtypes import positive_float
 
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, not {text}")
-    return value
 
 
 def column_list(text: str) -> Tuple[str, ...]:

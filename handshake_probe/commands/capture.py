@@ -20,7 +20,6 @@ from types import FrameType
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, TextIO, Union
 
 from handshake_probe.analysis import analyze_frames
-from handshake_probe.commands.analyze import positive_float
 from handshake_probe.core.flow import Flow, Transition
 from handshake_probe.core.flows import DEFAULT_MSL, FlowTable
 from handshake_probe.core.record import flow_record
@@ -29,18 +28,13 @@ from handshake_probe.live import (CapturePermissionError, InterfaceError, Libpca
                                   LiveCapture)
 from handshake_probe.pcapio import PcapWriter, RawFrame
 from handshake_probe.render import write_records
+from handshake_probe.commands.argtypes import positive_float, positive_int
 
 FLUSH_INTERVAL = 0.25  # seconds: how stale the pcap file and the printed lines may get under load
 _LINKTYPE_NAMES = {1: "EN10MB (Ethernet)", 101: "RAW (raw IP)"}
 
 _SignalHandler = Union[Callable[[int, Optional[FrameType]], Any], int, None]
 
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, not {text}")
-    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

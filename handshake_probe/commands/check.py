@@ -18,16 +18,10 @@ from handshake_probe.check import (Spec, SpecError, evaluate, flow_ladder, forma
                                    spec_from_short_forms)
 from handshake_probe.core.flows import DEFAULT_MSL
 from handshake_probe.core.record import flow_record
+from handshake_probe.commands.argtypes import positive_float as _positive_float
 from handshake_probe.exitcodes import ExitStatus
 
 DEFAULT_MAX_FLOWS = 10
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, not {text}")
-    return value
 
 
 def _non_negative_int(text: str) -> int:

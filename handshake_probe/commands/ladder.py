@@ -10,6 +10,7 @@ from handshake_probe.analysis import analyze_file
 from handshake_probe.core.flow import Flow
 from handshake_probe.core.flows import DEFAULT_MSL
 from handshake_probe.exitcodes import ExitStatus
+from handshake_probe.commands.argtypes import positive_float as _positive_float
 from handshake_probe.ladder import (DEFAULT_HEAD, DEFAULT_MAX_FLOWS, DEFAULT_TAIL, DEFAULT_WIDTH, ladder_text,
                                     ladders_text)
 
@@ -26,12 +27,6 @@ def _count(minimum: int):
     parse.__name__ = "number"
     return parse
 
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, not {text}")
-    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

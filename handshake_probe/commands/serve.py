@@ -11,6 +11,7 @@ from typing import Optional, Tuple
 
 from handshake_probe.echo import EchoServer
 from handshake_probe.exitcodes import ExitStatus
+from handshake_probe.commands.argtypes import positive_float
 
 
 def keepalive_triple(text: str) -> Tuple[int, int, int]:
@@ -22,12 +23,6 @@ def keepalive_triple(text: str) -> Tuple[int, int, int]:
         raise argparse.ArgumentTypeError("IDLE, INTERVAL and COUNT must all be >= 1")
     return idle, interval, count
 
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, not {text}")
-    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
