@@ -4,18 +4,27 @@ analyzer names them as Wireshark does. Uses the project's own pytest plugin fixt
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 from handshake_probe.echo import EchoServer
 
 
 def test_keepalive_probes_are_seen_and_named(loopback_capture, assert_flow):
-    with EchoServer(keepalive=(1, 1, 3)) as (host, port):
+    closed = threading.Event()
+
+    def log(line: str) -> None:
+        if "disconnect" in line:
+            closed.set()
+
+    with EchoServer(keepalive=(1, 1, 3), log=log) as (host, port):
         with loopback_capture(port) as cap:
             with socket.create_connection((host, port), timeout=5) as s:
                 s.sendall(b"python")
                 assert s.recv(16) == b"PYTHON"
                 time.sleep(2.6)              # idle: probes after 1 s, then every 1 s
+            # Stay in the capture until the server has closed its side too (its FIN is on the wire).
+            assert closed.wait(5)
     (flow,) = cap.flows
     counts = flow["anomalies"]
     assert counts["keep_alive"] >= 2 and counts["keep_alive_ack"] == counts["keep_alive"]
