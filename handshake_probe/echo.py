@@ -23,6 +23,7 @@ import logging
 import selectors
 import socket
 import threading
+import time
 from types import TracebackType
 from typing import Callable, Literal, Optional
 
@@ -351,3 +352,32 @@ def _peer_sent_fin(conn: socket.socket) -> bool:
         return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
     except OSError:
         return False
+
+
+class EchoLog:
+    """Collects an EchoServer's log lines (pass it as `log=`) and waits for one, so a test or a script
+    knows the server has seen a connection start or end. Thread-safe: client threads log concurrently."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, line: str) -> None:
+        with self._cond:
+            self.lines.append(line)
+            self._cond.notify_all()
+
+    def wait_for(self, match: "str | Callable[[str], bool]", timeout: float = 5.0) -> str:
+        """The first line that contains `match` (or satisfies it, if callable), waiting for it to be
+        logged; TimeoutError naming what was logged instead."""
+        test = match if callable(match) else (lambda line: match in line)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self.lines:
+                    if test(line):
+                        return line
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"the server never logged {match!r}; it logged {self.lines!r}")
+                self._cond.wait(remaining)

@@ -49,7 +49,7 @@ if str(ROOT) not in sys.path:
     # Run as `python scripts/record_captures.py` from a checkout: sys.path[0] is scripts/.
     sys.path.insert(0, str(ROOT))
 
-from handshake_probe.echo import EchoServer  # noqa: E402
+from handshake_probe.echo import EchoLog, EchoServer  # noqa: E402
 
 CAPTURES = ROOT / "captures"
 V4 = "127.0.0.1"
@@ -302,26 +302,15 @@ def check_orderly_close(packets: Sequence[Pkt], client_port: int, first_closer: 
 # --------------------------------------------------------------------------- helpers
 
 
-class LogSink:
-    """EchoServer log lines, so a scenario can wait until the server saw the end."""
+class LogSink(EchoLog):
+    """EchoServer log lines, so a scenario can wait until the server saw the end; a timeout fails the
+    recording (CaptureError) instead of the script."""
 
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, line: str) -> None:
-        with self._cond:
-            self.lines.append(line)
-            self._cond.notify_all()
-
-    def wait_for(self, fragment: str, timeout: float = TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not any(fragment in line for line in self.lines):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise CaptureError(f"server never logged {fragment!r}: {self.lines}")
-                self._cond.wait(remaining)
+    def wait_for(self, match: Any, timeout: float = TIMEOUT) -> str:
+        try:
+            return super().wait_for(match, timeout)
+        except TimeoutError as err:
+            raise CaptureError(str(err)) from None
 
 
 def recv_exactly(sock: socket.socket, size: int) -> bytes:

@@ -9,39 +9,16 @@ import socket
 import struct
 import threading
 import time
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 
-from handshake_probe.echo import EchoServer, Mode, format_peer
+from handshake_probe.echo import EchoLog, EchoServer, Mode, format_peer
 
 TIMEOUT = 5.0  # generous upper bound for every blocking client call; loopback is fast
 
 
-class LogSink:
-    """Collects the server's log lines; thread-safe because client threads log concurrently."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, line: str) -> None:
-        with self._cond:
-            self.lines.append(line)
-            self._cond.notify_all()
-
-    def wait_for(self, predicate: Callable[[str], bool], timeout: float = TIMEOUT) -> str:
-        """The first line matching predicate, waiting for it to be logged."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for line in self.lines:
-                    if predicate(line):
-                        return line
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"no matching log line; got {self.lines!r}")
-                self._cond.wait(remaining)
+LogSink = EchoLog   # the server's log, collected (handshake_probe.echo.EchoLog)
 
 
 def connect(address: tuple[str, int]) -> socket.socket:
