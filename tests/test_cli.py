@@ -204,3 +204,26 @@ def test_csv_has_zeek_and_tshark_verdicts(two_flows: Path, capsys):
     _, out, _ = run(["analyze", str(two_flows), "--format", "csv"], capsys)
     row = next(csv.DictReader(io.StringIO(out)))
     assert row["conn_state"] == "SF" and row["completeness"] == "31" and row["history"].startswith("ShAD")
+
+
+def test_flow_ladder_draws_one_arrow_per_segment(two_flows: Path, capsys):
+    code, out, _ = run(["analyze", str(two_flows), "--flow", "1", "--ladder"], capsys)
+    arrows = [l for l in out.splitlines() if "|---" in l or "|<--" in l]
+    assert code == 0 and len(arrows) == 11
+    assert "[S] seq=0" in arrows[0] and "[S.] seq=0 ack=1" in arrows[1] and "[.] seq=1 ack=1" in arrows[2]
+
+
+def test_ladder_needs_a_flow(two_flows: Path, capsys):
+    code, _, err = run(["analyze", str(two_flows), "--ladder"], capsys)
+    assert code == 2 and err.strip() == "handshake-probe: error: --ladder needs --flow N"
+
+
+def test_check_checksums_counts_bad_ones(two_flows: Path, capsys):
+    # scapy computed correct checksums for these frames: none is bad; without the option none is checked
+    code, out, _ = run(["analyze", str(two_flows), "--format", "jsonl", "--check-checksums"], capsys)
+    assert code == 0 and [json.loads(l)["anomalies"]["bad_checksum"] for l in out.splitlines()] == [0, 0]
+    anomalies = Path(__file__).resolve().parents[1] / "captures" / "anomalies" / "bad-checksum.pcap"
+    _, on, _ = run(["analyze", str(anomalies), "--format", "jsonl", "--check-checksums"], capsys)
+    _, off, _ = run(["analyze", str(anomalies), "--format", "jsonl"], capsys)
+    assert sum(json.loads(l)["anomalies"]["bad_checksum"] for l in on.splitlines()) == 2
+    assert sum(json.loads(l)["anomalies"]["bad_checksum"] for l in off.splitlines()) == 0
