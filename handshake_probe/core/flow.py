@@ -8,7 +8,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 from handshake_probe.core.endpoint import Endpoint, seq_in_window
 from handshake_probe.core.observe import FlowObserver
 from handshake_probe.core.segment import Flags, Segment
-from handshake_probe.core.states import END_STATES, Cue, State, next_state
+from handshake_probe.core.states import ACTIVE_SYN_RECEIVED_RST, END_STATES, Cue, State, next_state
 
 SYN, ACK, FIN, RST = int(Flags.SYN), int(Flags.ACK), int(Flags.FIN), int(Flags.RST)
 _PLAIN_MASK = SYN | FIN | RST | ACK
@@ -267,20 +267,19 @@ class Flow:
         assert syn is not None
         self._pending_syn = None
         if flags & SYN and flags & ACK:
-            self._settle_initial(State.LISTEN, syn)          # passive OPEN (RFC 9293 §3.10.7.2)
-            self.server.passive = True
+            self._settle_initial(State.LISTEN)               # passive OPEN (RFC 9293 §3.10.7.2)
             self._apply(syn, self.server, Cue.RCV_SYN)
             self._restate_rows(self.server, syn.frame, self.server.state, add=self.transitions[-1])
         elif flags & RST:
-            self._settle_initial(State.CLOSED, syn)          # nobody listening (RFC 9293 §3.10.7.1)
+            self._settle_initial(State.CLOSED)               # nobody listening (RFC 9293 §3.10.7.1)
             self._apply(syn, self.server, Cue.RCV_SYN)
         elif flags & SYN:
             # Simultaneous open: its own SYN left before ours arrived; the receipt is applied after its send.
-            self._settle_initial(State.CLOSED, syn)
+            self._settle_initial(State.CLOSED)
             self._pending_syn = syn
         # anything else: the server stays UNKNOWN (it answered without a handshake we can explain)
 
-    def _settle_initial(self, state: State, syn: Segment) -> None:
+    def _settle_initial(self, state: State) -> None:
         self.server.set_initial(state)
         self._restate_rows(self.server, 0, state)
 
@@ -351,7 +350,7 @@ class Flow:
             self._violate(seg, ep, str(cue), reason)
             return
         if cue is Cue.RCV_RST and state is State.SYN_RECEIVED and not ep.passive:
-            new = State.CLOSED            # active (simultaneous) open returns to CLOSED (§3.10.7.4)
+            new = ACTIVE_SYN_RECEIVED_RST  # active (simultaneous) open returns to CLOSED (§3.10.7.4)
         if cue is Cue.RCV_SYN and state is State.LISTEN:
             ep.passive = True
         if new is State.TIME_WAIT and (state is not State.TIME_WAIT or cue is Cue.RCV_FIN):

@@ -67,9 +67,6 @@ SYNCHRONIZED: FrozenSet[State] = frozenset({
 # States after which the connection is over for this endpoint (used to split flows on port reuse).
 END_STATES: FrozenSet[State] = frozenset({S.CLOSED, S.TIME_WAIT, S.LISTEN})
 
-# States in which the endpoint has sent its FIN and may still see it acknowledged.
-FIN_SENT: FrozenSet[State] = frozenset({S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSING, S.LAST_ACK, S.TIME_WAIT})
-
 
 def _build() -> Dict[Tuple[State, Cue], State]:
     t: Dict[Tuple[State, Cue], State] = {
