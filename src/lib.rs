@@ -1,0 +1,11 @@
+//! handshake-probe's engine: everything that runs per packet.
+//!
+//! Pure Rust modules (no Python types) hold the rules; `python.rs` is the one boundary module that
+//! PyO3 sees, built only with the `python` feature (maturin sets it), so `cargo test` needs no Python.
+pub mod endpoint;
+pub mod observe;
+#[cfg(feature = "python")]
+mod python;
+pub mod record;
+pub mod segment;
+pub mod states;
