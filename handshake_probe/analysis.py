@@ -31,6 +31,10 @@ class Analysis:
     evicted: int = 0                                    # flows pushed out early by the open-flow cap
 
     @property
+    def violations(self) -> int:
+        return sum(f.violation_count for f in self.flows)
+
+    @property
     def damaged(self) -> bool:
         return self.error is not None or self.skipped["malformed"] > 0
 

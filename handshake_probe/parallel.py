@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
-from handshake_probe.analysis import analyze_file
-from handshake_probe.core.record import flow_record
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp")
 
@@ -39,14 +37,13 @@ class FileResult:
 
 def analyze_one(path: str, options: Dict[str, Any]) -> FileResult:
     from handshake_probe.render import summary_line
+    import handshake_probe
+    # Streamed out of the flow table: memory follows open flows; then put in flow order.
+    analysis = handshake_probe.analyze(path, streaming=True, **options)
     records: List[Dict[str, Any]] = []
-
-    def keep(flow: Any) -> None:        # streamed out of the flow table: memory follows open flows
-        rec = flow_record(flow)
+    for rec in analysis:
         rec["file"] = path
         records.append(rec)
-
-    analysis = analyze_file(path, on_finished=keep, **options)
     records.sort(key=lambda r: r["flow"])
     return FileResult(path, records, summary_line(analysis), analysis.warnings, analysis.error,
                       analysis.damaged)

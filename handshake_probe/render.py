@@ -66,12 +66,14 @@ def flow_table(records: Iterable[Dict[str, Any]], columns: Sequence[str] = DEFAU
     return tabulate(rows, headers=[h for h, _ in chosen], tablefmt="simple")
 
 
-def summary_line(analysis: Analysis) -> str:
+def summary_line(analysis: Any) -> str:
+    """The closing line of the table: frames, segments, flows, what was skipped, violations.
+    `analysis`: the engine's Analysis (or the Python core's, while it lasts)."""
     text = (f"{analysis.path}: {analysis.frames} frames, {analysis.segments} TCP segments, "
             f"{analysis.flow_count} flows")
     if analysis.skipped:
         text += "; skipped " + ", ".join(f"{n} {why}" for why, n in sorted(analysis.skipped.items()))
-    violations = sum(f.violation_count for f in analysis.flows)
+    violations = analysis.violations
     if violations:
         text += f"; {violations} violations (segments that fit no RFC 9293 transition; see --flow N)"
     return text

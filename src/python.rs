@@ -1,18 +1,272 @@
 //! The boundary: the only module PyO3 sees. Records, rows, events and the vocabulary cross it;
 //! nothing else does. Built with the `python` feature (maturin sets it).
+//!
+//! A Rust panic must never reach a user as a traceback: every entry point runs under
+//! `catch_unwind` and turns a panic into `EngineError` naming the file and the frame.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyBytes, PyDict, PyList};
 
+use crate::analysis::{FileAnalysis, Options, SKIP_REASONS};
+use crate::flows::{RowFilter, TableOptions};
+use crate::record::{write_csv_cell, write_json, Value};
 use crate::states::{rows, ALL_CUES, ALL_STATES};
+
+create_exception!(_engine, EngineError, PyException, "An internal error of the engine (a bug): never bad input.");
+
+fn guard<T>(what: impl FnOnce() -> String, f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into());
+            Err(EngineError::new_err(format!("internal error at {}: {}", what(), msg)))
+        }
+    }
+}
+
+/// A record value as Python objects: dicts keep the contract's key order.
+fn to_py(py: Python<'_>, v: &Value) -> PyResult<PyObject> {
+    Ok(match v {
+        Value::Null => py.None(),
+        Value::Bool(b) => b.into_pyobject(py)?.to_owned().into_any().unbind(),
+        Value::Int(i) => i.into_pyobject(py)?.into_any().unbind(),
+        Value::Float(f) => f.into_pyobject(py)?.into_any().unbind(),
+        Value::Str(s) => s.into_pyobject(py)?.into_any().unbind(),
+        Value::List(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(to_py(py, item)?)?;
+            }
+            list.into_any().unbind()
+        }
+        Value::Obj(fields) => {
+            let d = PyDict::new(py);
+            for (k, item) in fields {
+                d.set_item(*k, to_py(py, item)?)?;
+            }
+            d.into_any().unbind()
+        }
+    })
+}
+
+fn row_filter(keep_rows: Option<&Bound<'_, PyAny>>) -> PyResult<RowFilter> {
+    let Some(obj) = keep_rows else {
+        return Ok(RowFilter::None);
+    };
+    if obj.is_none() {
+        return Ok(RowFilter::None);
+    }
+    if let Ok(b) = obj.extract::<bool>() {
+        return Ok(if b { RowFilter::All } else { RowFilter::None });
+    }
+    let numbers: Vec<u64> = obj.extract()?;
+    Ok(RowFilter::Set(numbers.into_iter().collect()))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn options(
+    msl: f64,
+    linger: f64,
+    idle_timeout: f64,
+    max_open: usize,
+    streaming: bool,
+    keep_rows: RowFilter,
+    events: bool,
+    check_checksums: bool,
+) -> Options {
+    Options {
+        table: TableOptions {
+            msl,
+            linger,
+            idle_timeout,
+            max_open,
+            streaming,
+            keep_rows,
+            events,
+        },
+        check_checksums,
+    }
+}
+
+/// One capture file through the engine. Iterating yields flow records (dicts, the JSON contract) as
+/// flows finish (streaming) or all in flow order at the end; the counters are final once exhausted.
+#[pyclass(unsendable, module = "handshake_probe._engine")]
+struct Analysis {
+    inner: FileAnalysis,
+}
+
+#[pymethods]
+impl Analysis {
+    #[new]
+    #[pyo3(signature = (path, *, msl=crate::flows::DEFAULT_MSL, linger=crate::flows::DEFAULT_LINGER,
+        idle_timeout=crate::flows::DEFAULT_IDLE_TIMEOUT, max_open=crate::flows::DEFAULT_MAX_OPEN,
+        streaming=true, keep_rows=None, check_checksums=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        path: &str,
+        msl: f64,
+        linger: f64,
+        idle_timeout: f64,
+        max_open: usize,
+        streaming: bool,
+        keep_rows: Option<&Bound<'_, PyAny>>,
+        check_checksums: bool,
+    ) -> PyResult<Self> {
+        let filter = row_filter(keep_rows)?;
+        let opts = options(msl, linger, idle_timeout, max_open, streaming, filter, false, check_checksums);
+        guard(|| path.to_string(), || Ok(Analysis { inner: FileAnalysis::open(path, opts) }))
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<PyObject>> {
+        let inner = &mut self.inner;
+        let rec = guard(|| format!("{} frame {}", inner.path, inner.frames + 1), || Ok(inner.next_record()))?;
+        rec.map(|r| to_py(py, &r)).transpose()
+    }
+
+    /// Up to `max_flows` finished records written as JSON Lines or CSV rows (bytes), None at the end.
+    /// The engine writes the text itself: no Python object per flow on the fast path.
+    #[pyo3(signature = (fmt, max_flows=4096, file=None))]
+    fn chunk(&mut self, py: Python<'_>, fmt: &str, max_flows: usize, file: Option<&str>) -> PyResult<Option<PyObject>> {
+        let csv = match fmt {
+            "jsonl" => false,
+            "csv" => true,
+            _ => return Err(pyo3::exceptions::PyValueError::new_err(format!("no chunk format {fmt}"))),
+        };
+        let inner = &mut self.inner;
+        let text = guard(
+            || format!("{} frame {}", inner.path, inner.frames + 1),
+            || {
+                let mut out = String::new();
+                for _ in 0..max_flows {
+                    let Some(mut rec) = inner.next_record() else { break };
+                    if let (Some(f), Value::Obj(fields)) = (file, &mut rec) {
+                        fields.push(("file", f.into()));
+                    }
+                    if csv {
+                        crate::record::write_csv_row(&rec, &mut out);
+                    } else {
+                        write_json(&rec, &mut out);
+                    }
+                    out.push('\n');
+                }
+                Ok(out)
+            },
+        )?;
+        if text.is_empty() && self.inner.done() {
+            return Ok(None);
+        }
+        Ok(Some(PyBytes::new(py, text.as_bytes()).into_any().unbind()))
+    }
+
+    /// Read and analyze up to `max_frames` more frames (for a progress line); True once the input ended.
+    #[pyo3(signature = (max_frames=65536))]
+    fn advance(&mut self, max_frames: usize) -> PyResult<bool> {
+        let inner = &mut self.inner;
+        guard(
+            || format!("{} frame {}", inner.path, inner.frames + 1),
+            || {
+                inner.step(max_frames);
+                Ok(inner.done())
+            },
+        )
+    }
+
+    /// The kept flow `number`'s segments with both endpoints' states after each (for `--flow N`),
+    /// or None when that flow's rows were not kept or it does not exist.
+    fn rows(&self, py: Python<'_>, number: u64) -> PyResult<Option<PyObject>> {
+        match self.inner.kept.get(&number) {
+            Some(flow) => to_py(py, &crate::flow::rows_value(flow)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    #[getter]
+    fn path(&self) -> &str {
+        &self.inner.path
+    }
+    #[getter]
+    fn frames(&self) -> u64 {
+        self.inner.frames
+    }
+    #[getter]
+    fn segments(&self) -> u64 {
+        self.inner.segments
+    }
+    /// reason -> count, only the reasons that occurred.
+    #[getter]
+    fn skipped<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (name, n) in SKIP_REASONS.iter().zip(self.inner.skipped) {
+            if n > 0 {
+                d.set_item(*name, n)?;
+            }
+        }
+        Ok(d)
+    }
+    #[getter]
+    fn warnings(&self) -> Vec<String> {
+        self.inner.warnings.clone()
+    }
+    #[getter]
+    fn error(&self) -> Option<String> {
+        self.inner.error.clone()
+    }
+    #[getter]
+    fn flow_count(&self) -> u64 {
+        self.inner.flow_count()
+    }
+    #[getter]
+    fn evicted(&self) -> u64 {
+        self.inner.evicted()
+    }
+    #[getter]
+    fn violations(&self) -> u64 {
+        self.inner.violations
+    }
+    #[getter]
+    fn damaged(&self) -> bool {
+        self.inner.damaged()
+    }
+    #[getter]
+    fn done(&self) -> bool {
+        self.inner.done()
+    }
+    #[getter]
+    fn offset(&self) -> u64 {
+        self.inner.offset()
+    }
+}
+
+/// CSV header row (the flat columns of `--format csv`).
+#[pyfunction]
+fn csv_header() -> String {
+    let mut out = String::new();
+    for (i, c) in crate::record::CSV_COLUMNS.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_csv_cell(&Value::Str((*c).to_string()), &mut out);
+    }
+    out
+}
 
 /// The vocabulary, defined once in the engine and exported: state names, cues, the transition table.
 fn add_vocabulary(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
-    let states = PyList::new(py, ALL_STATES.iter().map(|s| s.name()))?;
-    m.add("STATES", states)?;
-    let cues = PyList::new(py, ALL_CUES.iter().map(|c| c.name()))?;
-    m.add("CUES", cues)?;
+    m.add("STATES", PyList::new(py, ALL_STATES.iter().map(|s| s.name()))?)?;
+    m.add("CUES", PyList::new(py, ALL_CUES.iter().map(|c| c.name()))?)?;
     let table = PyList::empty(py);
     for r in rows() {
         table.append((r.state.name(), r.cue.name(), r.next.name(), r.why))?;
@@ -23,11 +277,23 @@ fn add_vocabulary(m: &Bound<'_, PyModule>) -> PyResult<()> {
         flags.set_item(name, bit)?;
     }
     m.add("FLAGS", flags)?;
+    m.add("CLOSE_KINDS", PyList::new(py, crate::flow::CLOSE_KINDS)?)?;
+    m.add("CONN_STATES", PyList::new(py, crate::zeek::CONN_STATES)?)?;
+    m.add("ANOMALY_KINDS", PyList::new(py, crate::anomalies::ANOMALY_KINDS)?)?;
+    m.add("CSV_COLUMNS", PyList::new(py, crate::record::CSV_COLUMNS)?)?;
+    m.add("SKIP_REASONS", PyList::new(py, SKIP_REASONS)?)?;
+    m.add("DEFAULT_MSL", crate::flows::DEFAULT_MSL)?;
+    m.add("DEFAULT_LINGER", crate::flows::DEFAULT_LINGER)?;
+    m.add("DEFAULT_IDLE_TIMEOUT", crate::flows::DEFAULT_IDLE_TIMEOUT)?;
+    m.add("DEFAULT_MAX_OPEN", crate::flows::DEFAULT_MAX_OPEN)?;
     Ok(())
 }
 
 #[pymodule]
 fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     add_vocabulary(m)?;
+    m.add_class::<Analysis>()?;
+    m.add_function(wrap_pyfunction!(csv_header, m)?)?;
+    m.add("EngineError", m.py().get_type::<EngineError>())?;
     Ok(())
 }

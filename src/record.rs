@@ -238,3 +238,96 @@ mod tests {
         assert_eq!(s, r#"{"r":"\u00a73 \"x\"","n":null}"#);
     }
 }
+
+/// The flat columns of `--format csv`, in order (documented in the README's schema section).
+pub const CSV_COLUMNS: [&str; 24] = [
+    "flow",
+    "client",
+    "server",
+    "direction",
+    "packets",
+    "first_ts",
+    "last_ts",
+    "duration_ms",
+    "handshake",
+    "syn_to_synack_ms",
+    "synack_to_ack_ms",
+    "syn_count",
+    "close",
+    "client_final",
+    "server_final",
+    "client_states",
+    "server_states",
+    "transitions",
+    "violations",
+    "conn_state",
+    "history",
+    "completeness",
+    "anomalies",
+    "file",
+];
+
+/// `retransmission=2;duplicate_ack=1`: the non-zero anomaly counts, for one-cell outputs.
+pub fn anomaly_text(counts: Option<&Value>) -> String {
+    let mut out = String::new();
+    if let Some(Value::Obj(fields)) = counts {
+        for (k, v) in fields {
+            if let Value::Int(n) = v {
+                if *n != 0 {
+                    if !out.is_empty() {
+                        out.push(';');
+                    }
+                    let _ = write!(out, "{k}={n}");
+                }
+            }
+        }
+    }
+    out
+}
+
+fn states_text(v: Option<&Value>) -> (Value, Value) {
+    let Some(Value::List(items)) = v else {
+        return (Value::Null, Value::Null);
+    };
+    let names: Vec<&str> = items
+        .iter()
+        .filter_map(|i| match i {
+            Value::Str(s) => Some(s.as_str()),
+            _ => None,
+        })
+        .collect();
+    (
+        names.last().map_or(Value::Null, |s| Value::Str((*s).to_string())),
+        Value::Str(names.join(">")),
+    )
+}
+
+/// A record flattened into CSV_COLUMNS, written as one CSV line (without the newline).
+pub fn write_csv_row(rec: &Value, out: &mut String) {
+    let hs = rec.get("handshake");
+    let hs_get = |k: &str| hs.and_then(|h| h.get(k)).cloned().unwrap_or(Value::Null);
+    let (client_final, client_states) = states_text(rec.get("client_states"));
+    let (server_final, server_states) = states_text(rec.get("server_states"));
+    let count = |k: &str| match rec.get(k) {
+        Some(Value::List(items)) => Value::Int(items.len() as i64),
+        _ => Value::Null,
+    };
+    for (i, col) in CSV_COLUMNS.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let cell = match *col {
+            "handshake" => hs_get("status"),
+            "syn_to_synack_ms" | "synack_to_ack_ms" | "syn_count" => hs_get(col),
+            "client_final" => client_final.clone(),
+            "server_final" => server_final.clone(),
+            "client_states" => client_states.clone(),
+            "server_states" => server_states.clone(),
+            "transitions" => count("transitions"),
+            "violations" => rec.get("violation_count").cloned().unwrap_or(Value::Null),
+            "anomalies" => Value::Str(anomaly_text(rec.get("anomalies"))),
+            other => rec.get(other).cloned().unwrap_or(Value::Null),
+        };
+        write_csv_cell(&cell, out);
+    }
+}

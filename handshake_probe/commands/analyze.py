@@ -7,7 +7,9 @@ import json
 import os
 import sys
 import time
-from typing import Callable, Optional, TextIO, Tuple
+from typing import Any, Callable, Dict, Optional, TextIO, Tuple
+
+import handshake_probe
 
 from handshake_probe.analysis import analyze_file
 from handshake_probe.core.flow import Flow
@@ -71,58 +73,78 @@ def run(args: argparse.Namespace) -> int:
         print("handshake-probe: error: --ladder needs --flow N", file=sys.stderr)
         return ExitStatus.BAD_INPUT
     out = sys.stdout
-    # jsonl and csv stream: each flow is written when it finishes, in that order (its "flow" number
-    # still says where it began); table and json need every flow and print them in flow order.
-    streaming = wanted is None and args.format in ("jsonl", "csv")
-    writer = StreamWriter(args.format, out) if streaming else None
-    analysis = analyze_file(args.file, msl=args.msl,
-                            keep_rows=(lambda n: n == wanted) if wanted is not None else None,
-                            on_finished=writer.write if writer else None,
+    if wanted is None:
+        return run_engine(args, out)
+    analysis = analyze_file(args.file, msl=args.msl, keep_rows=lambda n: n == wanted,
                             check_checksums=args.check_checksums, progress=progress_line(args.file),
                             linger=args.linger, idle_timeout=args.idle_timeout, max_open=args.max_open)
     if sys.stderr.isatty() and analysis.frames >= 1 << 16:
         sys.stderr.write("\r\033[K")          # clear the progress line
     for warning in analysis.warnings:
         print(f"handshake-probe: warning: {warning}", file=sys.stderr)
-    if analysis.evicted:
-        print(f"handshake-probe: warning: {args.file}: {analysis.evicted} flows finished early: more than "
-              f"--max-open {args.max_open} were open at once", file=sys.stderr)
     status = ExitStatus.BAD_INPUT if analysis.damaged else ExitStatus.OK
-    if wanted is not None:
-        if not 1 <= wanted <= len(analysis.flows):
-            print(f"handshake-probe: error: {args.file}: no flow {wanted} "
-                  f"(the capture has {len(analysis.flows)} flows)", file=sys.stderr)
-            return ExitStatus.BAD_INPUT
-        flow = analysis.flows[wanted - 1]
-        if args.ladder:
-            from handshake_probe.ladder import ladder_text
-            out.write(ladder_text(flow) + "\n")
-        elif args.format == "table":
-            out.write(flow_detail(flow) + "\n")
-        else:
-            write_records([flow_record(flow)], args.format, out)
-    elif writer is None:
-        write_records((flow_record(f) for f in analysis.flows), args.format, out, columns=args.columns)
-        if args.format == "table":
-            out.write("\n" + summary_line(analysis) + "\n")
+    if not 1 <= wanted <= len(analysis.flows):
+        print(f"handshake-probe: error: {args.file}: no flow {wanted} "
+              f"(the capture has {len(analysis.flows)} flows)", file=sys.stderr)
+        return ExitStatus.BAD_INPUT
+    flow = analysis.flows[wanted - 1]
+    if args.ladder:
+        from handshake_probe.ladder import ladder_text
+        out.write(ladder_text(flow) + "\n")
+    elif args.format == "table":
+        out.write(flow_detail(flow) + "\n")
+    else:
+        write_records([flow_record(flow)], args.format, out)
     if analysis.error:
         print(f"handshake-probe: error: {analysis.error} "
               f"(the {analysis.flow_count} flows before it are reported)", file=sys.stderr)
     return status
 
 
-class StreamWriter:
-    """Writes each flow's record the moment the flow table lets it go."""
+def engine_options(args: argparse.Namespace) -> Dict[str, Any]:
+    """The analyze options the engine takes, from the command line."""
+    return dict(msl=args.msl, check_checksums=args.check_checksums, linger=args.linger,
+                idle_timeout=args.idle_timeout, max_open=args.max_open)
 
-    def __init__(self, fmt: str, out: TextIO) -> None:
-        self.fmt, self.out = fmt, out
-        self.header_written = False
 
-    def write(self, flow: Flow) -> None:
-        if self.fmt == "csv" and not self.header_written:
-            write_records([], "csv", self.out)      # the header row
-        self.header_written = True
-        write_records([flow_record(flow)], self.fmt, self.out, header=False)
+def run_engine(args: argparse.Namespace, out: TextIO) -> int:
+    """The whole file in the engine. jsonl and csv stream: each flow is written when it finishes, in
+    that order (its "flow" number still says where it began), as text the engine writes itself;
+    table and json need every flow and print them in flow order."""
+    streaming = args.format in ("jsonl", "csv")
+    analysis = handshake_probe.analyze(args.file, streaming=streaming, **engine_options(args))
+    show = progress_line(args.file)
+    if streaming:
+        if args.format == "csv":
+            out.write(_engine().csv_header() + "\n")
+        while (chunk := analysis.chunk(args.format)) is not None:
+            out.write(chunk.decode())
+            if show is not None:
+                show(analysis.frames, analysis.offset)
+    else:
+        while not analysis.advance():
+            if show is not None:
+                show(analysis.frames, analysis.offset)
+    if show is not None:
+        sys.stderr.write("\r\033[K")          # clear the progress line
+    for warning in analysis.warnings:
+        print(f"handshake-probe: warning: {warning}", file=sys.stderr)
+    if analysis.evicted:
+        print(f"handshake-probe: warning: {args.file}: {analysis.evicted} flows finished early: more than "
+              f"--max-open {args.max_open} were open at once", file=sys.stderr)
+    if not streaming:
+        write_records(analysis, args.format, out, columns=args.columns)
+        if args.format == "table":
+            out.write("\n" + summary_line(analysis) + "\n")
+    if analysis.error:
+        print(f"handshake-probe: error: {analysis.error} "
+              f"(the {analysis.flow_count} flows before it are reported)", file=sys.stderr)
+    return ExitStatus.BAD_INPUT if analysis.damaged else ExitStatus.OK
+
+
+def _engine() -> Any:
+    from handshake_probe import _engine as engine
+    return engine
 
 
 def progress_line(path: str) -> Optional[Callable[[int, int], None]]:
