@@ -3,10 +3,12 @@
     python bench/run.py                      # generates /tmp/bench-1m.pcap (100k flows) if missing
     python bench/run.py FILE --scapy-limit 100000
 
-Times `handshake-probe analyze FILE --format jsonl`, scapy's PcapReader loop (full dissection, reading
-each packet's TCP flags; on the first --scapy-limit packets, since it reads ~10k packets/s) and
-`tshark -q -z conv,tcp` (when installed). Each runs in its own process under /usr/bin/time for wall
-time and peak RSS. Prints packets/s and the ratios. A benchmark, not a test: it never fails on speed.
+Times the whole command `handshake-probe analyze FILE --format jsonl` (Python start-up included),
+`tshark -q -z conv,tcp`, `tcptrace -n` (Debian package tcptrace), a dpkt loop (read, parse Ethernet/IP/
+TCP, read the flags: no flow analysis at all) and scapy's PcapReader loop (full dissection, reading each
+packet's TCP flags; on the first --scapy-limit packets, since it reads ~10k packets/s). Each runs in its
+own process under /usr/bin/time for wall time and peak RSS. Prints packets/s and the ratios. A
+benchmark, not a test: it never fails on speed.
 """
 
 from __future__ import annotations
@@ -41,6 +43,20 @@ with PcapReader(sys.argv[1]) as reader:
 print(n)
 """
 
+DPKT_LOOP = """
+import sys
+import dpkt
+n = 0
+with open(sys.argv[1], "rb") as f:
+    for ts, buf in dpkt.pcap.Reader(f):
+        eth = dpkt.ethernet.Ethernet(buf)
+        ip = eth.data
+        if isinstance(ip, (dpkt.ip.IP, dpkt.ip6.IP6)) and isinstance(ip.data, dpkt.tcp.TCP):
+            ip.data.flags
+        n += 1
+print(n)
+"""
+
 
 def timed(cmd: List[str], stdout_to_null: bool = True) -> Tuple[float, float, str]:
     """Run under /usr/bin/time: (wall seconds, peak RSS in MB, stdout)."""
@@ -53,8 +69,11 @@ def timed(cmd: List[str], stdout_to_null: bool = True) -> Tuple[float, float, st
 
 
 def count_packets(path: str) -> int:
-    from handshake_probe.pcapio import read_frames
-    return sum(1 for _ in read_frames(path))
+    import handshake_probe
+    analysis = handshake_probe.analyze(path)
+    while not analysis.advance(1 << 20):
+        pass
+    return analysis.frames
 
 
 def main() -> None:
@@ -77,18 +96,24 @@ def main() -> None:
     hp_rate = packets / hp_wall
     rows.append(["handshake-probe analyze --format jsonl", packets, hp_wall, hp_rate, hp_rss, 1.0])
 
-    limit = min(args.scapy_limit, packets)
-    sc_wall, sc_rss, _ = timed([sys.executable, "-c", SCAPY_LOOP, args.file, str(limit)])
-    sc_rate = limit / sc_wall
-    rows.append([f"scapy PcapReader loop (first {limit})", limit, sc_wall, sc_rate, sc_rss, hp_rate / sc_rate])
+    def other(name: str, cmd: List[str], n: int = packets) -> None:
+        wall, rss, _ = timed(cmd)
+        rows.append([name, n, wall, n / wall, rss, hp_rate / (n / wall)])
 
-    tshark: Optional[str] = shutil.which("tshark")
-    if tshark:
-        ts_wall, ts_rss, _ = timed([tshark, "-r", args.file, "-q", "-z", "conv,tcp"])
-        rows.append(["tshark -q -z conv,tcp", packets, ts_wall, packets / ts_wall, ts_rss,
-                     hp_rate / (packets / ts_wall)])
-    else:
-        print("tshark not installed: skipped (apt-get install tshark)")
+    for tool, cmd in (("tshark", ["-r", args.file, "-q", "-z", "conv,tcp"]), ("tcptrace", ["-n", args.file])):
+        path: Optional[str] = shutil.which(tool)
+        if path:
+            other(f"{tool} {' '.join(c for c in cmd if c != args.file)}", [path] + cmd)
+        else:
+            print(f"{tool} not installed: skipped (apt-get install {tool})")
+    try:
+        import dpkt  # noqa: F401
+        other("dpkt loop (parse only, no flows)", [sys.executable, "-c", DPKT_LOOP, args.file])
+    except ImportError:
+        print("dpkt not installed: skipped (pip install dpkt)")
+    limit = min(args.scapy_limit, packets)
+    other(f"scapy PcapReader loop (first {limit})", [sys.executable, "-c", SCAPY_LOOP, args.file, str(limit)],
+          limit)
     print(tabulate(rows, headers=["tool", "packets", "seconds", "packets/s", "peak RSS MB",
                                   "handshake-probe is x faster"],
                    floatfmt=(".0f", ".0f", ".2f", ",.0f", ".0f", ".1f")))

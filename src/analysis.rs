@@ -19,7 +19,7 @@ const BATCH: usize = 4096;
 /// Skip reasons in the order the summary line sorts them (by name), malformed last-but-sorted too.
 pub const SKIP_REASONS: [&str; 5] = ["fragment", "malformed", "non-tcp", "truncated", "unknown-link"];
 
-fn skip_index(s: Skip) -> usize {
+pub fn skip_index(s: Skip) -> usize {
     match s {
         Skip::Fragment => 0,
         Skip::NotTcp => 2,
@@ -27,7 +27,7 @@ fn skip_index(s: Skip) -> usize {
         Skip::UnknownLink => 4,
     }
 }
-const MALFORMED: usize = 1;
+pub const MALFORMED: usize = 1;
 
 /// The analyses every flow carries besides its two state machines: Zeek's conn_state and history,
 /// tshark's completeness, Wireshark's TCP analysis (with bad checksums when they are verified).

@@ -187,7 +187,7 @@ impl Analysis {
     /// or None when that flow's rows were not kept or it does not exist.
     fn rows(&self, py: Python<'_>, number: u64) -> PyResult<Option<PyObject>> {
         match self.inner.kept.get(&number) {
-            Some(flow) => to_py(py, &crate::flow::rows_value(flow)).map(Some),
+            Some(flow) => to_py(py, &crate::rows::rows_value(flow)).map(Some),
             None => Ok(None),
         }
     }
@@ -207,13 +207,7 @@ impl Analysis {
     /// reason -> count, only the reasons that occurred.
     #[getter]
     fn skipped<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        for (name, n) in SKIP_REASONS.iter().zip(self.inner.skipped) {
-            if n > 0 {
-                d.set_item(*name, n)?;
-            }
-        }
-        Ok(d)
+        skipped_dict(py, &self.inner.skipped)
     }
     #[getter]
     fn warnings(&self) -> Vec<String> {
@@ -247,6 +241,164 @@ impl Analysis {
     fn offset(&self) -> u64 {
         self.inner.offset()
     }
+}
+
+/// The engine for frames that arrive one by one (live capture, the prober): `feed` decodes a frame,
+/// runs it through the flow table and returns the transitions it caused (final when emitted);
+/// finished flows' records are collected by `finished()`, the rest by `finish()`.
+#[pyclass(unsendable, module = "handshake_probe._engine")]
+struct Engine {
+    linktype: u32,
+    table: crate::flows::FlowTable,
+    verify: bool,
+    frames: u64,
+    segments: u64,
+    skipped: [u64; 5],
+    warnings: Vec<String>,
+    violations: u64,
+    kept: std::collections::HashMap<u64, crate::flow::Flow>,
+    keep_rows: RowFilter,
+    ready: Vec<Value>,
+}
+
+impl Engine {
+    fn take(&mut self, flow: crate::flow::Flow) {
+        self.violations += flow.violation_count;
+        self.ready.push(flow.record());
+        if self.keep_rows.wants(flow.number) {
+            self.kept.insert(flow.number, flow);
+        }
+    }
+    fn collect(&mut self) {
+        let done: Vec<crate::flow::Flow> = self.table.drain_finished().collect();
+        for f in done {
+            self.take(f);
+        }
+    }
+}
+
+#[pymethods]
+impl Engine {
+    #[new]
+    #[pyo3(signature = (linktype, *, msl=crate::flows::DEFAULT_MSL, linger=crate::flows::DEFAULT_LINGER,
+        idle_timeout=crate::flows::DEFAULT_IDLE_TIMEOUT, max_open=crate::flows::DEFAULT_MAX_OPEN,
+        streaming=false, keep_rows=None, check_checksums=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        linktype: u32,
+        msl: f64,
+        linger: f64,
+        idle_timeout: f64,
+        max_open: usize,
+        streaming: bool,
+        keep_rows: Option<&Bound<'_, PyAny>>,
+        check_checksums: bool,
+    ) -> PyResult<Self> {
+        let filter = row_filter(keep_rows)?;
+        let opts = options(msl, linger, idle_timeout, max_open, streaming, filter.clone(), true, check_checksums);
+        Ok(Engine {
+            linktype,
+            table: crate::flows::FlowTable::new(opts.table, crate::analysis::default_observers(check_checksums)),
+            verify: check_checksums,
+            frames: 0,
+            segments: 0,
+            skipped: [0; 5],
+            warnings: Vec::new(),
+            violations: 0,
+            kept: Default::default(),
+            keep_rows: filter,
+            ready: Vec::new(),
+        })
+    }
+
+    /// One frame: returns the transitions it caused, as dicts (flow, client, server, ts, frame,
+    /// endpoint, from, to, cause). A malformed frame is counted and named in `warnings`.
+    #[pyo3(signature = (data, ts, wirelen=None))]
+    fn feed(&mut self, py: Python<'_>, data: &[u8], ts: f64, wirelen: Option<u32>) -> PyResult<PyObject> {
+        self.frames += 1;
+        let frame = self.frames;
+        let events = guard(
+            || format!("frame {frame}"),
+            || {
+                match crate::decode::decode(data, self.linktype, ts, frame, wirelen, self.verify) {
+                    Ok(crate::decode::Decoded::Segment(seg)) => {
+                        self.segments += 1;
+                        self.table.add(seg);
+                    }
+                    Ok(crate::decode::Decoded::Skip(why)) => self.skipped[crate::analysis::skip_index(why)] += 1,
+                    Err(err) => {
+                        self.skipped[crate::analysis::MALFORMED] += 1;
+                        if self.warnings.len() < crate::analysis::MAX_FRAME_WARNINGS {
+                            self.warnings.push(format!("frame {frame}: {err}; frame skipped"));
+                        }
+                    }
+                }
+                let events: Vec<Value> = self.table.drain_events().map(|e| crate::rows::event_value(&e)).collect();
+                self.collect();
+                Ok(events)
+            },
+        )?;
+        to_py(py, &Value::List(events))
+    }
+
+    /// Records of the flows finished since the last call (streaming mode).
+    fn finished(&mut self, py: Python<'_>) -> PyResult<PyObject> {
+        let ready = std::mem::take(&mut self.ready);
+        to_py(py, &Value::List(ready))
+    }
+
+    /// End of input: the 2MSL timers the capture outlived; returns every record not yet handed out,
+    /// in flow order (non-streaming) or finishing order (streaming).
+    fn finish(&mut self, py: Python<'_>) -> PyResult<PyObject> {
+        let rest = guard(|| "finish".to_string(), || Ok(self.table.finish()))?;
+        self.collect();
+        for f in rest {
+            self.take(f);
+        }
+        self.finished(py)
+    }
+
+    fn rows(&self, py: Python<'_>, number: u64) -> PyResult<Option<PyObject>> {
+        match self.kept.get(&number) {
+            Some(flow) => to_py(py, &crate::rows::rows_value(flow)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    #[getter]
+    fn frames(&self) -> u64 {
+        self.frames
+    }
+    #[getter]
+    fn segments(&self) -> u64 {
+        self.segments
+    }
+    #[getter]
+    fn skipped<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        skipped_dict(py, &self.skipped)
+    }
+    #[getter]
+    fn warnings(&self) -> Vec<String> {
+        self.warnings.clone()
+    }
+    #[getter]
+    fn flow_count(&self) -> u64 {
+        self.table.count
+    }
+    #[getter]
+    fn violations(&self) -> u64 {
+        self.violations
+    }
+}
+
+fn skipped_dict<'py>(py: Python<'py>, counts: &[u64; 5]) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for (name, n) in SKIP_REASONS.iter().zip(counts) {
+        if *n > 0 {
+            d.set_item(*name, n)?;
+        }
+    }
+    Ok(d)
 }
 
 /// CSV header row (the flat columns of `--format csv`).
@@ -293,6 +445,7 @@ fn add_vocabulary(m: &Bound<'_, PyModule>) -> PyResult<()> {
 fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     add_vocabulary(m)?;
     m.add_class::<Analysis>()?;
+    m.add_class::<Engine>()?;
     m.add_function(wrap_pyfunction!(csv_header, m)?)?;
     m.add("EngineError", m.py().get_type::<EngineError>())?;
     Ok(())

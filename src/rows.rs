@@ -1,0 +1,72 @@
+//! Per-segment rows of a kept flow (for `analyze --flow N` and the ladder): each segment with both
+//! endpoints' states after it, the transitions it caused and the notes the analyses attached.
+//! Relative sequence numbers use each side's final origin (ISN, or first seq - 1), as Wireshark does.
+
+use crate::flow::{Flow, Transition};
+use crate::record::{Fields, Value};
+use crate::segment::{flag_names, tcpdump_flags, ACK};
+
+pub fn transition_value(t: &Transition) -> Value {
+    Value::Obj(vec![
+        ("ts", t.ts.into()),
+        ("frame", t.frame.into()),
+        ("endpoint", t.endpoint.name().into()),
+        ("from", t.from.name().into()),
+        ("to", t.to.name().into()),
+        ("cause", t.cause.name().into()),
+    ])
+}
+
+/// The rows as a list of objects, or an empty list when the flow kept none.
+pub fn rows_value(flow: &Flow) -> Value {
+    let Some(rows) = flow.rows.as_ref() else {
+        return Value::List(Vec::new());
+    };
+    let rel = |v: u32, base: Option<u32>| base.map(|b| v.wrapping_sub(b));
+    Value::List(
+        rows.iter()
+            .map(|row| {
+                let seg = &row.seg;
+                let (snd, rcv) = if row.from_client {
+                    (&flow.client, &flow.server)
+                } else {
+                    (&flow.server, &flow.client)
+                };
+                let has_ack = seg.flags & ACK != 0;
+                let fields: Fields = vec![
+                    ("frame", seg.frame.into()),
+                    ("ts", seg.ts.into()),
+                    ("from_client", row.from_client.into()),
+                    ("flags", seg.flags.into()),
+                    ("tcpdump_flags", tcpdump_flags(seg.flags).into()),
+                    ("flag_names", flag_names(seg.flags).into()),
+                    ("seq", seg.seq.into()),
+                    ("ack", if has_ack { seg.ack.into() } else { Value::Null }),
+                    ("rel_seq", rel(seg.seq, snd.base).into()),
+                    ("rel_ack", if has_ack { rel(seg.ack, rcv.base).into() } else { Value::Null }),
+                    ("len", seg.payload_len.into()),
+                    ("window", seg.window.into()),
+                    ("client_state", row.client_state.name().into()),
+                    ("server_state", row.server_state.name().into()),
+                    ("transitions", Value::List(row.transitions.iter().map(transition_value).collect())),
+                    ("notes", Value::List(row.notes.iter().map(|n| n.as_str().into()).collect())),
+                ];
+                Value::Obj(fields)
+            })
+            .collect(),
+    )
+}
+
+/// A live transition event: which flow (number and endpoints) and the transition.
+pub fn event_value(e: &crate::flows::Event) -> Value {
+    let Value::Obj(mut fields) = transition_value(&e.transition) else {
+        return Value::Null;
+    };
+    let mut out: Fields = vec![
+        ("flow", e.flow.into()),
+        ("client", e.client.as_str().into()),
+        ("server", e.server.as_str().into()),
+    ];
+    out.append(&mut fields);
+    Value::Obj(out)
+}
