@@ -11,6 +11,7 @@ The public API is the engine's narrow boundary (everything per packet runs in Ru
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Dict, Tuple
 
 __version__ = "0.1.0"
@@ -24,17 +25,21 @@ def analyze(path: str, **options: Any) -> Any:
     """Analyze a capture file (`-` for standard input) in the engine. Options: msl, linger,
     idle_timeout, max_open, streaming (default True: records in the order flows finish),
     keep_rows (flow numbers whose segments to keep, or True), check_checksums."""
-    from handshake_probe import _engine
-    return _engine.Analysis(path, **options)
+    return _engine().Analysis(path, **options)
+
+
+def _engine() -> Any:
+    # importlib, not `from handshake_probe import _engine`: that form looks the name up on this
+    # package first, which would call __getattr__ below again.
+    return importlib.import_module("handshake_probe._engine")
 
 
 def __getattr__(name: str) -> Any:
     # Imported on first use so that `import handshake_probe` stays cheap for the edges that never
     # touch the engine (the echo server, the client).
-    from handshake_probe import _engine
     if name == "TRANSITIONS":
-        table: Dict[Tuple[str, str], str] = {(s, c): n for s, c, n, _why in _engine.TRANSITION_ROWS}
+        table: Dict[Tuple[str, str], str] = {(s, c): n for s, c, n, _why in _engine().TRANSITION_ROWS}
         return table
     if name in _VOCABULARY:
-        return getattr(_engine, name)
+        return getattr(_engine(), name)
     raise AttributeError(f"module 'handshake_probe' has no attribute {name!r}")
