@@ -617,3 +617,1071 @@ fn ack_unseen(rev: &mut Direction) -> u32 {
     rev.dupacknum = -1;
     flagged
 }
+
+#[cfg(test)]
+mod tests {
+    //! Hand-built conversations from tests/test_anomalies.py (a representative subset: at least one
+    //! per kind, plus the cases where tshark 4.0 and Wireshark's current source differ).
+    use super::*;
+    use crate::segment::{Addr, TcpOptions, PSH};
+
+    const CLIENT: bool = true;
+    const SERVER: bool = false;
+
+    fn flags_of(text: &str) -> u16 {
+        text.chars()
+            .map(|c| match c {
+                'F' => FIN,
+                'S' => SYN,
+                'R' => RST,
+                'P' => PSH,
+                'A' => ACK,
+                other => panic!("no flag {other}"),
+            })
+            .fold(0, |a, b| a | b)
+    }
+
+    /// One segment's optional fields, as the Python `Talk` takes them as keywords.
+    #[derive(Clone, Copy)]
+    struct Kw {
+        len: u32,
+        seq: Option<u32>,
+        ack: Option<u32>,
+        window: u16,
+        dt: f64,
+        wscale: Option<u8>,
+        checksum_ok: Option<bool>,
+    }
+
+    impl Default for Kw {
+        fn default() -> Self {
+            Kw {
+                len: 0,
+                seq: None,
+                ack: None,
+                window: 65535,
+                dt: 0.001,
+                wscale: None,
+                checksum_ok: None,
+            }
+        }
+    }
+
+    fn len(n: u32) -> Kw {
+        Kw {
+            len: n,
+            ..Kw::default()
+        }
+    }
+
+    /// The Python tests' conversation builder (tests/talk.py) fed straight to one observer: each side
+    /// keeps its own next sequence number; returns the labels of each segment.
+    struct Talk {
+        nxt: [u32; 2],
+        isn: [u32; 2],
+        ts: f64,
+        frame: u64,
+        reused: bool,
+        obs: Anomalies,
+    }
+
+    impl Talk {
+        fn new() -> Self {
+            Talk::with_isns(1000, 5000)
+        }
+        fn with_isns(cisn: u32, sisn: u32) -> Self {
+            Talk {
+                nxt: [cisn, sisn],
+                isn: [cisn, sisn],
+                ts: 100.0,
+                frame: 0,
+                reused: false,
+                obs: Anomalies::new(false),
+            }
+        }
+        fn send(&mut self, client: bool, flags: &str, kw: Kw) -> Vec<String> {
+            let (me, other) = if client { (0, 1) } else { (1, 0) };
+            let f = flags_of(flags);
+            let seq = kw.seq.unwrap_or(if f & SYN != 0 {
+                self.isn[me]
+            } else {
+                self.nxt[me]
+            });
+            let ack = kw
+                .ack
+                .unwrap_or(if f & ACK != 0 { self.nxt[other] } else { 0 });
+            self.ts += kw.dt;
+            self.frame += 1;
+            let (a, b) = (Addr::V4([10, 0, 0, 1]), Addr::V4([10, 0, 0, 2]));
+            let (src, sport, dst, dport) = if client {
+                (a, 40000, b, 80)
+            } else {
+                (b, 80, a, 40000)
+            };
+            let seg = Segment {
+                ts: self.ts,
+                frame: self.frame,
+                src,
+                sport,
+                dst,
+                dport,
+                seq,
+                ack,
+                flags: f,
+                window: kw.window,
+                payload_len: kw.len,
+                options: TcpOptions {
+                    wscale: kw.wscale,
+                    ..TcpOptions::default()
+                },
+                ip_version: 4,
+                checksum_ok: kw.checksum_ok,
+            };
+            let end = seq
+                .wrapping_add(kw.len)
+                .wrapping_add(u32::from(f & SYN != 0))
+                .wrapping_add(u32::from(f & FIN != 0));
+            if end.wrapping_sub(self.nxt[me]) < HALF {
+                self.nxt[me] = end;
+            }
+            let mut notes = Vec::new();
+            self.obs.on_segment(&seg, client, self.reused, &mut notes);
+            notes
+        }
+        fn c(&mut self, flags: &str, kw: Kw) -> Vec<String> {
+            self.send(CLIENT, flags, kw)
+        }
+        fn s(&mut self, flags: &str, kw: Kw) -> Vec<String> {
+            self.send(SERVER, flags, kw)
+        }
+        fn handshake(&mut self) {
+            self.c("S", Kw::default());
+            self.s("SA", Kw::default());
+            self.c("A", Kw::default());
+        }
+        /// SYN / SYN-ACK / ACK with window-scale options, then both sides' window field 512.
+        fn scaled_handshake(&mut self, wscale: Option<u8>, server_wscale: Option<u8>, rtt: f64) {
+            self.c(
+                "S",
+                Kw {
+                    wscale,
+                    window: 65495,
+                    dt: 0.0,
+                    ..Kw::default()
+                },
+            );
+            self.s(
+                "SA",
+                Kw {
+                    wscale: server_wscale,
+                    window: 65483,
+                    dt: rtt / 2.0,
+                    ..Kw::default()
+                },
+            );
+            self.c(
+                "A",
+                Kw {
+                    window: 512,
+                    dt: rtt / 2.0,
+                    ..Kw::default()
+                },
+            );
+        }
+        /// The non-zero counters, by name.
+        fn nonzero(&self) -> Vec<(&'static str, i64)> {
+            ANOMALY_KINDS
+                .iter()
+                .zip(self.obs.counts().iter())
+                .filter(|(_, n)| **n != 0)
+                .map(|(k, n)| (*k, *n))
+                .collect()
+        }
+    }
+
+    fn labels(texts: &[&str]) -> Vec<String> {
+        texts.iter().map(|t| t.to_string()).collect()
+    }
+
+    #[test]
+    fn record_has_every_kind_in_order_with_zeros() {
+        let mut t = Talk::new();
+        t.handshake();
+        let mut out = Fields::new();
+        t.obs.record(&mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, "anomalies");
+        let Value::Obj(fields) = &out[0].1 else {
+            panic!("not an object")
+        };
+        let names: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
+        assert_eq!(names, ANOMALY_KINDS.to_vec());
+        assert!(fields.iter().all(|(_, v)| *v == Value::Int(0)));
+        assert_eq!(ANOMALY_KINDS[0], "retransmission");
+        assert_eq!(ANOMALY_KINDS[18], "bad_checksum");
+    }
+
+    #[test]
+    fn nothing_to_say_pushes_nothing() {
+        let mut t = Talk::new();
+        assert!(t.c("S", Kw::default()).is_empty());
+    }
+
+    #[test]
+    fn rto_retransmission_of_data() {
+        let mut t = Talk::new();
+        t.handshake();
+        t.c("PA", len(100));
+        let again = t.c(
+            "PA",
+            Kw {
+                len: 100,
+                seq: Some(1001),
+                dt: 0.3,
+                ..Kw::default()
+            },
+        );
+        assert_eq!(again, labels(&["TCP Retransmission"]));
+        assert_eq!(
+            t.nonzero(),
+            vec![("retransmission", 1), ("retransmission_data", 1)]
+        );
+    }
+
+    #[test]
+    fn syn_synack_and_fin_retransmissions_are_counted_by_kind() {
+        let mut t = Talk::new();
+        t.c("S", Kw::default());
+        assert_eq!(
+            t.c(
+                "S",
+                Kw {
+                    dt: 1.0,
+                    ..Kw::default()
+                }
+            ),
+            labels(&["TCP Retransmission"])
+        );
+        t.s("SA", Kw::default());
+        let again = t.s(
+            "SA",
+            Kw {
+                seq: Some(5000),
+                dt: 1.0,
+                ..Kw::default()
+            },
+        );
+        assert_eq!(again, labels(&["TCP Retransmission"]));
+        t.c("A", Kw::default());
+        t.c("FA", Kw::default());
+        let fin = t.c(
+            "FA",
+            Kw {
+                seq: Some(1001),
+                dt: 0.3,
+                ..Kw::default()
+            },
+        );
+        assert_eq!(fin, labels(&["TCP Retransmission"]));
+        assert_eq!(
+            t.nonzero(),
+            vec![
+                ("retransmission", 3),
+                ("retransmission_syn", 2),
+                ("retransmission_fin", 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn fast_retransmission_needs_two_dup_acks_within_20_ms() {
+        fn run(gap: f64, dups: usize) -> Vec<String> {
+            let mut t = Talk::new();
+            t.handshake();
+            t.s("PA", len(10)); // the server's last segment: ACK 1001, window 65535
+            t.c("A", len(1000));
+            t.c("A", len(1000));
+            for _ in 0..dups {
+                t.s(
+                    "A",
+                    Kw {
+                        ack: Some(1001),
+                        ..Kw::default()
+                    },
+                );
+            }
+            t.c(
+                "A",
+                Kw {
+                    len: 1000,
+                    seq: Some(1001),
+                    dt: gap,
+                    ..Kw::default()
+                },
+            )
+        }
+        assert_eq!(run(0.010, 2), labels(&["TCP Fast Retransmission"]));
+        assert_eq!(run(0.010, 3), labels(&["TCP Fast Retransmission"]));
+        assert_eq!(run(0.030, 3), labels(&["TCP Retransmission"]));
+        assert_eq!(run(0.010, 1), labels(&["TCP Retransmission"]));
+    }
+
+    #[test]
+    fn fast_retransmission_is_also_a_retransmission_in_the_counts() {
+        let mut t = Talk::new();
+        t.handshake();
+        t.s("PA", len(10));
+        t.c("A", len(1000));
+        for _ in 0..3 {
+            t.s(
+                "A",
+                Kw {
+                    ack: Some(1001),
+                    ..Kw::default()
+                },
+            );
+        }
+        t.c(
+            "A",
+            Kw {
+                len: 1000,
+                seq: Some(1001),
+                ..Kw::default()
+            },
+        );
+        assert_eq!(
+            t.nonzero(),
+            vec![
+                ("retransmission", 1),
+                ("retransmission_data", 1),
+                ("fast_retransmission", 1),
+                ("duplicate_ack", 3)
+            ]
+        );
+    }
+
+    #[test]
+    fn spurious_retransmission_resends_acknowledged_data() {
+        let mut t = Talk::new();
+        t.handshake();
+        t.c("PA", len(100));
+        t.s("A", Kw::default()); // acks 1101
+        let seg = t.c(
+            "PA",
+            Kw {
+                len: 100,
+                seq: Some(1001),
+                dt: 0.3,
+                ..Kw::default()
+            },
+        );
+        assert_eq!(seg, labels(&["TCP Spurious Retransmission"]));
+        assert_eq!(
+            t.nonzero(),
+            vec![
+                ("retransmission", 1),
+                ("retransmission_data", 1),
+                ("spurious_retransmission", 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn out_of_order_within_the_handshake_rtt() {
+        fn run(rtt: f64, late: f64) -> (Vec<String>, Vec<String>) {
+            let mut t = Talk::new();
+            t.scaled_handshake(Some(7), Some(7), rtt);
+            // the second segment arrives first
+            let first = t.c(
+                "A",
+                Kw {
+                    len: 100,
+                    seq: Some(1101),
+                    dt: 0.1,
+                    ..Kw::default()
+                },
+            );
+            let second = t.c(
+                "A",
+                Kw {
+                    len: 100,
+                    seq: Some(1001),
+                    dt: late,
+                    ..Kw::default()
+                },
+            );
+            (first, second)
+        }
+        let lost = labels(&["TCP Previous segment not captured"]);
+        assert_eq!(
+            run(0.010, 0.005),
+            (lost.clone(), labels(&["TCP Out-Of-Order"]))
+        );
+        assert_eq!(
+            run(0.010, 0.015),
+            (lost.clone(), labels(&["TCP Retransmission"]))
+        );
+        assert_eq!(run(0.002, 0.0025), (lost, labels(&["TCP Retransmission"])));
+    }
+
+    #[test]
+    fn out_of_order_threshold_is_3_ms_without_a_handshake() {
+        let mut t = Talk::new();
+        t.c(
+            "A",
+            Kw {
+                len: 100,
+                dt: 0.0,
+                ..Kw::default()
+            },
+        ); // mid-stream: no SYN, no RTT
+        t.c(
+            "A",
+            Kw {
+                len: 100,
+                seq: Some(1201),
+                dt: 0.1,
+                ..Kw::default()
+            },
+        );
+        let ooo = t.c(
+            "A",
+            Kw {
+                len: 100,
+                seq: Some(1101),
+                dt: 0.0029,
+                ..Kw::default()
+            },
+        );
+        assert_eq!(ooo, labels(&["TCP Out-Of-Order"]));
+        t.c(
+            "A",
+            Kw {
+                len: 100,
+                seq: Some(1401),
+                dt: 0.1,
+                ..Kw::default()
+            },
+        );
+        let late = t.c(
+            "A",
+            Kw {
+                len: 100,
+                seq: Some(1301),
+                dt: 0.0031,
+                ..Kw::default()
+            },
+        );
+        assert_eq!(late, labels(&["TCP Retransmission"]));
+    }
+
+    #[test]
+    fn tshark40_exact_duplicate_of_an_older_segment_within_the_rtt_is_out_of_order() {
+        // Probe p6: Wireshark 4.0 has no "already seen, waiting for its ACK" rule (4.2 added one).
+        let mut t = Talk::new();
+        t.handshake();
+        t.c(
+            "PA",
+            Kw {
+                len: 100,
+                dt: 0.1,
+                ..Kw::default()
+            },
+        );
+        t.c(
+            "PA",
+            Kw {
+                len: 100,
+                dt: 0.0001,
+                ..Kw::default()
+            },
+        );
+        let dup = t.c(
+            "PA",
+            Kw {
+                len: 100,
+                seq: Some(1001),
+                dt: 0.0001,
+                ..Kw::default()
+            },
+        );
+        assert_eq!(dup, labels(&["TCP Out-Of-Order"]));
+    }
+
+    #[test]
+    fn lost_segment_and_acked_unseen_segment() {
+        let mut t = Talk::new();
+        t.handshake();
+        let gap = t.c(
+            "PA",
+            Kw {
+                len: 100,
+                seq: Some(1101),
+                ..Kw::default()
+            },
+        );
+        let ack = t.s(
+            "A",
+            Kw {
+                ack: Some(1201),
+                ..Kw::default()
+            },
+        );
+        assert_eq!(gap, labels(&["TCP Previous segment not captured"]));
+        assert_eq!(ack, labels(&["TCP ACKed unseen segment"]));
+        assert!(t
+            .c(
+                "R",
+                Kw {
+                    seq: Some(5000),
+                    ..Kw::default()
+                }
+            )
+            .is_empty()); // an RST is no gap
+    }
+
+    #[test]
+    fn tshark40_acked_unseen_segment_once_per_gap() {
+        // (name, steps, flagged): client steps ('C', seq, length), server steps ('S', ack, length),
+        // numbers relative to the ISNs; the steps tshark 4.0 flags, counted from 1.
+        #[allow(clippy::type_complexity)]
+        let cases: [(&str, &[(char, u32, u32)], &[usize]); 8] = [
+            (
+                "p1",
+                &[
+                    ('C', 101, 100),
+                    ('S', 201, 0),
+                    ('C', 301, 100),
+                    ('S', 401, 0),
+                ],
+                &[2, 4],
+            ),
+            (
+                "p7",
+                &[
+                    ('C', 101, 100),
+                    ('C', 301, 100),
+                    ('S', 201, 0),
+                    ('S', 401, 0),
+                ],
+                &[3],
+            ),
+            ("p8", &[('S', 101, 0), ('S', 101, 10), ('S', 101, 0)], &[1]),
+            (
+                "p12",
+                &[
+                    ('C', 101, 100),
+                    ('S', 301, 0),
+                    ('C', 301, 100),
+                    ('S', 401, 0),
+                ],
+                &[2, 4],
+            ),
+            ("p14", &[('S', 101, 0), ('S', 201, 0), ('S', 301, 0)], &[1]),
+            (
+                "p16",
+                &[('C', 101, 100), ('S', 201, 0), ('C', 201, 0), ('S', 201, 0)],
+                &[2],
+            ),
+            (
+                "p17",
+                &[
+                    ('C', 101, 100),
+                    ('S', 201, 0),
+                    ('C', 201, 100),
+                    ('S', 201, 0),
+                ],
+                &[2],
+            ),
+            (
+                "p18",
+                &[('C', 101, 100), ('S', 201, 0), ('C', 301, 0), ('S', 301, 0)],
+                &[2, 4],
+            ),
+        ];
+        for (name, steps, flagged) in cases {
+            let mut t = Talk::with_isns(1000, 5000);
+            t.scaled_handshake(Some(7), Some(7), 0.001);
+            let mut got = Vec::new();
+            let mut sdata = 0;
+            for (i, &(side, n, length)) in steps.iter().enumerate() {
+                let flags = if length != 0 { "PA" } else { "A" };
+                let said = if side == 'C' {
+                    let kw = Kw {
+                        len: length,
+                        seq: Some(1000 + n),
+                        ack: Some(5001 + sdata),
+                        dt: 0.01,
+                        ..Kw::default()
+                    };
+                    t.c(flags, kw)
+                } else {
+                    let kw = Kw {
+                        len: length,
+                        seq: Some(5001 + sdata),
+                        ack: Some(1000 + n),
+                        window: 512,
+                        dt: 0.01,
+                        ..Kw::default()
+                    };
+                    sdata += length;
+                    t.s(flags, kw)
+                };
+                if said.iter().any(|l| l == "TCP ACKed unseen segment") {
+                    got.push(i + 1);
+                }
+            }
+            assert_eq!(got, flagged.to_vec(), "{name}");
+        }
+    }
+
+    #[test]
+    fn dup_ack_wording_counts_from_the_acked_frame() {
+        let mut t = Talk::new();
+        t.handshake();
+        t.c("PA", len(100));
+        assert!(t.s("A", Kw::default()).is_empty()); // frame 5
+        let dups: Vec<Vec<String>> = (0..3).map(|_| t.s("A", Kw::default())).collect();
+        assert_eq!(
+            dups,
+            vec![
+                labels(&["TCP Dup ACK 5#1"]),
+                labels(&["TCP Dup ACK 5#2"]),
+                labels(&["TCP Dup ACK 5#3"])
+            ]
+        );
+    }
+
+    #[test]
+    fn dup_ack_run_goes_on_through_data_with_the_same_ack_and_ends_with_a_new_ack() {
+        // Probe p9: tshark 4.0 resets the run only when the ACK value changes.
+        let mut t = Talk::new();
+        t.handshake();
+        t.c("PA", len(100));
+        t.s("A", Kw::default());
+        t.s("A", Kw::default());
+        t.s("A", Kw::default());
+        t.s("PA", len(10));
+        assert_eq!(t.s("A", Kw::default()), labels(&["TCP Dup ACK 5#3"]));
+        t.c("PA", len(100));
+        t.s("A", Kw::default()); // new ACK value (frame 11)
+        assert_eq!(t.s("A", Kw::default()), labels(&["TCP Dup ACK 11#1"]));
+    }
+
+    #[test]
+    fn not_a_dup_ack() {
+        for change in ["window", "seq", "syn", "fin", "rst", "data"] {
+            let mut t = Talk::new();
+            t.handshake();
+            t.c("PA", len(100));
+            t.s("A", Kw::default());
+            let mut kw = Kw::default();
+            match change {
+                "window" => kw.window = 1000,
+                "seq" => kw.seq = Some(5002),
+                "data" => kw.len = 5,
+                _ => {}
+            }
+            let flags = match change {
+                "fin" => "FA",
+                "rst" => "RA",
+                "syn" => "SA",
+                _ => "A",
+            };
+            let said = t.s(flags, kw);
+            assert!(
+                !said.iter().any(|l| l.starts_with("TCP Dup ACK")),
+                "{change}"
+            );
+        }
+    }
+
+    #[test]
+    fn zero_window_probe_probe_ack_and_window_update() {
+        let mut t = Talk::new();
+        t.scaled_handshake(Some(7), Some(7), 0.001);
+        t.c("PA", len(100));
+        let w512 = Kw {
+            window: 512,
+            ..Kw::default()
+        };
+        assert_eq!(
+            t.s(
+                "A",
+                Kw {
+                    window: 0,
+                    ..Kw::default()
+                }
+            ),
+            labels(&["TCP ZeroWindow"])
+        );
+        let probe = t.c(
+            "A",
+            Kw {
+                len: 1,
+                dt: 0.2,
+                ..w512
+            },
+        );
+        assert_eq!(probe, labels(&["TCP ZeroWindowProbe"]));
+        let pack = t.s(
+            "A",
+            Kw {
+                window: 0,
+                ack: Some(1101),
+                ..Kw::default()
+            },
+        );
+        assert_eq!(pack, labels(&["TCP ZeroWindowProbeAck", "TCP ZeroWindow"]));
+        let probe = t.c(
+            "A",
+            Kw {
+                len: 1,
+                seq: Some(1101),
+                dt: 0.4,
+                ..w512
+            },
+        );
+        assert_eq!(probe, labels(&["TCP ZeroWindowProbe"]));
+        let update = t.s(
+            "A",
+            Kw {
+                ack: Some(1101),
+                ..w512
+            },
+        );
+        assert_eq!(update, labels(&["TCP Window Update"]));
+        // the probe's byte sent again: fine
+        assert!(t
+            .c(
+                "PA",
+                Kw {
+                    len: 100,
+                    seq: Some(1101),
+                    ..w512
+                }
+            )
+            .is_empty());
+        assert_eq!(
+            t.nonzero(),
+            vec![
+                ("zero_window", 2),
+                ("zero_window_probe", 2),
+                ("zero_window_probe_ack", 1),
+                ("window_update", 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn tshark40_a_probe_ack_that_takes_the_byte_is_acked_unseen() {
+        // Probe p2: Wireshark 4.2+ calls it a zero-window-probe ACK (issue 10745); 4.0 does not.
+        let mut t = Talk::new();
+        t.scaled_handshake(Some(7), Some(7), 0.001);
+        t.c("PA", len(100));
+        t.s(
+            "A",
+            Kw {
+                window: 0,
+                ..Kw::default()
+            },
+        );
+        t.c(
+            "A",
+            Kw {
+                len: 1,
+                window: 512,
+                dt: 0.2,
+                ..Kw::default()
+            },
+        );
+        let ack = t.s(
+            "A",
+            Kw {
+                window: 0,
+                ack: Some(1102),
+                ..Kw::default()
+            },
+        );
+        assert_eq!(ack, labels(&["TCP ZeroWindow", "TCP ACKed unseen segment"]));
+        // The probe never moved nextseq, so the data after it starts "beyond a gap" for 4.0 too.
+        let data = t.c(
+            "PA",
+            Kw {
+                len: 100,
+                seq: Some(1102),
+                window: 512,
+                ..Kw::default()
+            },
+        );
+        assert_eq!(data, labels(&["TCP Previous segment not captured"]));
+    }
+
+    #[test]
+    fn zero_window_on_syn_fin_or_rst_is_not_counted() {
+        let mut t = Talk::new();
+        let w0 = Kw {
+            window: 0,
+            ..Kw::default()
+        };
+        t.c("S", w0);
+        t.s("SA", w0);
+        t.c("A", Kw::default());
+        t.c("FA", w0);
+        t.s("RA", w0);
+        assert_eq!(t.obs.counts()[K_ZERO_WINDOW], 0);
+    }
+
+    #[test]
+    fn window_full_uses_the_scale_from_the_syns() {
+        let ws7 = Some(7);
+        let w512 = Kw {
+            window: 512,
+            ..Kw::default()
+        };
+        for (case, expected) in [
+            ("scaled", true),                 // w4: both SYNs offer 7: the field 3 is 384 bytes
+            ("on-syn-ack", true),             // w1: a window on a SYN-ACK is never scaled
+            ("syn-ack-without-option", true), // w2: nobody scales (RFC 7323 §2.3)
+            ("unknown-scale", false),         // w3: no handshake: not evaluated (Wireshark: -1)
+        ] {
+            let mut t = Talk::new();
+            let seg = match case {
+                "scaled" => {
+                    t.scaled_handshake(ws7, ws7, 0.001);
+                    t.s(
+                        "A",
+                        Kw {
+                            window: 3,
+                            ..Kw::default()
+                        },
+                    );
+                    t.c("PA", len(384))
+                }
+                "on-syn-ack" => {
+                    t.c(
+                        "S",
+                        Kw {
+                            wscale: ws7,
+                            dt: 0.0,
+                            ..Kw::default()
+                        },
+                    );
+                    t.s(
+                        "SA",
+                        Kw {
+                            wscale: ws7,
+                            window: 300,
+                            ..Kw::default()
+                        },
+                    );
+                    t.c("A", w512);
+                    t.c("PA", Kw { len: 300, ..w512 })
+                }
+                "syn-ack-without-option" => {
+                    t.c(
+                        "S",
+                        Kw {
+                            wscale: ws7,
+                            dt: 0.0,
+                            ..Kw::default()
+                        },
+                    );
+                    t.s("SA", Kw::default());
+                    t.c("A", w512);
+                    t.s(
+                        "A",
+                        Kw {
+                            window: 300,
+                            ..Kw::default()
+                        },
+                    );
+                    t.c("PA", Kw { len: 300, ..w512 })
+                }
+                _ => {
+                    t.c("PA", Kw { len: 10, ..w512 });
+                    t.s(
+                        "A",
+                        Kw {
+                            window: 3,
+                            ..Kw::default()
+                        },
+                    );
+                    t.c("PA", Kw { len: 3, ..w512 });
+                    t.s(
+                        "A",
+                        Kw {
+                            window: 3,
+                            ..Kw::default()
+                        },
+                    );
+                    t.c("PA", Kw { len: 384, ..w512 })
+                }
+            };
+            let want = if expected {
+                labels(&["TCP Window Full"])
+            } else {
+                vec![]
+            };
+            assert_eq!(seg, want, "{case}");
+        }
+    }
+
+    #[test]
+    fn window_full_ignores_the_unscaled_size_and_caps_the_shift_at_14() {
+        let mut t = Talk::new();
+        t.scaled_handshake(Some(7), Some(7), 0.001);
+        t.s(
+            "A",
+            Kw {
+                window: 3,
+                ..Kw::default()
+            },
+        );
+        assert!(t.c("PA", len(3)).is_empty()); // 3 << 7 = 384 bytes: 3 do not fill it
+        let mut t = Talk::new();
+        t.scaled_handshake(Some(15), Some(15), 0.001);
+        t.s(
+            "A",
+            Kw {
+                window: 1,
+                ..Kw::default()
+            },
+        );
+        assert_eq!(t.c("PA", len(1 << 14)), labels(&["TCP Window Full"]));
+    }
+
+    #[test]
+    fn window_full_and_lost_on_one_segment_in_wiresharks_order() {
+        // Probe p4: tshark shows "[TCP Window Full] [TCP Previous segment not captured]".
+        let mut t = Talk::new();
+        t.scaled_handshake(Some(7), Some(7), 0.001);
+        t.c("PA", len(100));
+        t.s(
+            "A",
+            Kw {
+                window: 1,
+                ..Kw::default()
+            },
+        ); // 128 bytes from 1101
+        let seg = t.c(
+            "PA",
+            Kw {
+                len: 28,
+                seq: Some(1201),
+                ..Kw::default()
+            },
+        );
+        assert_eq!(
+            seg,
+            labels(&["TCP Window Full", "TCP Previous segment not captured"])
+        );
+    }
+
+    #[test]
+    fn keep_alive_and_its_ack() {
+        let mut t = Talk::new();
+        t.handshake();
+        t.c("PA", len(6));
+        t.s("PA", len(6));
+        t.c("A", Kw::default());
+        let ka = Kw {
+            seq: Some(1006),
+            dt: 75.0,
+            ..Kw::default()
+        };
+        assert_eq!(t.c("A", ka), labels(&["TCP Keep-Alive"]));
+        assert_eq!(t.s("A", Kw::default()), labels(&["TCP Keep-Alive ACK"]));
+        // with one garbage byte
+        assert_eq!(t.c("A", Kw { len: 1, ..ka }), labels(&["TCP Keep-Alive"]));
+        assert_eq!(t.s("A", Kw::default()), labels(&["TCP Keep-Alive ACK"]));
+        assert_eq!(t.nonzero(), vec![("keep_alive", 2), ("keep_alive_ack", 2)]);
+    }
+
+    #[test]
+    fn keep_alive_with_a_zero_window_in_wiresharks_order() {
+        // Probe p5: "[TCP ZeroWindow] [TCP Keep-Alive]".
+        let mut t = Talk::new();
+        t.handshake();
+        t.c("PA", len(100));
+        t.s(
+            "A",
+            Kw {
+                window: 0,
+                ..Kw::default()
+            },
+        );
+        let seg = t.s(
+            "A",
+            Kw {
+                seq: Some(5000),
+                window: 0,
+                dt: 1.0,
+                ..Kw::default()
+            },
+        );
+        assert_eq!(seg, labels(&["TCP ZeroWindow", "TCP Keep-Alive"]));
+    }
+
+    #[test]
+    fn reused_ports_only_on_the_opening_syn_of_a_reused_flow() {
+        let mut t = Talk::with_isns(90000, 70000);
+        t.reused = true;
+        assert_eq!(
+            t.c("S", Kw::default()),
+            labels(&["TCP Port numbers reused"])
+        );
+        assert_eq!(t.s("SA", Kw::default()), Vec::<String>::new());
+        assert_eq!(t.nonzero(), vec![("reused_ports", 1)]);
+        // A reused flow that starts without a SYN says nothing.
+        let mut t = Talk::new();
+        t.reused = true;
+        assert!(t.c("A", len(10)).is_empty());
+    }
+
+    #[test]
+    fn bad_checksum_counts_only_a_false_verdict_when_asked() {
+        for (check, verdict, counted) in [
+            (false, Some(false), 0),
+            (true, Some(false), 1),
+            (true, Some(true), 0),
+            (true, None, 0),
+        ] {
+            let mut t = Talk::new();
+            t.obs = Anomalies::new(check);
+            let said = t.c(
+                "S",
+                Kw {
+                    checksum_ok: verdict,
+                    ..Kw::default()
+                },
+            );
+            assert_eq!(t.obs.counts()[K_BAD_CHECKSUM], counted);
+            let want = if counted == 1 {
+                labels(&["TCP CHECKSUM INCORRECT"])
+            } else {
+                vec![]
+            };
+            assert_eq!(said, want);
+        }
+    }
+
+    #[test]
+    fn a_clean_conversation_across_the_wrap_has_no_anomalies() {
+        // test_a_clean_conversation_has_no_anomalies, with the ISNs just below 2**32.
+        let mut t = Talk::with_isns(u32::MAX - 500, u32::MAX - 3);
+        t.handshake();
+        for (i, n) in [1460u32, 7, 1460, 1, 300, 1460, 1460].iter().enumerate() {
+            let said = if i % 2 == 0 {
+                t.c("PA", len(*n))
+            } else {
+                t.s("PA", len(*n))
+            };
+            assert!(said.is_empty(), "step {i}: {said:?}");
+        }
+        t.c("FA", Kw::default());
+        t.s("FA", Kw::default());
+        t.c("A", Kw::default());
+        assert_eq!(t.nonzero(), vec![]);
+    }
+}
