@@ -1434,6 +1434,35 @@ mod tests {
     }
 
     #[test]
+    fn gives_up_on_a_stream_nobody_acknowledges_also_across_the_wrap() {
+        // tcp_max_above_hole_without_any_acks: more than 16384 bytes above a hole while only the
+        // SYN is acknowledged: the reassembler gives up, so the ACK past the hole is no gap. With
+        // the ISN at 2**32 - 1 the ACK of the SYN is 0 after a wrap: NoDataAcked compares with
+        // `start_seq + 1` unreduced, i.e. 2**32 (Python's result for the same sequence).
+        for (isn, one_byte_acked, history) in [
+            (0xFFFF_FFFFi64, false, "ShADa"),
+            (0xFFFF_FFFE, false, "ShADa"),
+            (1000, false, "ShADa"),
+            (0xFFFF_FFFF, true, "ShADaG"),
+            (1000, true, "ShADaG"),
+        ] {
+            let mut w = Talk::wire();
+            w.send(C, "S", isn, 0);
+            w.send(S, "SA", 5000, isn + 1);
+            w.send(C, "A", isn + 1, 5001);
+            let mut seq = isn + 1;
+            if one_byte_acked {
+                w.send_full(C, "PA", 1, Some(seq), Some(5001), 65535, None);
+                seq += 1;
+                w.send(S, "A", 5001, seq);
+            }
+            w.send_full(C, "PA", 20000, Some(seq + 100), Some(5001), 65535, None);
+            w.send(S, "A", 5001, seq + 100 + 20000);
+            assert_eq!(w.cs_hist(), ("S1", history), "{isn} {one_byte_acked}");
+        }
+    }
+
+    #[test]
     fn c_on_a_log_scale_and_bad_checksum_packets_are_ignored() {
         for (bad, history) in [(1, "C"), (9, "C"), (10, "CC"), (100, "CCC")] {
             let mut w = Talk::wire();
