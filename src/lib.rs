@@ -11,3 +11,4 @@ mod python;
 pub mod record;
 pub mod segment;
 pub mod states;
+pub mod zeek;
