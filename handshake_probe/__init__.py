@@ -31,10 +31,13 @@ def analyze(path: str, **options: Any) -> Any:
 def __getattr__(name: str) -> Any:
     # Imported on first use so that `import handshake_probe` stays cheap for the edges that never
     # touch the engine (the echo server, the client).
+    if name != "TRANSITIONS" and name not in _VOCABULARY:
+        # Checked first: `from handshake_probe import live` asks here before importing the submodule,
+        # and so does the `from handshake_probe import _engine` below; importing the engine for those
+        # recursed without end where the engine is not built.
+        raise AttributeError(f"module 'handshake_probe' has no attribute {name!r}")
     from handshake_probe import _engine
     if name == "TRANSITIONS":
         table: Dict[Tuple[str, str], str] = {(s, c): n for s, c, n, _why in _engine.TRANSITION_ROWS}
         return table
-    if name in _VOCABULARY:
-        return getattr(_engine, name)
-    raise AttributeError(f"module 'handshake_probe' has no attribute {name!r}")
+    return getattr(_engine, name)
