@@ -294,7 +294,7 @@ def exercise(path: str) -> Any:
     """
     from handshake_probe.analysis import analyze_file
     from handshake_probe.core.decode import DecodeError, decode
-    from handshake_probe.core.record import flow_record
+    from handshake_probe.core.record import flow_record, rows_of
     from handshake_probe.ladder import ladder_text
     from handshake_probe.pcapio import CaptureError, read_frames
     from handshake_probe.render import flow_detail, summary_line, write_records
@@ -318,8 +318,9 @@ def exercise(path: str) -> Any:
         write_records(records, fmt, out)
     summary_line(analysis)
     for flow in analysis.flows[:5]:
-        flow_detail(flow)
-        ladder_text(flow)
+        rec, rows = flow_record(flow), rows_of(flow)
+        flow_detail(rec, rows)
+        ladder_text(rec, rows)
 
     analyze_file(path, check_checksums=True)
     streamed: List[Any] = []

@@ -62,10 +62,7 @@ import json
 import re
 import tomllib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
-
-if TYPE_CHECKING:
-    from handshake_probe.core.flow import Flow
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 __all__ = ["SpecError", "Selector", "Expectation", "Rule", "Spec", "Failure", "Outcome", "Report",
            "load_spec", "spec_from_document", "spec_from_short_forms", "parse_expectations",
@@ -919,19 +916,20 @@ def _selection_hint(rule: Rule, records: Sequence[Record]) -> str:
 # --------------------------------------------------------------------------------------------- text
 
 
-def flow_ladder(flow: "Flow") -> str:
-    """The flow drawn for a failure message: the ladder diagram when handshake_probe.ladder exists,
-    else `analyze --flow N`'s segment listing. Rendering only (no I/O)."""
+def flow_ladder(rec: Record, rows: Optional[Sequence[Mapping[str, Any]]]) -> str:
+    """The flow drawn for a failure message, from its record and its kept rows (flowsource): the ladder
+    diagram when handshake_probe.ladder exists, else `analyze --flow N`'s segment listing. Rendering
+    only (no I/O)."""
     from handshake_probe.render import flow_detail
 
     try:
         from handshake_probe.ladder import ladder_text
     except ImportError:
-        return flow_detail(flow)
+        return flow_detail(rec, rows)
     try:
-        return ladder_text(flow)
+        return ladder_text(rec, rows)
     except Exception as err:   # a diagnostic must never hide the verdict it illustrates
-        return f"(ladder failed: {err}; segment listing instead)\n" + flow_detail(flow)
+        return f"(ladder failed: {err}; segment listing instead)\n" + flow_detail(rec, rows)
 
 
 def _indent(text: str, prefix: str) -> str:

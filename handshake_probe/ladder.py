@@ -13,20 +13,20 @@ changes. Notes the analysis attached to a segment ("RST not acceptable", violati
     0.012  ESTABLISHED |<----------------------- [S.] seq=0 ack=1 ------------------------|
     0.024              |------------------------ [.] seq=1 ack=1 ------------------------>| ESTABLISHED
 
-`ladder_steps` turns a flow into the diagram's items (shared with the SVG renderer, `ladder_svg`);
+`ladder_steps` turns a flow (its record and its rows, as the engine hands them out: see
+handshake_probe.flowsource) into the diagram's items (shared with the SVG renderer, `ladder_svg`);
 `ladder_text` lays them out in at most `width` columns. Long flows keep the first `head` and last `tail`
-segments and say how many were left out. Only the standard library and the core are used.
+segments and say how many were left out. Only the standard library is used.
 """
 
 from __future__ import annotations
 
 import textwrap
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from handshake_probe.core.endpoint import MOD
-from handshake_probe.core.flow import Flow
-from handshake_probe.core.segment import Flags, tcpdump_flags
+Record = Mapping[str, Any]                 # a flow record (the JSON contract)
+Rows = Optional[Sequence[Mapping[str, Any]]]   # its segments; None or [] when they were not kept
 
 __all__ = ["Step", "Gap", "Timer", "Ladder", "ladder_steps", "ladder_text", "ladders_text",
            "DEFAULT_MAX_ROWS", "DEFAULT_HEAD", "DEFAULT_TAIL", "DEFAULT_WIDTH", "DEFAULT_MAX_FLOWS"]
@@ -132,83 +132,80 @@ class Ladder:
         return "seq/ack absolute" if self.absolute else "seq/ack relative to each side's ISN"
 
 
-def _kind(flags: int) -> str:
-    if flags & Flags.RST:
-        return "rst"
-    if flags & Flags.SYN:
-        return "syn"
-    if flags & Flags.FIN:
-        return "fin"
+def _kind(flag_names: str) -> str:
+    # From the row's flag names ("SYN|ACK"), so that the view needs no flag bits of its own.
+    names = flag_names.split("|")
+    for name in ("RST", "SYN", "FIN"):
+        if name in names:
+            return name.lower()
     return "ack"
 
 
-def _rel(value: int, base: Optional[int], absolute: bool) -> int:
-    return value if absolute or base is None else (value - base) % MOD
+def _number(absolute_value: int, relative: Optional[int], absolute: bool) -> int:
+    # A row's relative number is None while the side has no origin: the absolute one is drawn then.
+    return absolute_value if absolute or relative is None else relative
 
 
-def ladder_steps(flow: Flow, absolute: bool = False, max_rows: Optional[int] = DEFAULT_MAX_ROWS,
+def ladder_steps(rec: Record, rows: Rows, absolute: bool = False, max_rows: Optional[int] = DEFAULT_MAX_ROWS,
                  head: int = DEFAULT_HEAD, tail: int = DEFAULT_TAIL) -> Ladder:
-    """The diagram's items for a flow analyzed with its rows kept (`analyze_file(keep_rows=...)`).
+    """The diagram's items for a flow: its record and its kept rows (flowsource.flow_with_rows).
 
     A flow with more than `max_rows` segments (and more than head + tail) keeps the first `head` and the
     last `tail` and gets a Gap in between; `max_rows=None` keeps every segment."""
-    if flow.rows is None:
-        raise ValueError(f"flow {flow.number} was analyzed without its segments "
+    if not rows:    # a flow has at least one segment: no rows means they were not kept
+        raise ValueError(f"flow {rec['flow']} was analyzed without its segments "
                          "(pass keep_rows to analyze_file / FlowTable)")
     if head < 0 or tail < 0:
         raise ValueError("head and tail must be >= 0")
-    rows = flow.rows
-    client, server = flow.client, flow.server
-    ladder = Ladder(flow.number, client.label(), server.label(), flow.direction, flow.packets,
-                    CLOSE_TEXT.get(flow.close_kind, flow.close_kind), absolute,
-                    client.path[0].value, server.path[0].value)
+    ladder = Ladder(rec["flow"], rec["client"], rec["server"], rec["direction"], rec["packets"],
+                    CLOSE_TEXT.get(rec["close"], rec["close"]), absolute,
+                    rec["client_states"][0], rec["server_states"][0])
     n = len(rows)
     elide = max_rows is not None and n > max_rows and n > head + tail
     keep = (set(range(head)) | set(range(n - tail, n))) if elide else None
     problems: Dict[int, List[str]] = {}
-    for v in flow.violations:
-        problems.setdefault(v.frame, []).append(f"violation: {v.endpoint} in {v.state.value}: {v.reason}")
-    # The flow's own list is the record (a row's list can lose one when later evidence rewrites history).
-    by_frame: Dict[int, List] = {}
-    for t in flow.transitions:
-        if t.frame is not None:
-            by_frame.setdefault(t.frame, []).append(t)
-    t0 = flow.first_ts
+    for v in rec["violations"]:
+        text = f"violation: {v['endpoint']} in {v['state']}: {v['reason']}"
+        problems.setdefault(v["frame"], []).append(text)
+    # The record's list is the truth (a row's list can lose one when later evidence rewrites history).
+    by_frame: Dict[int, List[Mapping[str, Any]]] = {}
+    for t in rec["transitions"]:
+        if t["frame"] is not None:
+            by_frame.setdefault(t["frame"], []).append(t)
+    t0 = rec["first_ts"]
     shown = {"client": ladder.client_initial, "server": ladder.server_initial}   # as last drawn
     gap: Optional[List[int]] = None     # [count, first frame, last frame, transitions]
     for i, row in enumerate(rows):
-        seg = row.seg
+        frame = row["frame"]
         entered: Dict[str, List[str]] = {"client": [], "server": []}
-        for t in by_frame.get(seg.frame, ()):
-            entered[t.endpoint].append(t.to_state.value)
-        for role, state in (("client", row.client_state.value), ("server", row.server_state.value)):
+        for t in by_frame.get(frame, ()):
+            entered[t["endpoint"]].append(t["to"])
+        for role, state in (("client", row["client_state"]), ("server", row["server_state"])):
             if not entered[role] and state != shown[role]:
                 entered[role].append(state)   # restated by later evidence without a transition of its own
             if entered[role]:
                 shown[role] = entered[role][-1]
         if keep is not None and i not in keep:
             if gap is None:
-                gap = [0, seg.frame, seg.frame, 0]
+                gap = [0, frame, frame, 0]
             gap[0] += 1
-            gap[2] = seg.frame
-            gap[3] += len(by_frame.get(seg.frame, ()))
+            gap[2] = frame
+            gap[3] += len(by_frame.get(frame, ()))
             continue
         if gap is not None:
             prev = rows[i - 1]
-            ladder.items.append(Gap(gap[0], gap[1], gap[2], prev.client_state.value, prev.server_state.value,
-                                    gap[3]))
+            ladder.items.append(Gap(gap[0], gap[1], gap[2], prev["client_state"], prev["server_state"], gap[3]))
             gap = None
-        snd, rcv = (client, server) if row.from_client else (server, client)
-        has_ack = bool(seg.flags & Flags.ACK)
-        notes = list(row.notes) or problems.get(seg.frame, [])   # a note already tells the violation
+        notes = list(row["notes"]) or problems.get(frame, [])   # a note already tells the violation
+        ack = None if row["ack"] is None else _number(row["ack"], row["rel_ack"], absolute)
         ladder.items.append(Step(
-            seg.frame, (seg.ts - t0) * 1000.0, row.from_client, tcpdump_flags(seg.flags), _kind(seg.flags),
-            _rel(seg.seq, snd.base, absolute), _rel(seg.ack, rcv.base, absolute) if has_ack else None,
-            seg.payload_len, tuple(entered["client"]), tuple(entered["server"]), tuple(notes)))
-    for t in flow.transitions:
-        if t.frame is None:
+            frame, (row["ts"] - t0) * 1000.0, row["from_client"], row["tcpdump_flags"],
+            _kind(row["flag_names"]), _number(row["seq"], row["rel_seq"], absolute), ack, row["len"],
+            tuple(entered["client"]), tuple(entered["server"]), tuple(notes)))
+    for t in rec["transitions"]:
+        if t["frame"] is None:
             # A timer goes before the first segment sent after it fired (the table fires timers at the end).
-            timer = Timer((t.ts - t0) * 1000.0, t.endpoint, t.to_state.value, t.cause.value)
+            timer = Timer((t["ts"] - t0) * 1000.0, t["endpoint"], t["to"], t["cause"])
             at = next((k for k, item in enumerate(ladder.items)
                        if isinstance(item, Step) and item.ms > timer.ms), len(ladder.items))
             ladder.items.insert(at, timer)
@@ -267,14 +264,14 @@ class _Layout:
         return "".join(body)
 
 
-def ladder_text(flow: Flow, absolute: bool = False, max_rows: Optional[int] = DEFAULT_MAX_ROWS,
+def ladder_text(rec: Record, rows: Rows, absolute: bool = False, max_rows: Optional[int] = DEFAULT_MAX_ROWS,
                 head: int = DEFAULT_HEAD, tail: int = DEFAULT_TAIL, width: int = DEFAULT_WIDTH) -> str:
     """The flow's sequence diagram in at most `width` columns (no trailing newline).
 
     seq/ack are relative to each side's ISN unless `absolute`; a flow with more than `max_rows` segments
     keeps the first `head` and the last `tail` and prints `... N segments ...` between them
     (`max_rows=None` prints every segment)."""
-    ladder = ladder_steps(flow, absolute, max_rows, head, tail)
+    ladder = ladder_steps(rec, rows, absolute, max_rows, head, tail)
     return render_ladder(ladder, width)
 
 
@@ -340,12 +337,13 @@ def render_ladder(ladder: Ladder, width: int = DEFAULT_WIDTH) -> str:
     return "\n".join(out)
 
 
-def ladders_text(flows: Iterable[Flow], total: Optional[int] = None, absolute: bool = False,
+def ladders_text(flows: Iterable[Tuple[Record, Rows]], total: Optional[int] = None, absolute: bool = False,
                  max_rows: Optional[int] = DEFAULT_MAX_ROWS, head: int = DEFAULT_HEAD,
                  tail: int = DEFAULT_TAIL, width: int = DEFAULT_WIDTH) -> str:
-    """Several ladders one after another, a blank line between them; with `total` (the capture's flow
-    count) larger than the number drawn, a last line says how many were left out."""
-    parts = [ladder_text(f, absolute, max_rows, head, tail, width) for f in flows]
+    """Several ladders one after another, a blank line between them; `flows`: (record, rows) pairs.
+    With `total` (the capture's flow count) larger than the number drawn, a last line says how many
+    were left out."""
+    parts = [ladder_text(rec, rows, absolute, max_rows, head, tail, width) for rec, rows in flows]
     if total is not None and total > len(parts):
         parts.append(f"(showing the first {len(parts)} of {total} flows; --flow N shows one, "
                      "--max-flows M more)")

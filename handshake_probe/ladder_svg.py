@@ -15,8 +15,7 @@ import textwrap
 from typing import Iterable, List, Optional, Sequence, Tuple
 from xml.sax.saxutils import escape, quoteattr
 
-from handshake_probe.core.flow import Flow
-from handshake_probe.ladder import Gap, Ladder, Step, Timer, ladder_steps
+from handshake_probe.ladder import Gap, Ladder, Record, Rows, Step, Timer, ladder_steps
 
 __all__ = ["ladder_svg", "ladders_svg", "SVG_MAX_ROWS", "SVG_HEAD", "SVG_TAIL", "COLOURS"]
 
@@ -252,17 +251,18 @@ def _document(blocks: Sequence[_Block], footer: Optional[str] = None) -> str:
             f'<rect width="100%" height="100%" fill="#ffffff"/>\n' + "\n".join(parts) + "\n</svg>\n")
 
 
-def ladder_svg(flow: Flow, absolute: bool = False, max_rows: Optional[int] = SVG_MAX_ROWS,
+def ladder_svg(rec: Record, rows: Rows, absolute: bool = False, max_rows: Optional[int] = SVG_MAX_ROWS,
                head: int = SVG_HEAD, tail: int = SVG_TAIL) -> str:
-    """A standalone SVG document of the flow's ladder diagram (needs the flow's rows, like ladder_text)."""
-    return _document([_Block(ladder_steps(flow, absolute, max_rows, head, tail))])
+    """A standalone SVG document of the flow's ladder diagram, from its record and its kept rows (like
+    ladder_text)."""
+    return _document([_Block(ladder_steps(rec, rows, absolute, max_rows, head, tail))])
 
 
-def ladders_svg(flows: Iterable[Flow], total: Optional[int] = None, absolute: bool = False,
+def ladders_svg(flows: Iterable[Tuple[Record, Rows]], total: Optional[int] = None, absolute: bool = False,
                 max_rows: Optional[int] = SVG_MAX_ROWS, head: int = SVG_HEAD, tail: int = SVG_TAIL) -> str:
-    """Several flows' diagrams stacked in one SVG; with `total` larger than the number drawn, a footer
-    says how many were left out."""
-    blocks = [_Block(ladder_steps(f, absolute, max_rows, head, tail)) for f in flows]
+    """Several flows' diagrams stacked in one SVG; `flows`: (record, rows) pairs. With `total` larger
+    than the number drawn, a footer says how many were left out."""
+    blocks = [_Block(ladder_steps(rec, rows, absolute, max_rows, head, tail)) for rec, rows in flows]
     footer = None
     if total is not None and total > len(blocks):
         footer = f"showing the first {len(blocks)} of {total} flows"

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
-from typing import Any, Callable, Dict, Iterable, Optional, Sequence, TextIO, Tuple
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, TextIO, Tuple
 
 from tabulate import tabulate
 
-from handshake_probe.analysis import Analysis
-from handshake_probe.core.endpoint import MOD
-from handshake_probe.core.flow import Flow
-from handshake_probe.core.record import CSV_COLUMNS, anomaly_text, csv_row, flow_record
-from handshake_probe.core.segment import Flags, flag_names, tcpdump_flags
+from handshake_probe.core.record import CSV_COLUMNS, anomaly_text, csv_row
 
 FORMATS = ("table", "jsonl", "json", "csv")
 
 
-def handshake_cell(rec: Dict[str, Any]) -> str:
+def handshake_cell(rec: Mapping[str, Any]) -> str:
     hs = rec["handshake"]
     if hs["complete"]:
         return f"complete ({_fmt_ms(hs['syn_to_synack_ms'])} / {_fmt_ms(hs['synack_to_ack_ms'])})"
@@ -79,37 +75,34 @@ def summary_line(analysis: Any) -> str:
     return text
 
 
-def _rel(value: int, base: Optional[int]) -> str:
-    return "" if base is None else str((value - base) % MOD)
-
-
-def flow_detail(flow: Flow) -> str:
-    """Every segment of one flow with both endpoints' states after it; '*' marks a transition."""
-    rec = flow_record(flow)
+def flow_detail(rec: Mapping[str, Any], rows: Optional[Sequence[Mapping[str, Any]]]) -> str:
+    """Every segment of one flow with both endpoints' states after it; '*' marks a transition.
+    `rec`: the flow's record; `rows`: its segments as the engine hands them out (None or [] when they
+    were not kept: the listing is then empty)."""
     head = [f"flow {rec['flow']}: client {rec['client']} -> server {rec['server']} "
             f"(direction {rec['direction']}), {rec['packets']} packets, close: {CLOSE_TEXT[rec['close']]}",
             f"handshake: {handshake_cell(rec)}",
             f"client: {' > '.join(rec['client_states'])}",
             f"server: {' > '.join(rec['server_states'])}", ""]
-    t0 = flow.first_ts
-    rows = []
-    for row in flow.rows or []:
-        seg = row.seg
-        snd, rcv = (flow.client, flow.server) if row.from_client else (flow.server, flow.client)
-        moved = {t.endpoint for t in row.transitions}
-        has_ack = bool(seg.flags & Flags.ACK)
-        rows.append([
-            seg.frame, f"{(seg.ts - t0) * 1000:.3f}",
-            "client->server" if row.from_client else "server->client",
-            tcpdump_flags(seg.flags), flag_names(seg.flags),
-            _rel(seg.seq, snd.base), _rel(seg.ack, rcv.base) if has_ack else "",
-            seg.seq, seg.ack if has_ack else "", seg.payload_len, seg.window,
-            row.client_state.value + (" *" if "client" in moved else ""),
-            row.server_state.value + (" *" if "server" in moved else ""),
-            "; ".join(row.notes)])
+    t0 = rec["first_ts"]
+    table = []
+    for row in rows or ():
+        moved = {t["endpoint"] for t in row["transitions"]}
+        table.append([
+            row["frame"], f"{(row['ts'] - t0) * 1000:.3f}",
+            "client->server" if row["from_client"] else "server->client",
+            row["tcpdump_flags"], row["flag_names"],
+            # Relative numbers are text cells and absolute ones ints, as they always were: with
+            # disable_numparse, tabulate aligns text left and ints right. Empty: no origin / no ACK bit.
+            "" if row["rel_seq"] is None else str(row["rel_seq"]),
+            "" if row["rel_ack"] is None else str(row["rel_ack"]),
+            row["seq"], "" if row["ack"] is None else row["ack"], row["len"], row["window"],
+            row["client_state"] + (" *" if "client" in moved else ""),
+            row["server_state"] + (" *" if "server" in moved else ""),
+            "; ".join(row["notes"])])
     headers = ["frame", "ms", "direction", "flags", "names", "seq", "ack", "seq (abs)", "ack (abs)",
                "len", "win", "client", "server", "notes"]
-    lines = head + [tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True), "",
+    lines = head + [tabulate(table, headers=headers, tablefmt="simple", disable_numparse=True), "",
                     "transitions (* above):"]
     for t in rec["transitions"]:
         where = f"frame {t['frame']}" if t["frame"] is not None else "timer"

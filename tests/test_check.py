@@ -453,10 +453,12 @@ def test_colour_only_when_asked() -> None:
 
 
 def test_ladder_falls_back_to_the_segment_listing(monkeypatch: pytest.MonkeyPatch) -> None:
-    from handshake_probe.analysis import analyze_file
     from handshake_probe.check import flow_ladder
+    from handshake_probe.flowsource import flow_with_rows
     from handshake_probe.render import flow_detail
 
-    flow = analyze_file(str(CLIENT_CLOSE), keep_rows=lambda n: True).flows[0]
+    view = flow_with_rows(str(CLIENT_CLOSE), 1)
+    assert view is not None
+    rec, rows = view
     monkeypatch.setitem(sys.modules, "handshake_probe.ladder", None)   # import now fails
-    assert flow_ladder(flow) == flow_detail(flow)
+    assert flow_ladder(rec, rows) == flow_detail(rec, rows)

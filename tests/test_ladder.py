@@ -14,8 +14,9 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.utils import PcapReader
 
-from handshake_probe.analysis import analyze_file
 from handshake_probe.commands import COMMANDS
+from handshake_probe.flowsource import (FlowView, core_flow_view, flow_with_rows, flows_with_rows,
+                                        records_and_summary)
 from handshake_probe.ladder import ladder_steps, ladder_text, ladders_text
 from handshake_probe.ladder_svg import COLOURS, ladder_svg, ladders_svg
 from handshake_probe.pcapio import PcapWriter
@@ -27,9 +28,16 @@ SVG = "{http://www.w3.org/2000/svg}"
 ARROW = re.compile(r"^(?P<left>.*?)\|(?P<body><-.*-|-.*->)\|(?P<right>.*)$")
 
 
-def flow_of(name: str, number: int = 1):
-    analysis = analyze_file(str(CAPTURES / name), keep_rows=lambda n: n == number)
-    return analysis.flows[number - 1]
+def flow_of(name: str, number: int = 1) -> FlowView:
+    """(record, rows) of a capture's flow, as the views receive it."""
+    view = flow_with_rows(str(CAPTURES / name), number)
+    assert view is not None
+    return view
+
+
+def talk_flow(t: Talk) -> FlowView:
+    """(record, rows) of a crafted conversation's first flow (Talk drives the Python core's table)."""
+    return core_flow_view(t.flows[0])
 
 
 def arrows(text: str) -> List[Tuple[int, re.Match]]:
@@ -95,7 +103,7 @@ def absolute_label(label: str, direction: str, rec: Recorded) -> str:
 
 def test_text_ladder_of_the_echo_session_has_one_arrow_per_segment_in_order():
     rec = recorded("echo-client-close.pcap")
-    text = ladder_text(flow_of("echo-client-close.pcap"))
+    text = ladder_text(*flow_of("echo-client-close.pcap"))
     lines = text.splitlines()
     found = arrows(text)
     assert len(found) == len(ECHO_CLOSE) == 10
@@ -117,7 +125,7 @@ def test_text_ladder_of_the_echo_session_has_one_arrow_per_segment_in_order():
 
 
 def test_text_ladder_states_sit_on_their_own_side():
-    text = ladder_text(flow_of("echo-client-close.pcap"))
+    text = ladder_text(*flow_of("echo-client-close.pcap"))
     for _, m in arrows(text):
         for state in ("SYN-RECEIVED", "CLOSE-WAIT", "LAST-ACK"):
             assert state not in m.group("left")
@@ -128,7 +136,7 @@ def test_text_ladder_states_sit_on_their_own_side():
 def test_absolute_numbers():
     rec = recorded("echo-client-close.pcap")
     c, s = rec.client_isn, rec.server_isn
-    text = ladder_text(flow_of("echo-client-close.pcap"), absolute=True)
+    text = ladder_text(*flow_of("echo-client-close.pcap"), absolute=True)
     labels = [parse_body(m.group("body"))[1] for _, m in arrows(text)]
     assert labels[:3] == [f"[S] seq={c}", f"[S.] seq={s} ack={(c + 1) % 2**32}",
                           f"[.] seq={(c + 1) % 2**32} ack={(s + 1) % 2**32}"]
@@ -138,7 +146,7 @@ def test_absolute_numbers():
 
 
 def test_simultaneous_close_shows_both_states_entered_on_the_crossing_fin():
-    text = ladder_text(flow_of("simultaneous-close.pcap"))
+    text = ladder_text(*flow_of("simultaneous-close.pcap"))
     lines = text.splitlines()
     found = arrows(text)
     i9, m9 = found[8]
@@ -151,7 +159,7 @@ def test_simultaneous_close_shows_both_states_entered_on_the_crossing_fin():
 
 
 def test_note_goes_under_its_arrow():
-    text = ladder_text(flow_of("rst-out-of-window.pcap"))
+    text = ladder_text(*flow_of("rst-out-of-window.pcap"))
     lines = text.splitlines()
     found = arrows(text)
     i8, m8 = found[7]
@@ -177,9 +185,9 @@ def long_talk(exchanges: int) -> Talk:
 
 def test_long_flow_is_elided_with_the_exact_count():
     t = long_talk(600)                      # 3 + 1200 + 3 = 1206 segments
-    flow = t.flows[0]
-    assert len(flow.rows) == 1206
-    text = ladder_text(flow, max_rows=20, head=12, tail=8)
+    flow = talk_flow(t)
+    assert len(flow[1]) == 1206
+    text = ladder_text(*flow, max_rows=20, head=12, tail=8)
     lines = text.splitlines()
     found = arrows(text)
     assert len(found) == 20
@@ -193,23 +201,22 @@ def test_long_flow_is_elided_with_the_exact_count():
     assert labels[-3] == "[F.] seq=60001 ack=1"
     assert all(len(line) <= 100 for line in lines)
     # The defaults keep 12 + 8 too; other limits are parameters; None keeps everything.
-    assert len(arrows(ladder_text(flow))) == 20
-    small = ladder_text(flow, max_rows=5, head=3, tail=2)
+    assert len(arrows(ladder_text(*flow))) == 20
+    small = ladder_text(*flow, max_rows=5, head=3, tail=2)
     assert len(arrows(small)) == 5 and "... 1201 segments ..." in small
-    assert len(arrows(ladder_text(flow, max_rows=None))) == 1206
+    assert len(arrows(ladder_text(*flow, max_rows=None))) == 1206
 
 
 def test_a_flow_at_the_limit_is_not_elided():
-    flow = long_talk(7).flows[0]            # 20 segments
-    text = ladder_text(flow, max_rows=20)
+    flow = talk_flow(long_talk(7))          # 20 segments
+    text = ladder_text(*flow, max_rows=20)
     assert len(arrows(text)) == 20 and "segments ..." not in text
 
 
 def test_state_changes_inside_the_gap_are_written_after_it():
-    t = long_talk(30)
-    rows = t.flows[0].rows
+    rec, rows = talk_flow(long_talk(30))
     n = len(rows)
-    text = ladder_text(t.flows[0], max_rows=10, head=4, tail=1)   # the gap swallows the FINs
+    text = ladder_text(rec, rows, max_rows=10, head=4, tail=1)   # the gap swallows the FINs
     lines = text.splitlines()
     gap_at = next(i for i, line in enumerate(lines) if f"... {n - 5} segments ..." in line)
     after = lines[gap_at + 1].split("|")
@@ -223,7 +230,7 @@ def test_timer_transition_is_drawn_in_time_order():
     t.c("A")
     t.table.add(Talk(client=("10.0.0.9", 50000), t0=t.ts + 5).c("S"))   # the capture goes on for 5 s
     t.finish()
-    text = ladder_text(t.flows[0])
+    text = ladder_text(*talk_flow(t))
     line = next(line for line in text.splitlines() if "(2MSL timeout)" in line)
     # TIME-WAIT began with the server's FIN (4 ms after the SYN) and lasts 2 x 0.5 s.
     assert line.split()[0] == "1004.000"
@@ -232,8 +239,8 @@ def test_timer_transition_is_drawn_in_time_order():
 
 
 def test_several_flows_one_after_another_with_a_cap():
-    analysis = analyze_file(str(CAPTURES / "echo-port-reuse-3000.pcap"), keep_rows=lambda n: n <= 3)
-    text = ladders_text(analysis.flows[:3], total=len(analysis.flows))
+    views, summary = flows_with_rows(str(CAPTURES / "echo-port-reuse-3000.pcap"), range(1, 4))
+    text = ladders_text(views, total=summary.flow_count)
     assert [line.split(":")[0] for line in text.splitlines() if line.startswith("flow ")] == \
         ["flow 1", "flow 2", "flow 3"]
     assert len(arrows(text)) == 30
@@ -242,15 +249,17 @@ def test_several_flows_one_after_another_with_a_cap():
 
 def test_ipv6_and_narrow_width():
     flow = flow_of("echo-ipv6.pcap")
-    text = ladder_text(flow, width=72)
+    text = ladder_text(*flow, width=72)
     assert "[::1]:" in text and len(arrows(text)) == 10
     assert all(len(line) <= 72 for line in text.splitlines())
 
 
 def test_a_flow_without_rows_is_refused():
-    flow = analyze_file(str(CAPTURES / "echo-client-close.pcap")).flows[0]
-    with pytest.raises(ValueError, match="without its segments"):
-        ladder_text(flow)
+    records, _summary = records_and_summary(str(CAPTURES / "echo-client-close.pcap"))
+    # Rows not kept: the engine's Analysis.rows(n) gives None, the Python core's adapter [].
+    for rows in (None, []):
+        with pytest.raises(ValueError, match="without its segments"):
+            ladder_text(records[0], rows)
 
 
 # ----------------------------------------------------------------------------------------------- SVG
@@ -265,7 +274,7 @@ def all_text(root: ET.Element) -> List[str]:
 
 def test_svg_has_one_arrow_per_segment_and_the_states():
     rec = recorded("echo-client-close.pcap")
-    root = svg_tree(ladder_svg(flow_of("echo-client-close.pcap")))
+    root = svg_tree(ladder_svg(*flow_of("echo-client-close.pcap")))
     assert root.tag == f"{SVG}svg" and float(root.get("width")) > 0 and float(root.get("height")) > 0
     segs = [g for g in root.iter(f"{SVG}g") if g.get("class") == "segment"]
     assert [int(g.get("data-frame")) for g in segs] == list(range(1, 11))
@@ -297,7 +306,7 @@ def test_svg_has_one_arrow_per_segment_and_the_states():
 
 
 def test_svg_state_boxes_are_on_their_endpoints_side():
-    root = svg_tree(ladder_svg(flow_of("echo-client-close.pcap")))
+    root = svg_tree(ladder_svg(*flow_of("echo-client-close.pcap")))
     arrow = next(l for l in root.iter(f"{SVG}line") if l.get("class") == "arrow")
     cx, sx = float(arrow.get("x1")), float(arrow.get("x2"))
     for g in root.iter(f"{SVG}g"):
@@ -308,9 +317,9 @@ def test_svg_state_boxes_are_on_their_endpoints_side():
 
 
 def test_svg_rst_colour_note_and_escaping():
-    flow = flow_of("rst-out-of-window.pcap")
-    flow.rows[0].notes.append("odd <note> & \"quotes\" ]]>")
-    doc = ladder_svg(flow, absolute=True)
+    rec, rows = flow_of("rst-out-of-window.pcap")
+    rows[0]["notes"].append("odd <note> & \"quotes\" ]]>")
+    doc = ladder_svg(rec, rows, absolute=True)
     root = svg_tree(doc)
     lines = [l for l in root.iter(f"{SVG}line") if l.get("class") == "arrow"]
     assert len(lines) == 13
@@ -322,22 +331,40 @@ def test_svg_rst_colour_note_and_escaping():
 
 
 def test_svg_elides_long_flows_and_stacks_flows():
-    flow = long_talk(100).flows[0]          # 206 segments
-    root = svg_tree(ladder_svg(flow))
+    flow = talk_flow(long_talk(100))        # 206 segments
+    root = svg_tree(ladder_svg(*flow))
     segs = [g for g in root.iter(f"{SVG}g") if g.get("class") == "segment"]
     assert len(segs) == 60
     gap = [t for t in root.iter(f"{SVG}text") if t.get("class") == "gap"]
     assert len(gap) == 1 and "146 segments" in "".join(gap[0].itertext())
-    root = svg_tree(ladder_svg(flow, max_rows=None))
+    root = svg_tree(ladder_svg(*flow, max_rows=None))
     assert len([g for g in root.iter(f"{SVG}g") if g.get("class") == "segment"]) == 206
-    analysis = analyze_file(str(CAPTURES / "echo-port-reuse-3000.pcap"), keep_rows=lambda n: n <= 2)
-    root = svg_tree(ladders_svg(analysis.flows[:2], total=3000))
+    views, _summary = flows_with_rows(str(CAPTURES / "echo-port-reuse-3000.pcap"), range(1, 3))
+    root = svg_tree(ladders_svg(views, total=3000))
     assert [g.get("data-flow") for g in root.iter(f"{SVG}g") if g.get("class") == "flow"] == ["1", "2"]
     assert any("showing the first 2 of 3000 flows" in t for t in all_text(root))
 
 
+def test_rows_have_the_engine_shape():
+    # The views read rows as the engine hands them out (src/rows.rs); the Python core's adapter must
+    # give the same keys, with relative numbers from each side's ISN and None where there is no ACK.
+    rec, rows = flow_of("echo-client-close.pcap")
+    assert len(rows) == rec["packets"] == 10
+    assert all(list(r) == ["frame", "ts", "from_client", "flags", "tcpdump_flags", "flag_names", "seq", "ack",
+                           "rel_seq", "rel_ack", "len", "window", "client_state", "server_state",
+                           "transitions", "notes"] for r in rows)
+    syn, synack = rows[0], rows[1]
+    assert (syn["flags"], syn["tcpdump_flags"], syn["flag_names"]) == (2, "S", "SYN")
+    assert syn["ack"] is None and syn["rel_ack"] is None and syn["rel_seq"] == 0
+    assert (synack["rel_seq"], synack["rel_ack"]) == (0, 1) and synack["ack"] == (syn["seq"] + 1) % 2**32
+    assert [(t["endpoint"], t["to"]) for t in syn["transitions"]] == [("client", "SYN-SENT"),
+                                                                     ("server", "SYN-RECEIVED")]
+    assert [t for r in rows for t in r["transitions"]] == rec["transitions"]
+    assert (rows[-1]["client_state"], rows[-1]["server_state"]) == ("TIME-WAIT", "CLOSED")
+
+
 def test_steps_model_is_shared():
-    ladder = ladder_steps(flow_of("echo-client-close.pcap"))
+    ladder = ladder_steps(*flow_of("echo-client-close.pcap"))
     assert [s.frame for s in ladder.steps] == list(range(1, 11))
     assert (ladder.client_initial, ladder.server_initial) == ("CLOSED", "LISTEN")
     assert ladder.steps[8].client_states == ("FIN-WAIT-2", "TIME-WAIT")

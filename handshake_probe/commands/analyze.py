@@ -11,11 +11,9 @@ from typing import Any, Callable, Dict, Optional, TextIO, Tuple
 
 import handshake_probe
 
-from handshake_probe.analysis import analyze_file
-from handshake_probe.core.flow import Flow
 from handshake_probe.core.flows import DEFAULT_IDLE_TIMEOUT, DEFAULT_LINGER, DEFAULT_MAX_OPEN, DEFAULT_MSL
-from handshake_probe.core.record import flow_record
 from handshake_probe.exitcodes import ExitStatus
+from handshake_probe.flowsource import flows_with_rows
 from handshake_probe.parallel import analyze_many, expand
 from handshake_probe.render import COLUMNS, DEFAULT_COLUMNS, FORMATS, flow_detail, summary_line, write_records
 from handshake_probe.commands.argtypes import positive_float
@@ -75,26 +73,25 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout
     if wanted is None:
         return run_engine(args, out)
-    analysis = analyze_file(args.file, msl=args.msl, keep_rows=lambda n: n == wanted,
-                            check_checksums=args.check_checksums, progress=progress_line(args.file),
-                            linger=args.linger, idle_timeout=args.idle_timeout, max_open=args.max_open)
+    views, analysis = flows_with_rows(args.file, (wanted,), progress=progress_line(args.file),
+                                      **engine_options(args))
     if sys.stderr.isatty() and analysis.frames >= 1 << 16:
         sys.stderr.write("\r\033[K")          # clear the progress line
     for warning in analysis.warnings:
         print(f"handshake-probe: warning: {warning}", file=sys.stderr)
     status = ExitStatus.BAD_INPUT if analysis.damaged else ExitStatus.OK
-    if not 1 <= wanted <= len(analysis.flows):
+    if not views:
         print(f"handshake-probe: error: {args.file}: no flow {wanted} "
-              f"(the capture has {len(analysis.flows)} flows)", file=sys.stderr)
+              f"(the capture has {analysis.flow_count} flows)", file=sys.stderr)
         return ExitStatus.BAD_INPUT
-    flow = analysis.flows[wanted - 1]
+    rec, rows = views[0]
     if args.ladder:
         from handshake_probe.ladder import ladder_text
-        out.write(ladder_text(flow) + "\n")
+        out.write(ladder_text(rec, rows) + "\n")
     elif args.format == "table":
-        out.write(flow_detail(flow) + "\n")
+        out.write(flow_detail(rec, rows) + "\n")
     else:
-        write_records([flow_record(flow)], args.format, out)
+        write_records([rec], args.format, out)
     if analysis.error:
         print(f"handshake-probe: error: {analysis.error} "
               f"(the {analysis.flow_count} flows before it are reported)", file=sys.stderr)

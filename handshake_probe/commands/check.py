@@ -13,13 +13,12 @@ import os
 import sys
 from typing import Dict, Sequence, TextIO
 
-from handshake_probe.analysis import analyze_file
 from handshake_probe.check import (Spec, SpecError, evaluate, flow_ladder, format_report, load_spec,
                                    spec_from_short_forms)
 from handshake_probe.core.flows import DEFAULT_MSL
-from handshake_probe.core.record import flow_record
 from handshake_probe.commands.argtypes import positive_float as _positive_float
 from handshake_probe.exitcodes import ExitStatus
+from handshake_probe.flowsource import flows_with_rows, records_and_summary
 
 DEFAULT_MAX_FLOWS = 10
 
@@ -83,9 +82,8 @@ def _ladders(path: str, msl: float, numbers: Sequence[int]) -> Dict[int, str]:
     not packets), so the capture is read again keeping rows for just these flows."""
     if not numbers:
         return {}
-    wanted = set(numbers)
-    again = analyze_file(path, msl=msl, keep_rows=wanted.__contains__)
-    return {f.number: flow_ladder(f) for f in again.flows if f.number in wanted}
+    views, _summary = flows_with_rows(path, numbers, msl=msl)
+    return {rec["flow"]: flow_ladder(rec, rows) for rec, rows in views}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,14 +103,13 @@ def run(args: argparse.Namespace) -> int:
         return _error("nothing to check: give --expect FILE, or --flows N / --all-flows KEY=VALUE / "
                       "--flow N KEY=VALUE")
 
-    analysis = analyze_file(args.file, msl=args.msl)
+    records, analysis = records_and_summary(args.file, msl=args.msl)
     if analysis.error and analysis.frames == 0:
         # Nothing was read: judging zero flows would bury the real problem under failures.
         return _error(analysis.error)
     for warning in analysis.warnings:
         print(f"handshake-probe: warning: {warning}", file=sys.stderr)
 
-    records = [flow_record(f) for f in analysis.flows]
     report = evaluate(spec, records)
     sources = ([args.expect] if args.expect else []) + (["the command line"] if short.rules else [])
     plural = "" if len(records) == 1 else "s"

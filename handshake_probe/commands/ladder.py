@@ -6,10 +6,9 @@ import argparse
 import sys
 from typing import List, Optional
 
-from handshake_probe.analysis import analyze_file
-from handshake_probe.core.flow import Flow
 from handshake_probe.core.flows import DEFAULT_MSL
 from handshake_probe.exitcodes import ExitStatus
+from handshake_probe.flowsource import FlowView, flows_with_rows
 from handshake_probe.commands.argtypes import positive_float as _positive_float
 from handshake_probe.ladder import (DEFAULT_HEAD, DEFAULT_MAX_FLOWS, DEFAULT_TAIL, DEFAULT_WIDTH, ladder_text,
                                     ladders_text)
@@ -59,11 +58,11 @@ def _limits(args: argparse.Namespace, head: int, tail: int):
     return (None if args.all else head + tail), head, tail
 
 
-def _write_svg(args: argparse.Namespace, flows: List[Flow], total: Optional[int]) -> bool:
+def _write_svg(args: argparse.Namespace, flows: List[FlowView], total: Optional[int]) -> bool:
     from handshake_probe.ladder_svg import SVG_HEAD, SVG_TAIL, ladder_svg, ladders_svg
     max_rows, head, tail = _limits(args, SVG_HEAD, SVG_TAIL)
     if len(flows) == 1 and total is None:
-        doc = ladder_svg(flows[0], args.absolute, max_rows, head, tail)
+        doc = ladder_svg(*flows[0], args.absolute, max_rows, head, tail)
     else:
         doc = ladders_svg(flows, total, args.absolute, max_rows, head, tail)
     if args.svg == "-":
@@ -75,7 +74,7 @@ def _write_svg(args: argparse.Namespace, flows: List[Flow], total: Optional[int]
     except OSError as err:
         print(f"handshake-probe: error: cannot write {args.svg}: {err.strerror or err}", file=sys.stderr)
         return False
-    what = f"flow {flows[0].number}" if len(flows) == 1 else f"{len(flows)} flows"
+    what = f"flow {flows[0][0]['flow']}" if len(flows) == 1 else f"{len(flows)} flows"
     print(f"wrote {args.svg}: {what}")
     return True
 
@@ -83,22 +82,20 @@ def _write_svg(args: argparse.Namespace, flows: List[Flow], total: Optional[int]
 def run(args: argparse.Namespace) -> int:
     wanted: Optional[int] = args.flow
     limit: int = args.max_flows
-    keep = (lambda n: n == wanted) if wanted is not None else (lambda n: n <= limit)
-    analysis = analyze_file(args.file, msl=args.msl, keep_rows=keep)
+    numbers = (wanted,) if wanted is not None else range(1, limit + 1)
+    flows, analysis = flows_with_rows(args.file, numbers, msl=args.msl)
     for warning in analysis.warnings:
         print(f"handshake-probe: warning: {warning}", file=sys.stderr)
     status = ExitStatus.BAD_INPUT if analysis.damaged else ExitStatus.OK
     total: Optional[int] = None
     if wanted is not None:
-        if not 1 <= wanted <= len(analysis.flows):
+        if not flows:
             reason = f"; {analysis.error}" if analysis.error else ""
             print(f"handshake-probe: error: {args.file}: no flow {wanted} "
-                  f"(the capture has {len(analysis.flows)} flows){reason}", file=sys.stderr)
+                  f"(the capture has {analysis.flow_count} flows){reason}", file=sys.stderr)
             return ExitStatus.BAD_INPUT
-        flows = [analysis.flows[wanted - 1]]
     else:
-        flows = analysis.flows[:limit]
-        total = len(analysis.flows)
+        total = analysis.flow_count
     if flows:
         if args.svg is not None:
             if not _write_svg(args, flows, total):
@@ -106,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             max_rows, head, tail = _limits(args, DEFAULT_HEAD, DEFAULT_TAIL)
             if total is None:
-                text = ladder_text(flows[0], args.absolute, max_rows, head, tail, args.width)
+                text = ladder_text(*flows[0], args.absolute, max_rows, head, tail, args.width)
             else:
                 text = ladders_text(flows, total, args.absolute, max_rows, head, tail, args.width)
             sys.stdout.write(text + "\n")
@@ -114,5 +111,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.file}: no TCP flows")
     if analysis.error:
         print(f"handshake-probe: error: {analysis.error} "
-              f"(the {len(analysis.flows)} flows before it are drawn)", file=sys.stderr)
+              f"(the {analysis.flow_count} flows before it are drawn)", file=sys.stderr)
     return status

@@ -1,10 +1,13 @@
-"""A flow as the output contract's plain dict (the JSON object of `--format jsonl`), and its CSV row."""
+"""A flow as the output contract's plain dict (the JSON object of `--format jsonl`), its CSV row, and
+(migration aid) a kept flow's per-segment rows as the engine hands them out."""
 
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from handshake_probe.core.flow import Flow
+from handshake_probe.core.endpoint import MOD
+from handshake_probe.core.flow import Flow, Transition
+from handshake_probe.core.segment import Flags, flag_names, tcpdump_flags
 
 # The flat columns of `--format csv`, in order (documented in the README's schema section).
 CSV_COLUMNS = ["flow", "client", "server", "direction", "packets", "first_ts", "last_ts", "duration_ms",
@@ -35,10 +38,7 @@ def flow_record(flow: Flow) -> Dict[str, Any]:
         "duration_ms": _ms(flow.first_ts, flow.last_ts),
         "client_states": [s.value for s in flow.client.path],
         "server_states": [s.value for s in flow.server.path],
-        "transitions": [
-            {"ts": t.ts, "frame": t.frame, "endpoint": t.endpoint, "from": t.from_state.value,
-             "to": t.to_state.value, "cause": t.cause.value}
-            for t in flow.transitions],
+        "transitions": [transition_record(t) for t in flow.transitions],
         "handshake": {
             "complete": hs.complete,
             "status": hs.status,
@@ -58,6 +58,48 @@ def flow_record(flow: Flow) -> Dict[str, Any]:
     for observer in flow.observers:
         rec.update(observer.record(flow))
     return rec
+
+
+def transition_record(t: Transition) -> Dict[str, Any]:
+    """One transition as records and rows carry it (src/rows.rs transition_value)."""
+    return {"ts": t.ts, "frame": t.frame, "endpoint": t.endpoint, "from": t.from_state.value,
+            "to": t.to_state.value, "cause": t.cause.value}
+
+
+def rows_of(flow: Flow) -> List[Dict[str, Any]]:
+    """MIGRATION AID, mirrors src/rows.rs `rows_value`: a kept flow's segments as the engine's boundary
+    hands them out (`Analysis.rows(n)`), so that the views read the same dicts whichever core ran.
+    It goes when the Python core goes; change it only together with src/rows.rs.
+
+    One dict per segment: both endpoints' states after it, the transitions it caused and its notes.
+    rel_seq/rel_ack are relative to each side's FINAL origin (ISN, or first seq - 1), as Wireshark
+    does, so a row is only final once the flow is; None without an origin (and ack/rel_ack without
+    the ACK bit). An empty list when the flow kept no rows (as rows_value)."""
+    client, server = flow.client, flow.server
+    rows: List[Dict[str, Any]] = []
+    for row in flow.rows or ():
+        seg = row.seg
+        snd, rcv = (client, server) if row.from_client else (server, client)
+        has_ack = bool(seg.flags & Flags.ACK)
+        rows.append({
+            "frame": seg.frame,
+            "ts": seg.ts,
+            "from_client": row.from_client,
+            "flags": int(seg.flags),
+            "tcpdump_flags": tcpdump_flags(seg.flags),
+            "flag_names": flag_names(seg.flags),
+            "seq": seg.seq,
+            "ack": seg.ack if has_ack else None,
+            "rel_seq": None if snd.base is None else (seg.seq - snd.base) % MOD,
+            "rel_ack": None if not has_ack or rcv.base is None else (seg.ack - rcv.base) % MOD,
+            "len": seg.payload_len,
+            "window": seg.window,
+            "client_state": row.client_state.value,
+            "server_state": row.server_state.value,
+            "transitions": [transition_record(t) for t in row.transitions],
+            "notes": list(row.notes),
+        })
+    return rows
 
 
 def csv_row(record: Dict[str, Any]) -> List[Any]:

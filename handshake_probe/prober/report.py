@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import List, Sequence
 
+from handshake_probe.flowsource import core_flow_view
 from handshake_probe.ladder import ladder_text
 from handshake_probe.render import flow_detail
 from handshake_probe.prober.verdict import Outcome, state_after
@@ -41,7 +42,10 @@ def render(out: Outcome, ladder: bool = False) -> str:
     sc = out.scenario
     lines: List[str] = [f"== scenario {sc.name}: {sc.does}", ""]
     for flow in out.analysis.flows:
-        lines += [ladder_text(flow) if ladder else flow_detail(flow), ""]
+        # The prober still runs the Python core on its frames: its flows reach the views as (record,
+        # rows), the engine's boundary, like every other edge's.
+        rec, rows = core_flow_view(flow)
+        lines += [ladder_text(rec, rows) if ladder else flow_detail(rec, rows), ""]
     if not out.analysis.flows:
         lines += ["(no TCP segment was recorded)", ""]
     for cp in out.checkpoints:
