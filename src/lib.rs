@@ -2,8 +2,11 @@
 //!
 //! Pure Rust modules (no Python types) hold the rules; `python.rs` is the one boundary module that
 //! PyO3 sees, built only with the `python` feature (maturin sets it), so `cargo test` needs no Python.
+pub mod checksum;
+pub mod decode;
 pub mod endpoint;
 pub mod observe;
+pub mod pcap;
 #[cfg(feature = "python")]
 mod python;
 pub mod record;
