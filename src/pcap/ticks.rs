@@ -59,13 +59,22 @@ pub(crate) fn seconds(ticks: u64, s: Scale) -> f64 {
     exact(ticks, s)
 }
 
+/// `v as f64` (correctly rounded), through the one-instruction signed conversion when v < 2**63.
+#[inline(always)]
+fn to_f64(v: u64) -> f64 {
+    match i64::try_from(v) {
+        Ok(i) => i as f64,
+        Err(_) => v as f64,
+    }
+}
+
 const EXACT: u64 = 1 << 53;
 const HIDDEN: u64 = 1 << 52;
 
 /// n / d correctly rounded, for d >= 1.
 #[inline]
 fn ratio(n: u64, d: u64) -> f64 {
-    let q = n as f64 / d as f64;
+    let q = to_f64(n) / to_f64(d);
     // Both exact: one rounding. A power-of-two divisor: the conversion of n is correctly rounded
     // and dividing by 2**k is exact in the normal range (q >= 2**-64 here).
     if (n <= EXACT && d <= EXACT) || d.is_power_of_two() || n == 0 {
