@@ -25,6 +25,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 
+mod ahead;
 mod ticks;
 
 /// A file-level fault: the file cannot be read, or is malformed at `offset`.
@@ -181,7 +182,7 @@ enum Format {
 
 /// A streaming pcap / pcapng reader: frames one at a time out of one reused buffer.
 pub struct Reader<R: Read> {
-    inner: R,
+    source: Source<R>,
     path: String,
     /// The opened file, for a fresh size at each `check_fits` (a file still being written grows).
     stat: Option<File>,
@@ -233,13 +234,24 @@ impl Reader<File> {
         if meta.is_dir() {
             return Err(fail(strerror(&io::Error::from_raw_os_error(21))));
         }
-        let stat = if meta.is_file() {
-            file.try_clone().ok()
-        } else {
-            None
+        if !meta.is_file() {
+            // A pipe or a device: read in the caller's thread (a reader thread could block forever).
+            return Self::start(Source::Plain(file), path, None, None);
+        }
+        let stat = file.try_clone().ok();
+        let source = match ahead::Ahead::spawn(file) {
+            Ok(a) => Source::Ahead(a),
+            Err(file) => Source::Plain(file),
         };
-        Self::start(file, path, None, stat)
+        Self::start(source, path, None, stat)
     }
+}
+
+/// Where the bytes come from: the caller's reader, or (a regular file opened by path) a thread
+/// that reads ahead into recycled chunks, so that the kernel's copy overlaps the parsing.
+enum Source<R> {
+    Plain(R),
+    Ahead(ahead::Ahead),
 }
 
 impl<R: Read> Reader<R> {
@@ -251,17 +263,17 @@ impl<R: Read> Reader<R> {
         path: &str,
         is_regular_file_len: Option<u64>,
     ) -> Result<Self, CaptureError> {
-        Self::start(inner, path, is_regular_file_len, None)
+        Self::start(Source::Plain(inner), path, is_regular_file_len, None)
     }
 
     fn start(
-        inner: R,
+        source: Source<R>,
         path: &str,
         file_len: Option<u64>,
         stat: Option<File>,
     ) -> Result<Self, CaptureError> {
         let mut r = Reader {
-            inner,
+            source,
             path: path.to_string(),
             stat,
             file_len,
@@ -783,6 +795,16 @@ impl<R: Read> Reader<R> {
 
     #[cold]
     fn fill_slow(&mut self, need: usize) -> Result<usize, CaptureError> {
+        if let Source::Ahead(a) = &mut self.source {
+            let got = a.fill(&mut self.buf, &mut self.start, &mut self.end, need);
+            return match got {
+                Ok(eof) => {
+                    self.eof = eof;
+                    Ok(self.end - self.start)
+                }
+                Err(e) => Err(self.error(self.pos, None, strerror(&e))),
+            };
+        }
         if self.buf.len() < CHUNK {
             // Start small (a tiny capture costs little), reach CHUNK-sized reads after a few refills.
             let grown = (self.buf.len() * 4).clamp(FIRST_READ, CHUNK);
@@ -799,10 +821,10 @@ impl<R: Read> Reader<R> {
                 let grow = missing.min(CHUNK.max(self.buf.len()));
                 self.buf.resize(self.buf.len() + grow, 0);
             }
-            let got = match self
-                .inner
-                .read(self.buf.get_mut(self.end..).unwrap_or(&mut []))
-            {
+            let Source::Plain(inner) = &mut self.source else {
+                break;
+            };
+            let got = match inner.read(self.buf.get_mut(self.end..).unwrap_or(&mut [])) {
                 Ok(got) => got,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(self.error(self.pos, None, strerror(&e))),

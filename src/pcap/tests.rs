@@ -419,6 +419,52 @@ fn short_reads_give_the_same_frames() {
 }
 
 #[test]
+fn open_reads_ahead_and_gives_the_same_frames() {
+    // Small records across many chunk boundaries, then blocks longer than the room kept before a
+    // chunk (64 KiB), longer than a chunk, and above 1 MiB (checked against the file size first).
+    let mut f = cat3(&shb(), &idb(), &[]);
+    let data = data_frame();
+    for i in 0..40_000u64 {
+        f.extend(epb(i, &data[..54 + (i % 6) as usize], 0));
+    }
+    for (i, size) in [100_000usize, 300_000, 2_500_000, 70_000, 54]
+        .iter()
+        .enumerate()
+    {
+        let mut big = data.clone();
+        big.resize(*size, 0xAB);
+        f.extend(epb(i as u64, &big, 0));
+    }
+    f.extend(block(0xBAD, &vec![1; 3_000_000])); // skipped by length, in chunks
+    f.extend(epb(7, &data, 0));
+    let path = std::env::temp_dir().join(format!("hp-reader-ahead-{}.pcapng", std::process::id()));
+    std::fs::write(&path, &f).unwrap();
+    let name = path.to_str().unwrap();
+    let ahead = all_frames(Reader::open(name).unwrap());
+    let plain =
+        all_frames(Reader::new(Cursor::new(f.clone()), name, Some(f.len() as u64)).unwrap());
+    assert_eq!(ahead.len(), 40_006);
+    assert_eq!(ahead, plain);
+    // Cut inside the 2.5 MB block: the same error both ways, after the same frames.
+    std::fs::write(&path, &f[..f.len() - 3_300_000]).unwrap();
+    let cut = &f[..f.len() - 3_300_000];
+    let mut r = Reader::open(name).unwrap();
+    let mut p = Reader::new(Cursor::new(cut.to_vec()), name, Some(cut.len() as u64)).unwrap();
+    loop {
+        match (r.next_frame(), p.next_frame()) {
+            (Ok(Some(a)), Ok(Some(b))) => assert_eq!(a, b),
+            (a, b) => {
+                let (a, b) = (a.map(|x| x.map(|f| f.frame)), b.map(|x| x.map(|f| f.frame)));
+                assert_eq!(a, b);
+                assert!(a.is_err(), "{a:?}");
+                break;
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
 fn byte_orders_and_resolutions() {
     // The same record in each of the six pcap magics: same frame, same time (ns divides exactly).
     let data = data_frame();

@@ -35,6 +35,12 @@ impl Scale {
 /// A classic pcap record's time: (sec * divisor + frac) / divisor, divisor 10**6 or 10**9.
 #[inline]
 pub(crate) fn pcap_seconds(sec: u32, frac: u32, divisor: u64) -> f64 {
+    if divisor == 1_000_000 {
+        // sec * 10**6 + frac < 2**32 * (10**6 + 1) < 2**53: the numerator is exact in f64 and
+        // so is each step that builds it, so one division rounds once. (Built from u32s: their
+        // conversions are single instructions, a u64's is not.)
+        return (f64::from(sec) * 1e6 + f64::from(frac)) / 1e6;
+    }
     // sec < 2**32, divisor <= 10**9 < 2**30, frac < 2**32: below 2**63.
     ratio(u64::from(sec) * divisor + u64::from(frac), divisor)
 }
