@@ -131,6 +131,15 @@ fn rd_u32(b: &[u8], i: usize, be: bool) -> u32 {
     }
 }
 
+/// The four bytes at `i` (zeros where the slice is shorter: callers have checked its length).
+#[inline]
+fn bytes4(b: &[u8], i: usize) -> [u8; 4] {
+    match b.get(i..i + 4) {
+        Some(s) => [s[0], s[1], s[2], s[3]],
+        None => [0; 4],
+    }
+}
+
 #[inline]
 fn rd_u16(b: &[u8], i: usize, be: bool) -> u16 {
     match b.get(i..i + 2) {
@@ -213,7 +222,7 @@ impl fmt::Debug for Reader<File> {
 fn strerror(err: &io::Error) -> String {
     let text = err.to_string();
     match (err.raw_os_error(), text.rfind(" (os error ")) {
-        (Some(_), Some(at)) => text[..at].to_string(),
+        (Some(_), Some(at)) => text.get(..at).unwrap_or(&text).to_string(),
         _ => text,
     }
 }
@@ -298,8 +307,7 @@ impl<R: Read> Reader<R> {
             let msg = format!("truncated magic number ({have} of 4 bytes)");
             return Err(r.error(0, None, msg));
         }
-        let mut magic = [0u8; 4];
-        magic.copy_from_slice(r.avail(4));
+        let magic = bytes4(r.avail(4), 0);
         // first four bytes of the file -> (byte order, ticks per second, extra bytes per record)
         let pcap = match magic {
             [0xd4, 0xc3, 0xb2, 0xa1] => Some((false, 1_000_000, 0)),
@@ -494,8 +502,7 @@ impl<R: Read> Reader<R> {
             // The SHB type is a palindrome, so any section's byte order reads it right.
             let btype = rd_u32(h, 0, be);
             let blen = rd_u32(h, 4, be);
-            let mut lenbytes = [0u8; 4];
-            lenbytes.copy_from_slice(&h[4..8]);
+            let lenbytes = bytes4(h, 4);
 
             if btype == SHB {
                 // A new section: its own byte order, its own interfaces (pcapng §4.1).
@@ -529,7 +536,7 @@ impl<R: Read> Reader<R> {
                 return Err(self.error(pos, frame_no, msg));
             }
             let block = self.avail(total);
-            if block[total - 4..] != lenbytes {
+            if bytes4(block, total - 4) != lenbytes {
                 // Same byte order, so equal bytes <=> equal lengths.
                 let copy = rd_u32(block, total - 4, be);
                 let msg = format!("trailing block length {copy} does not match {blen}");
@@ -619,8 +626,8 @@ impl<R: Read> Reader<R> {
                 return Ok(Some((data, 0.0, iface.linktype, wirelen, pos)));
             } else {
                 // IDB: its body without header and trailer.
-                let iface =
-                    read_idb(&block[8..total - 4], be).map_err(|msg| self.error(pos, None, msg))?;
+                let iface = read_idb(block.get(8..total - 4).unwrap_or(&[]), be)
+                    .map_err(|msg| self.error(pos, None, msg))?;
                 if let Format::Pcapng { ifaces, .. } = &mut self.format {
                     ifaces.push(iface);
                 }
@@ -667,7 +674,7 @@ impl<R: Read> Reader<R> {
             return Err(self.error(pos, None, msg));
         }
         let block = self.avail(total);
-        if block[total - 4..] != lenbytes {
+        if bytes4(block, total - 4) != lenbytes {
             let copy = rd_u32(block, total - 4, be);
             let msg = format!("trailing block length {copy} does not match {blen}");
             return Err(self.error(pos, None, msg));
@@ -697,23 +704,17 @@ impl<R: Read> Reader<R> {
         be: bool,
     ) -> Result<(), CaptureError> {
         let mut left = blen as usize - 4; // header and body; the trailer is read below
-        loop {
+        while left > 0 {
             let have = self.fill(left.min(CHUNK))?;
+            if have == 0 {
+                let done = blen as usize - 4 - left;
+                let msg = format!("truncated block ({done} of {blen} bytes)");
+                return Err(self.error(pos, None, msg));
+            }
             let step = have.min(left);
             self.consume(step);
             left -= step;
-            if left == 0 {
-                break;
-            }
-            if have < CHUNK.min(left + step) {
-                let msg = format!(
-                    "truncated block ({} of {blen} bytes)",
-                    blen as usize - 4 - left
-                );
-                return Err(self.error(pos, None, msg));
-            }
         }
-        self.pos = pos; // consume() moved it; the trailer check below still speaks of this block
         let have = self.fill(4)?;
         let trailer = self.avail(have.min(4));
         if trailer != lenbytes {
@@ -729,7 +730,6 @@ impl<R: Read> Reader<R> {
             return Err(self.error(pos, None, msg));
         }
         self.consume(4);
-        self.pos = pos + u64::from(blen);
         Ok(())
     }
 
