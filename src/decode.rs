@@ -1,0 +1,1034 @@
+//! Raw frame bytes -> `Segment`: the one decoding path shared by files, live capture and the prober.
+//! Port of core/decode.py.
+//!
+//! Pure: no sockets, no clock, no allocation on the common path. Every header field is read with
+//! `.get()` at an offset checked against the captured length, so no input can panic the decoder.
+//!
+//! Outcomes of `decode`:
+//! - a `Segment` for a TCP segment whose 20-byte TCP header was captured;
+//! - a `Skip` reason (`non-tcp`, `fragment`, `truncated`, `unknown-link`) the caller counts;
+//! - `DecodeError` for a frame whose headers contradict themselves or the frame's own length.
+//!   "Cut short by snaplen" (captured length < wire length) is never an error: it is `Truncated`
+//!   when the fixed TCP header is missing, and a `Segment` when only options or payload are missing.
+//!
+//! Payload length always comes from the IP length fields, never from the captured bytes, so that
+//! snaplen-cut captures still give the sequence space a segment consumed (RFC 9293 §3.4).
+//!
+//! Ethernet + IPv4 (IHL 5) + TCP, the common case, is read on a fast path with Python's own
+//! conditions; everything else takes the general path (`decode_general`), which gives the same
+//! answer: the tests and the parity harness decode every frame both ways. Lengths are computed in
+//! i64 on the general path: Python's ints go negative where a wire length is shorter than the
+//! captured bytes, and the error texts show those values.
+
+use std::fmt;
+
+use crate::checksum::tcp_checksum_ok;
+use crate::segment::{Addr, Segment, TcpOptions};
+
+/// Why a frame produced no segment (the caller counts these).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Skip {
+    /// ARP, UDP, ICMP, LLC, ... counted and skipped.
+    NotTcp,
+    /// A non-first IP fragment (or a first one too short for the TCP header).
+    Fragment,
+    /// snaplen cut the frame before the end of the 20-byte TCP header.
+    Truncated,
+    /// A link type this decoder does not know.
+    UnknownLink,
+}
+
+impl Skip {
+    /// The Python spelling (decode.py's NOT_TCP, FRAGMENT, TRUNCATED, UNKNOWN_LINK).
+    pub fn name(self) -> &'static str {
+        match self {
+            Skip::NotTcp => "non-tcp",
+            Skip::Fragment => "fragment",
+            Skip::Truncated => "truncated",
+            Skip::UnknownLink => "unknown-link",
+        }
+    }
+}
+
+/// What one frame decoded to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decoded {
+    Segment(Segment),
+    Skip(Skip),
+}
+
+/// A malformed frame (not merely cut short by snaplen): `offset` is the byte offset inside the frame
+/// of the field at fault, `reason` says what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeError {
+    pub offset: usize,
+    pub reason: String,
+}
+
+impl fmt::Display for DecodeError {
+    /// "byte 14 of the frame: IPv4 header length 12 < 20", as Python's str(DecodeError).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "byte {} of the frame: {}", self.offset, self.reason)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+// --- link types (https://www.tcpdump.org/linktypes.html) ---------------------------------------
+/// BSD loopback: 4-byte address family in the *capturing host's* byte order.
+pub const LINKTYPE_NULL: u32 = 0;
+pub const LINKTYPE_ETHERNET: u32 = 1;
+/// DLT_RAW on most BSDs (LINKTYPE_RAW's value there); OpenBSD's DLT_LOOP.
+pub const LINKTYPE_RAW_BSD_12: u32 = 12;
+/// DLT_RAW on OpenBSD / BSD/OS.
+pub const LINKTYPE_RAW_BSD_14: u32 = 14;
+/// Raw IP, version from the first nibble.
+pub const LINKTYPE_RAW: u32 = 101;
+/// OpenBSD loopback: address family in network byte order.
+pub const LINKTYPE_LOOP: u32 = 108;
+/// Linux cooked v1: 16-byte header, protocol (EtherType) at byte 14.
+pub const LINKTYPE_LINUX_SLL: u32 = 113;
+pub const LINKTYPE_IPV4: u32 = 228;
+pub const LINKTYPE_IPV6: u32 = 229;
+/// Linux cooked v2: 20-byte header, protocol (EtherType) at byte 0.
+pub const LINKTYPE_LINUX_SLL2: u32 = 276;
+
+// BSD address families seen in NULL/LOOP headers; AF_INET6 differs per OS (libpcap gencode.c):
+// 24 NetBSD/OpenBSD/BSD/OS, 28 FreeBSD/DragonFly, 30 macOS/iOS.
+const AF_INET: u32 = 2;
+const AF_INET6: [u32; 3] = [24, 28, 30];
+
+// --- EtherTypes (IEEE 802.3 / IANA ieee-802-numbers) -------------------------------------------
+const ETH_IPV4: u16 = 0x0800;
+const ETH_IPV6: u16 = 0x86DD;
+/// 802.1Q, 802.1ad QinQ, legacy QinQ.
+const ETH_VLAN_TAGS: [u16; 3] = [0x8100, 0x88A8, 0x9100];
+/// Unicast, multicast (RFC 5332).
+const ETH_MPLS: [u16; 2] = [0x8847, 0x8848];
+/// RFC 2516 §4; discovery (0x8863) carries no IP.
+const ETH_PPPOE_SESSION: u16 = 0x8864;
+const PPP_IPV4: u16 = 0x0021; // RFC 1332
+const PPP_IPV6: u16 = 0x0057; // RFC 5072
+
+// --- IP protocol numbers (IANA) ----------------------------------------------------------------
+const IPPROTO_TCP: u8 = 6;
+// RFC 8200 §4: extension headers we walk through, with how each states its own length.
+const IPV6_HOPOPTS: u8 = 0; // §4.3, (len + 1) * 8
+const IPV6_ROUTING: u8 = 43; // §4.4, (len + 1) * 8
+const IPV6_FRAGMENT: u8 = 44; // §4.5, always 8 bytes
+const IPV6_AH: u8 = 51; // RFC 4302 §2.2, (len + 2) * 4
+const IPV6_DSTOPTS: u8 = 60; // §4.6, (len + 1) * 8
+
+/// The largest IPv4 datagram (RFC 791 §3.1: Total Length is 16 bits).
+const IPV4_MAX_TOTAL: i64 = 65535;
+
+type Outcome = Result<Decoded, DecodeError>;
+
+/// Where the network layer starts and which IP version it is (0 = guess from the version nibble),
+/// or why there is nothing to decode.
+enum Link {
+    Ip(usize, u8),
+    Done(Outcome),
+}
+
+#[inline]
+fn u16_at(data: &[u8], i: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([
+        *data.get(i)?,
+        *data.get(i.checked_add(1)?)?,
+    ]))
+}
+
+#[inline]
+fn u32_at(data: &[u8], i: usize) -> Option<u32> {
+    let b = data.get(i..i.checked_add(4)?)?;
+    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+#[inline]
+fn byte(data: &[u8], i: usize) -> u8 {
+    data.get(i).copied().unwrap_or(0)
+}
+
+#[cold]
+fn err(offset: usize, reason: String) -> Outcome {
+    Err(DecodeError { offset, reason })
+}
+
+/// A header that runs off the captured bytes: snaplen's doing when the frame was cut, else malformed.
+#[cold]
+fn short(cut: bool, offset: usize, what: &str, need: usize, have: i64) -> Outcome {
+    if cut {
+        return Ok(Decoded::Skip(Skip::Truncated));
+    }
+    err(
+        offset,
+        format!("{what} needs {need} bytes, the frame has {}", have.max(0)),
+    )
+}
+
+/// `n - off` as Python computes it (may be negative).
+#[inline]
+fn left(n: usize, off: usize) -> i64 {
+    n as i64 - off as i64
+}
+
+/// Return a Segment or a Skip reason; a DecodeError for a frame that is malformed (not merely cut
+/// short by snaplen).
+///
+/// `wirelen` is the frame's length on the wire; `None` means "as captured" (nothing was cut).
+/// `verify_checksum` also checks the TCP checksum (RFC 9293 §3.1, over the IPv4 or IPv6
+/// pseudo-header) and sets `Segment::checksum_ok`; it stays None where the segment was not captured
+/// whole (snaplen cut, IP fragment). Off by default in the callers: NIC offload leaves outgoing
+/// checksums unfilled in many captures, and the check reads every payload byte.
+pub fn decode(
+    data: &[u8],
+    linktype: u32,
+    ts: f64,
+    frame: u64,
+    wirelen: Option<u32>,
+    verify_checksum: bool,
+) -> Result<Decoded, DecodeError> {
+    if !verify_checksum && linktype == LINKTYPE_ETHERNET {
+        if let Some(h) = fast(data) {
+            return Ok(Decoded::Segment(fast_segment(h, data, ts, frame)));
+        }
+    }
+    decode_general(data, linktype, ts, frame, wirelen, verify_checksum)
+}
+
+/// Ethernet II, IPv4 without options, not a fragment, TCP header fully captured: Python's fast
+/// path (decode.py, `_ETH_IP4_TCP`), the same conditions in the same order. Under them the general
+/// path takes no branch that depends on the wire length and computes the same fields, so the two
+/// agree (the tests and the parity harness check every frame both ways). Anything unusual (or
+/// malformed) returns None and takes the general path.
+#[inline]
+fn fast(data: &[u8]) -> Option<&[u8; 54]> {
+    let h: &[u8; 54] = data.get(..54)?.try_into().ok()?;
+    // EtherType 0x0800, version 4 with IHL 5, protocol TCP, no MF and no fragment offset.
+    if h[12] != 0x08 || h[13] != 0x00 || h[14] != 0x45 || h[23] != IPPROTO_TCP {
+        return None;
+    }
+    if h[20] & 0x3F != 0 || h[21] != 0 {
+        return None;
+    }
+    let tot = usize::from(u16::from_be_bytes([h[16], h[17]]));
+    let thl = usize::from(h[46] >> 4) * 4;
+    if (thl == 20 && tot >= 40) || (thl > 20 && thl + 20 <= tot && 34 + thl <= data.len()) {
+        Some(h)
+    } else {
+        None
+    }
+}
+
+/// No options: a constant, so that it is copied with wide moves (a value built field by field and
+/// then moved costs a store-forwarding stall on the hot path).
+const NO_OPTIONS: TcpOptions = TcpOptions {
+    mss: None,
+    wscale: None,
+    sack_permitted: false,
+    sack: Vec::new(),
+    ts_val: None,
+    ts_ecr: None,
+};
+
+/// The segment of a frame `fast` accepted.
+#[inline(always)]
+fn fast_segment(h: &[u8; 54], data: &[u8], ts: f64, frame: u64) -> Segment {
+    let tot = usize::from(u16::from_be_bytes([h[16], h[17]]));
+    let offb = h[46];
+    let thl = usize::from(offb >> 4) * 4;
+    let options = if thl > 20 {
+        let mut o = NO_OPTIONS;
+        options(&mut o, data, 54, 34 + thl);
+        o
+    } else {
+        NO_OPTIONS
+    };
+    Segment {
+        ts,
+        frame,
+        src: Addr::V4([h[26], h[27], h[28], h[29]]),
+        sport: u16::from_be_bytes([h[34], h[35]]),
+        dst: Addr::V4([h[30], h[31], h[32], h[33]]),
+        dport: u16::from_be_bytes([h[36], h[37]]),
+        seq: u32::from_be_bytes([h[38], h[39], h[40], h[41]]),
+        ack: u32::from_be_bytes([h[42], h[43], h[44], h[45]]),
+        flags: (u16::from(offb & 1) << 8) | u16::from(h[47]),
+        window: u16::from_be_bytes([h[48], h[49]]),
+        payload_len: (tot - 20 - thl) as u32,
+        options,
+        ip_version: 4,
+        checksum_ok: None,
+    }
+}
+
+/// Every link type and encapsulation, without the fast path: the reference the fast path must
+/// agree with (public for the tests and the parity harness).
+pub fn decode_general(
+    data: &[u8],
+    linktype: u32,
+    ts: f64,
+    frame: u64,
+    wirelen: Option<u32>,
+    verify_checksum: bool,
+) -> Result<Decoded, DecodeError> {
+    let n = data.len();
+    let cut = matches!(wirelen, Some(w) if (n as u64) < u64::from(w));
+    let (off, mut version) = match link(data, n, linktype, cut) {
+        Link::Ip(off, version) => (off, version),
+        Link::Done(outcome) => return outcome,
+    };
+    let ip = Ip {
+        data,
+        n,
+        off,
+        cut,
+        wirelen,
+        ts,
+        frame,
+        verify: verify_checksum,
+    };
+    if version == 0 {
+        // No type field said which IP this is (RAW, MPLS): the version nibble does (RFC 791, RFC 8200).
+        if off >= n {
+            return short(cut, off, "IP header", 20, 0);
+        }
+        version = byte(data, off) >> 4;
+        if version != 4 && version != 6 {
+            return Ok(Decoded::Skip(Skip::NotTcp));
+        }
+    }
+    if version == 4 {
+        ip.ipv4()
+    } else {
+        ip.ipv6()
+    }
+}
+
+/// Strip the link layer: where the IP header starts and which version it is.
+#[inline]
+fn link(data: &[u8], n: usize, linktype: u32, cut: bool) -> Link {
+    match linktype {
+        LINKTYPE_ETHERNET => match u16_at(data, 12) {
+            Some(etype) if n >= 14 => ethertype(data, n, 14, etype, cut),
+            _ => Link::Done(short(cut, 0, "Ethernet header", 14, n as i64)),
+        },
+        LINKTYPE_RAW | LINKTYPE_RAW_BSD_12 | LINKTYPE_RAW_BSD_14 => Link::Ip(0, 0),
+        LINKTYPE_IPV4 => Link::Ip(0, 4),
+        LINKTYPE_IPV6 => Link::Ip(0, 6),
+        LINKTYPE_LINUX_SLL => match u16_at(data, 14) {
+            Some(etype) if n >= 16 => ethertype(data, n, 16, etype, cut),
+            _ => Link::Done(short(cut, 0, "Linux cooked (SLL) header", 16, n as i64)),
+        },
+        LINKTYPE_LINUX_SLL2 => match u16_at(data, 0) {
+            Some(etype) if n >= 20 => ethertype(data, n, 20, etype, cut),
+            _ => Link::Done(short(cut, 0, "Linux cooked v2 (SLL2) header", 20, n as i64)),
+        },
+        LINKTYPE_NULL | LINKTYPE_LOOP => {
+            let raw = match data.get(..4) {
+                Some(b) if n >= 4 => [b[0], b[1], b[2], b[3]],
+                _ => return Link::Done(short(cut, 0, "loopback header", 4, n as i64)),
+            };
+            let family = if linktype == LINKTYPE_LOOP {
+                u32::from_be_bytes(raw)
+            } else {
+                // NULL is in the byte order of the host that captured, which the file does not
+                // record; address families are small, so a value above 0xFFFF was written big-endian.
+                let le = u32::from_le_bytes(raw);
+                if le > 0xFFFF {
+                    u32::from_be_bytes(raw)
+                } else {
+                    le
+                }
+            };
+            if family == AF_INET {
+                Link::Ip(4, 4)
+            } else if AF_INET6.contains(&family) {
+                Link::Ip(4, 6)
+            } else {
+                Link::Done(Ok(Decoded::Skip(Skip::NotTcp)))
+            }
+        }
+        _ => Link::Done(Ok(Decoded::Skip(Skip::UnknownLink))),
+    }
+}
+
+/// Follow an EtherType through VLAN tags, MPLS labels and PPPoE to IPv4/IPv6; `off` is just past it.
+#[inline]
+fn ethertype(data: &[u8], n: usize, mut off: usize, mut etype: u16, cut: bool) -> Link {
+    loop {
+        if etype == ETH_IPV4 {
+            return Link::Ip(off, 4);
+        }
+        if etype == ETH_IPV6 {
+            return Link::Ip(off, 6);
+        }
+        if ETH_VLAN_TAGS.contains(&etype) {
+            // IEEE 802.1Q §9.6: 2-byte TCI, then the inner EtherType; tags may be stacked (802.1ad).
+            match u16_at(data, off + 2) {
+                Some(inner) if n >= off + 4 => {
+                    etype = inner;
+                    off += 4;
+                    continue;
+                }
+                _ => return Link::Done(short(cut, off, "VLAN tag", 4, left(n, off))),
+            }
+        }
+        if ETH_MPLS.contains(&etype) {
+            // RFC 3032 §2.1: 4-byte label stack entries; the S bit (0x100) marks the bottom of the
+            // stack. No field names the payload, so the caller guesses IPv4/IPv6 from its version nibble.
+            loop {
+                let Some(entry) = u32_at(data, off) else {
+                    let outcome = short(cut, off, "MPLS label stack entry", 4, left(n, off));
+                    return Link::Done(outcome);
+                };
+                off += 4;
+                if entry & 0x100 != 0 {
+                    return Link::Ip(off, 0);
+                }
+            }
+        }
+        if etype == ETH_PPPOE_SESSION {
+            // RFC 2516 §4: ver/type, code, session id, length (6 bytes), then the PPP protocol
+            // (RFC 1661 §2).
+            let protocol = match u16_at(data, off + 6) {
+                Some(p) if n >= off + 8 => p,
+                _ => {
+                    let outcome = short(cut, off, "PPPoE session header", 8, left(n, off));
+                    return Link::Done(outcome);
+                }
+            };
+            return match protocol {
+                PPP_IPV4 => Link::Ip(off + 8, 4),
+                PPP_IPV6 => Link::Ip(off + 8, 6),
+                _ => Link::Done(Ok(Decoded::Skip(Skip::NotTcp))),
+            };
+        }
+        // A value <= 1500 is an 802.3 length and LLC follows (IEEE 802.3 §3.2.6); other
+        // EtherTypes (ARP, LLDP, ...) carry no TCP either.
+        return Link::Done(Ok(Decoded::Skip(Skip::NotTcp)));
+    }
+}
+
+/// The network layer of one frame: what the IPv4/IPv6 and TCP steps share.
+struct Ip<'a> {
+    data: &'a [u8],
+    n: usize,
+    off: usize,
+    cut: bool,
+    wirelen: Option<u32>,
+    ts: f64,
+    frame: u64,
+    verify: bool,
+}
+
+impl Ip<'_> {
+    /// The wire length as the IP length fields fall back to it (TSO, jumbograms): the captured
+    /// length when the caller gave none.
+    fn wire(&self) -> i64 {
+        self.wirelen.map_or(self.n as i64, i64::from)
+    }
+
+    /// RFC 791 §3.1: check the header against itself, then hand the TCP part on.
+    #[inline]
+    fn ipv4(&self) -> Outcome {
+        let (data, n, off) = (self.data, self.n, self.off);
+        let h = match data.get(off..off + 20) {
+            Some(h) => h,
+            None => return short(self.cut, off, "IPv4 header", 20, left(n, off)),
+        };
+        let vihl = h[0];
+        let mut total = i64::from(u16::from_be_bytes([h[2], h[3]]));
+        let frag = u16::from_be_bytes([h[6], h[7]]);
+        let proto = h[9];
+        let src = [h[12], h[13], h[14], h[15]];
+        let dst = [h[16], h[17], h[18], h[19]];
+        if vihl >> 4 != 4 {
+            return err(
+                off,
+                format!("IP version {} where IPv4 was expected", vihl >> 4),
+            );
+        }
+        let ihl = usize::from(vihl & 0x0F) * 4;
+        if ihl < 20 {
+            return err(off, format!("IPv4 header length {ihl} < 20"));
+        }
+        if total == 0 {
+            // TCP segmentation offload: the NIC fills in the total length after the capture point,
+            // so the wire length of the frame is the best account of the datagram's size.
+            // Fix against the Python reference (decode.py trusts a wire length up to 0xFFFFFFFF):
+            // an IPv4 datagram is at most 65535 bytes (RFC 791 §3.1), so the wire length is bounded
+            // by that, unless more than that was captured (Linux BIG TCP sends IPv4 GSO packets
+            // over 64 KiB with total length 0), where the captured bytes are the bound.
+            // Below the bound the value is Python's, negative ones included.
+            let bound = IPV4_MAX_TOTAL.max(left(n, off));
+            total = (self.wire() - off as i64).min(bound);
+        }
+        if total < ihl as i64 {
+            return err(
+                off + 2,
+                format!("IPv4 total length {total} < header length {ihl}"),
+            );
+        }
+        if proto != IPPROTO_TCP {
+            return Ok(Decoded::Skip(Skip::NotTcp));
+        }
+        if frag & 0x1FFF != 0 {
+            // RFC 791: a non-zero fragment offset means the TCP header is in another fragment.
+            return Ok(Decoded::Skip(Skip::Fragment));
+        }
+        if n < off + ihl {
+            return short(self.cut, off, "IPv4 header with options", ihl, left(n, off));
+        }
+        // MF set at offset 0: decode it if the TCP header is there.
+        let first_fragment = frag & 0x2000 != 0;
+        let tcp_len = total - ihl as i64;
+        let seg = self.tcp(
+            off + ihl,
+            tcp_len,
+            first_fragment,
+            Addr::V4(src),
+            Addr::V4(dst),
+            4,
+        );
+        self.checked(seg, off + ihl, tcp_len, first_fragment, &src, &dst)
+    }
+
+    /// RFC 8200 §3-4: walk the extension header chain to TCP.
+    #[inline]
+    fn ipv6(&self) -> Outcome {
+        let (data, n, off, cut) = (self.data, self.n, self.off, self.cut);
+        let h = match data.get(off..off + 40) {
+            Some(h) => h,
+            None => return short(cut, off, "IPv6 header", 40, left(n, off)),
+        };
+        let first_word = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
+        let mut payload_len = i64::from(u16::from_be_bytes([h[4], h[5]]));
+        let mut nh = h[6];
+        let mut src = [0u8; 16];
+        src.copy_from_slice(&h[8..24]);
+        let mut dst = [0u8; 16];
+        dst.copy_from_slice(&h[24..40]);
+        if first_word >> 28 != 6 {
+            return err(
+                off,
+                format!("IP version {} where IPv6 was expected", first_word >> 28),
+            );
+        }
+        if payload_len == 0 {
+            // A jumbogram (RFC 2675: real length in a hop-by-hop option) or a GSO/TSO capture: like
+            // IPv4's TSO case, take the size from the frame's wire length instead of parsing the option.
+            payload_len = self.wire() - off as i64 - 40;
+        }
+        let start = off + 40;
+        // The chain walk adds at most (255 + 2) * 4 or (255 + 1) * 8 per step and stops once past
+        // the frame, so `cur` stays below n + 2048 + 8: no overflow.
+        let mut cur = start;
+        let mut first_fragment = false;
+        while nh != IPPROTO_TCP {
+            if matches!(
+                nh,
+                IPV6_HOPOPTS | IPV6_ROUTING | IPV6_DSTOPTS | IPV6_AH | IPV6_FRAGMENT
+            ) {
+                // Every header in the chain is at least 8 bytes long, so 8 bytes must be there to read it.
+                if n < cur + 8 {
+                    let what = format!("IPv6 extension header {nh}");
+                    return short(cut, cur, &what, 8, left(n, cur));
+                }
+                let next_nh = byte(data, cur);
+                let hdr_len = usize::from(byte(data, cur + 1));
+                if nh == IPV6_FRAGMENT {
+                    let offset_flags = u16_at(data, cur + 2).unwrap_or(0);
+                    if offset_flags >> 3 != 0 {
+                        // RFC 8200 §4.5: offset != 0, the TCP header is in the first fragment.
+                        return Ok(Decoded::Skip(Skip::Fragment));
+                    }
+                    first_fragment = offset_flags & 1 != 0;
+                    cur += 8;
+                } else if nh == IPV6_AH {
+                    cur += (hdr_len + 2) * 4;
+                } else {
+                    cur += (hdr_len + 1) * 8;
+                }
+                nh = next_nh;
+            } else {
+                // 59 No Next Header (RFC 8200 §4.7), ESP, UDP, ICMPv6, ...
+                return Ok(Decoded::Skip(Skip::NotTcp));
+            }
+        }
+        let ext_len = (cur - start) as i64;
+        if ext_len > payload_len {
+            return err(
+                off + 4,
+                format!(
+                    "IPv6 extension headers ({ext_len} bytes) run past the payload length {payload_len}"
+                ),
+            );
+        }
+        if cur > n && !cut {
+            // A header's own length field points past a frame that was captured whole.
+            return err(
+                start,
+                format!(
+                    "IPv6 extension headers ({ext_len} bytes) run past the end of the frame ({n} bytes)"
+                ),
+            );
+        }
+        // With verification this differs from RFC 8200 §8.1 with a Routing header, where the
+        // pseudo-header takes the final destination from that header: we use the IPv6 destination
+        // field (source routing is deprecated, RFC 5095, and such a segment would show as a bad
+        // checksum, never be silently accepted).
+        let tcp_len = payload_len - ext_len;
+        let seg = self.tcp(
+            cur,
+            tcp_len,
+            first_fragment,
+            Addr::V6(src),
+            Addr::V6(dst),
+            6,
+        );
+        self.checked(seg, cur, tcp_len, first_fragment, &src, &dst)
+    }
+
+    /// `seg` with `checksum_ok` set when verifying and the whole TCP segment (data[off..off + tcp_len])
+    /// was captured.
+    ///
+    /// Like Wireshark, no verdict for a frame cut by snaplen or an IP fragment: the bytes the checksum
+    /// covers are not all here. A frame whose IP length was rebuilt from the wire length (TSO, total
+    /// length 0) is checked anyway and usually fails: that is offload's doing, which is why the
+    /// check is opt-in.
+    #[inline]
+    fn checked(
+        &self,
+        seg: Outcome,
+        off: usize,
+        tcp_len: i64,
+        fragment: bool,
+        src: &[u8],
+        dst: &[u8],
+    ) -> Outcome {
+        if !self.verify || self.cut || fragment {
+            return seg;
+        }
+        let mut seg = seg?;
+        if let Decoded::Segment(s) = &mut seg {
+            // A Segment means tcp_len >= 20, so the conversion cannot fail.
+            let whole = usize::try_from(tcp_len)
+                .ok()
+                .and_then(|len| self.data.get(off..off.checked_add(len)?));
+            if let Some(bytes) = whole {
+                s.checksum_ok = Some(tcp_checksum_ok(src, dst, bytes));
+            }
+        }
+        Ok(seg)
+    }
+
+    /// RFC 9293 §3.1: the TCP header at `off`, inside an IP payload of `ip_payload` bytes.
+    #[inline]
+    fn tcp(
+        &self,
+        off: usize,
+        ip_payload: i64,
+        first_fragment: bool,
+        src: Addr,
+        dst: Addr,
+        version: u8,
+    ) -> Outcome {
+        let (data, n) = (self.data, self.n);
+        if ip_payload < 20 {
+            if first_fragment {
+                return Ok(Decoded::Skip(Skip::Fragment)); // the rest of the TCP header is in the next fragment
+            }
+            return err(
+                off,
+                format!("IP payload of {ip_payload} bytes cannot hold the 20-byte TCP header"),
+            );
+        }
+        let h = match data.get(off..off.saturating_add(20)) {
+            Some(h) => h,
+            None => return short(self.cut, off, "TCP header", 20, left(n, off)),
+        };
+        let sport = u16::from_be_bytes([h[0], h[1]]);
+        let dport = u16::from_be_bytes([h[2], h[3]]);
+        let seq = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+        let ack = u32::from_be_bytes([h[8], h[9], h[10], h[11]]);
+        let (offb, flagb) = (h[12], h[13]);
+        let window = u16::from_be_bytes([h[14], h[15]]);
+        let thl = usize::from(offb >> 4) * 4;
+        if thl < 20 {
+            return err(off + 12, format!("TCP data offset {thl} < 20"));
+        }
+        if thl as i64 > ip_payload {
+            if first_fragment {
+                return Ok(Decoded::Skip(Skip::Fragment));
+            }
+            return err(
+                off + 12,
+                format!("TCP data offset {thl} runs past the IP payload of {ip_payload} bytes"),
+            );
+        }
+        let mut end = off + thl;
+        if end > n {
+            if !self.cut {
+                return err(
+                    off + 12,
+                    format!("TCP header of {thl} bytes runs past the end of the frame ({n} bytes)"),
+                );
+            }
+            end = n; // snaplen cut into the options: read what was captured
+        }
+        // ip_payload - thl: at most 65535 for IPv4 (bounded above) and 0xFFFFFFFF - 40 for IPv6
+        // (a u32 wire length minus the header), so it fits a u32.
+        let payload_len = u32::try_from(ip_payload - thl as i64).unwrap_or(u32::MAX);
+        let mut seg = Segment {
+            ts: self.ts,
+            frame: self.frame,
+            src,
+            sport,
+            dst,
+            dport,
+            seq,
+            ack,
+            // NS is the low bit of byte 12 (RFC 3540 §9), the other eight flags are byte 13
+            // (RFC 9293 §3.1).
+            flags: (u16::from(offb & 1) << 8) | u16::from(flagb),
+            window,
+            payload_len,
+            options: TcpOptions::default(),
+            ip_version: version,
+            checksum_ok: None,
+        };
+        if thl > 20 {
+            options(&mut seg.options, data, off + 20, end);
+        }
+        Ok(Decoded::Segment(seg))
+    }
+}
+
+/// TCP options in data[i..end] into `o`, which starts empty (RFC 9293 §3.2). A malformed or cut option ends the parse; it never
+/// fails.
+///
+/// An option with the wrong length for its kind is skipped, as Linux's tcp_parse_options does;
+/// a repeated option overrides the earlier one, also as Linux does.
+fn options(o: &mut TcpOptions, data: &[u8], mut i: usize, end: usize) {
+    let end = end.min(data.len());
+    while i < end {
+        let kind = byte(data, i);
+        if kind == 0 {
+            break; // End of Option List
+        }
+        if kind == 1 {
+            i += 1; // No-Operation
+            continue;
+        }
+        if i + 1 >= end {
+            break;
+        }
+        let length = usize::from(byte(data, i + 1));
+        if length < 2 || i + length > end {
+            break;
+        }
+        match (kind, length) {
+            // Maximum Segment Size, RFC 9293 §3.2
+            (2, 4) => o.mss = u16_at(data, i + 2),
+            // Window Scale, RFC 7323 §2.2 (shift > 14 is the receiver's problem, §2.3)
+            (3, 3) => o.wscale = data.get(i + 2).copied(),
+            // SACK-Permitted, RFC 2018 §2
+            (4, 2) => o.sack_permitted = true,
+            // SACK, RFC 2018 §3: left/right edge pairs; 40 option bytes hold at most 4 blocks
+            (5, _) => {
+                let (blocks, rest) = ((length - 2) / 8, (length - 2) % 8);
+                if blocks > 0 && rest == 0 && blocks <= 4 {
+                    o.sack = (0..blocks)
+                        .map(|b| {
+                            let at = i + 2 + b * 8;
+                            (
+                                u32_at(data, at).unwrap_or(0),
+                                u32_at(data, at + 4).unwrap_or(0),
+                            )
+                        })
+                        .collect();
+                }
+            }
+            // Timestamps, RFC 7323 §3.2
+            (8, 10) => {
+                o.ts_val = u32_at(data, i + 2);
+                o.ts_ecr = u32_at(data, i + 6);
+            }
+            _ => {}
+        }
+        i += length; // unknown kinds are skipped by their length (RFC 9293 §3.2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::{ACK, PSH, SYN};
+
+    const ETH_V4: [u8; 14] = [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+
+    fn tcp_hdr(doff: u8, flags: u8, opts: &[u8]) -> Vec<u8> {
+        let mut t = vec![
+            0x9c,
+            0x40,
+            0,
+            80,
+            0,
+            0,
+            3,
+            0xe8,
+            0,
+            0,
+            0,
+            0,
+            doff << 4,
+            flags,
+            0xff,
+            0xff,
+        ];
+        t.extend_from_slice(&[0, 0, 0, 0]);
+        t.extend_from_slice(opts);
+        t
+    }
+
+    fn ipv4(ihl: u8, total: Option<u16>, frag: u16, proto: u8, tcp: &[u8]) -> Vec<u8> {
+        let len = total.unwrap_or((20 + tcp.len()) as u16);
+        let mut ip = vec![0x40 | ihl, 0];
+        ip.extend_from_slice(&len.to_be_bytes());
+        ip.extend_from_slice(&[0, 1]);
+        ip.extend_from_slice(&frag.to_be_bytes());
+        ip.extend_from_slice(&[64, proto, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2]);
+        ip.extend_from_slice(tcp);
+        ip
+    }
+
+    fn eth(ip: &[u8]) -> Vec<u8> {
+        let mut f = ETH_V4.to_vec();
+        f.extend_from_slice(ip);
+        f
+    }
+
+    fn seg(out: Result<Decoded, DecodeError>) -> Segment {
+        match out {
+            Ok(Decoded::Segment(s)) => s,
+            other => panic!("not a segment: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn plain_syn_with_options() {
+        let opts = [
+            2, 4, 5, 0xb4, 1, 3, 3, 7, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2,
+        ];
+        let f = eth(&ipv4(5, None, 0x4000, 6, &tcp_hdr(10, 0x02, &opts)));
+        let s = seg(decode(&f, 1, 1.5, 7, None, false));
+        assert_eq!((s.sport, s.dport, s.seq, s.flags), (40000, 80, 1000, SYN));
+        assert_eq!((s.frame, s.ts, s.payload_len, s.ip_version), (7, 1.5, 0, 4));
+        assert_eq!(s.src, Addr::V4([192, 0, 2, 1]));
+        assert_eq!(s.options.mss, Some(1460));
+        assert_eq!(s.options.wscale, Some(7));
+        assert!(s.options.sack_permitted);
+        assert_eq!((s.options.ts_val, s.options.ts_ecr), (Some(1), Some(2)));
+        assert_eq!(s.checksum_ok, None);
+    }
+
+    #[test]
+    fn sack_blocks_and_bad_lengths() {
+        let opts = [
+            1, 1, 5, 18, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 2, 3, 0, 0,
+        ];
+        let f = eth(&ipv4(5, None, 0, 6, &tcp_hdr(11, 0x10, &opts)));
+        let s = seg(decode(&f, 1, 0.0, 1, None, false));
+        assert_eq!(s.options.sack, vec![(1, 2), (3, 4)]);
+        assert_eq!(s.options.mss, None); // length 3 for MSS: skipped, and it ends nothing
+    }
+
+    #[test]
+    fn errors_have_python_texts() {
+        let f = eth(&ipv4(3, None, 0, 6, &tcp_hdr(5, 0x18, b"hello")));
+        let e = decode(&f, 1, 0.0, 1, None, false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "byte 14 of the frame: IPv4 header length 12 < 20"
+        );
+        let f = eth(&ipv4(5, None, 0, 6, &tcp_hdr(4, 0x18, b"hello")));
+        let e = decode(&f, 1, 0.0, 1, None, false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "byte 46 of the frame: TCP data offset 16 < 20"
+        );
+        let f = eth(&ipv4(5, None, 0, 6, &tcp_hdr(15, 0x18, b"hello")));
+        let e = decode(&f, 1, 0.0, 1, None, false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "byte 46 of the frame: TCP data offset 60 runs past the IP payload of 25 bytes"
+        );
+        let f = eth(&ipv4(5, Some(100), 0, 6, &tcp_hdr(15, 0x18, b"hello")));
+        let e = decode(&f, 1, 0.0, 1, None, false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "byte 46 of the frame: TCP header of 60 bytes runs past the end of the frame (59 bytes)"
+        );
+        // The same frame cut by snaplen (wire length larger) is a segment with what was captured.
+        let s = seg(decode(&f, 1, 0.0, 1, Some(200), false));
+        assert_eq!(s.payload_len, 20);
+        // Too short and not cut: an error with the have-count; cut: truncated.
+        let e = decode(&f[..10], 1, 0.0, 1, None, false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "byte 0 of the frame: Ethernet header needs 14 bytes, the frame has 10"
+        );
+        let out = decode(&f[..40], 1, 0.0, 1, Some(59), false);
+        assert_eq!(out, Ok(Decoded::Skip(Skip::Truncated)));
+    }
+
+    #[test]
+    fn skips() {
+        let udp = eth(&ipv4(5, None, 0, 17, &[0; 8]));
+        assert_eq!(
+            decode(&udp, 1, 0.0, 1, None, false),
+            Ok(Decoded::Skip(Skip::NotTcp))
+        );
+        let frag = eth(&ipv4(5, None, 0x0010, 6, &tcp_hdr(5, 0x10, b"")));
+        assert_eq!(
+            decode(&frag, 1, 0.0, 1, None, false),
+            Ok(Decoded::Skip(Skip::Fragment))
+        );
+        assert_eq!(
+            decode(&frag, 99, 0.0, 1, None, false),
+            Ok(Decoded::Skip(Skip::UnknownLink))
+        );
+        assert_eq!(Skip::UnknownLink.name(), "unknown-link");
+        // Raw IP with a version nibble of 5: not TCP; empty raw frame: IP header needed.
+        assert_eq!(
+            decode(&[0x50; 30], 101, 0.0, 1, None, false),
+            Ok(Decoded::Skip(Skip::NotTcp))
+        );
+        let e = decode(&[], 101, 0.0, 1, None, false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "byte 0 of the frame: IP header needs 20 bytes, the frame has 0"
+        );
+    }
+
+    #[test]
+    fn tso_total_zero_takes_the_wire_length_bounded_to_65535() {
+        let f = eth(&ipv4(5, Some(0), 0, 6, &tcp_hdr(5, 0x18, b"hello")));
+        // Python's rule below the bound: the wire length minus the link header.
+        assert_eq!(
+            seg(decode(&f, 1, 0.0, 1, Some(1514), false)).payload_len,
+            1500 - 40
+        );
+        assert_eq!(seg(decode(&f, 1, 0.0, 1, None, false)).payload_len, 5);
+        // The fix: a wire length of 4 GiB no longer makes a 4 GiB datagram.
+        let s = seg(decode(&f, 1, 0.0, 1, Some(u32::MAX), false));
+        assert_eq!(s.payload_len, 65535 - 40);
+    }
+
+    #[test]
+    fn vlan_mpls_pppoe_sll_null() {
+        let ip = ipv4(5, None, 0, 6, &tcp_hdr(5, (PSH | ACK) as u8, b"x"));
+        let mut vlan = vec![0u8; 12];
+        vlan.extend_from_slice(&[0x81, 0x00, 0, 5, 0x88, 0x47, 0, 0, 0x01, 0x40]);
+        vlan.extend_from_slice(&ip);
+        assert_eq!(seg(decode(&vlan, 1, 0.0, 1, None, false)).payload_len, 1);
+        let mut pppoe = vec![0u8; 12];
+        pppoe.extend_from_slice(&[0x88, 0x64, 0x11, 0, 0, 1, 0, 0, 0x00, 0x21]);
+        pppoe.extend_from_slice(&ip);
+        assert_eq!(seg(decode(&pppoe, 1, 0.0, 1, None, false)).flags, PSH | ACK);
+        let mut sll = vec![0u8; 14];
+        sll.extend_from_slice(&[0x08, 0x00]);
+        sll.extend_from_slice(&ip);
+        assert_eq!(seg(decode(&sll, 113, 0.0, 1, None, false)).dport, 80);
+        let mut null_be = vec![0, 0, 0, 2];
+        null_be.extend_from_slice(&ip);
+        assert_eq!(seg(decode(&null_be, 0, 0.0, 1, None, false)).sport, 40000);
+        null_be[3] = 7;
+        assert_eq!(
+            decode(&null_be, 0, 0.0, 1, None, false),
+            Ok(Decoded::Skip(Skip::NotTcp))
+        );
+    }
+
+    #[test]
+    fn ipv6_chain_runs_off_the_frame() {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd];
+        f.extend_from_slice(&[0x60, 0, 0, 0, 0x08, 0x14, 0, 64]);
+        f.extend_from_slice(&[0x20; 32]);
+        f.extend_from_slice(&[6, 255, 1, 4, 0, 0, 0, 0]);
+        f.extend_from_slice(&[0; 72]);
+        let e = decode(&f, 1, 0.0, 1, None, false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "byte 54 of the frame: IPv6 extension headers (2048 bytes) run past the end of the frame (134 bytes)"
+        );
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_general_path() {
+        let opts = [
+            2, 4, 5, 0xb4, 1, 1, 5, 10, 0, 0, 0, 1, 0, 0, 0, 2, 8, 10, 0, 0, 0, 1, 0, 0,
+        ];
+        let base = eth(&ipv4(5, None, 0x4000, 6, &tcp_hdr(11, 0x18, &opts)));
+        let mut x: u64 = 0x1234_5678_9ABC_DEF1;
+        let mut fast = 0;
+        for i in 0..50_000 {
+            let mut f = base.clone();
+            for _ in 0..(i % 4) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Mostly the header bytes the fast path tests.
+                let at = [12, 13, 14, 16, 17, 20, 21, 23, 46, 47, 55, 56][(x % 12) as usize];
+                let at = if x.is_multiple_of(5) {
+                    (x >> 8) as usize % f.len()
+                } else {
+                    at
+                };
+                f[at] = (x >> 16) as u8;
+            }
+            f.truncate(f.len() - (x >> 24) as usize % 8);
+            for wl in [
+                None,
+                Some(f.len() as u32),
+                Some(f.len() as u32 + 9),
+                Some(3),
+            ] {
+                let a = decode(&f, 1, 0.5, 3, wl, false);
+                assert_eq!(
+                    a,
+                    decode_general(&f, 1, 0.5, 3, wl, false),
+                    "{f:02x?} {wl:?}"
+                );
+                fast += usize::from(super::fast(&f).is_some());
+            }
+        }
+        assert!(fast > 10_000, "the fast path was taken {fast} times");
+    }
+
+    #[test]
+    fn checksum_verdicts() {
+        let mut tcp = tcp_hdr(5, 0x18, b"hello");
+        let ck = crate::checksum::tcp_checksum(&[192, 0, 2, 1], &[192, 0, 2, 2], &tcp);
+        tcp[16..18].copy_from_slice(&ck.to_be_bytes());
+        let f = eth(&ipv4(5, None, 0, 6, &tcp));
+        assert_eq!(
+            seg(decode(&f, 1, 0.0, 1, None, true)).checksum_ok,
+            Some(true)
+        );
+        assert_eq!(seg(decode(&f, 1, 0.0, 1, None, false)).checksum_ok, None);
+        let mut bad = f.clone();
+        bad[56] ^= 0x40;
+        assert_eq!(
+            seg(decode(&bad, 1, 0.0, 1, None, true)).checksum_ok,
+            Some(false)
+        );
+        // Cut by snaplen: no verdict.
+        assert_eq!(
+            seg(decode(&f, 1, 0.0, 1, Some(100), true)).checksum_ok,
+            None
+        );
+    }
+}
