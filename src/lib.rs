@@ -3,6 +3,8 @@
 //! Pure Rust modules (no Python types) hold the rules; `python.rs` is the one boundary module that
 //! PyO3 sees, built only with the `python` feature (maturin sets it), so `cargo test` needs no Python.
 pub mod endpoint;
+pub mod flow;
+pub mod flows;
 pub mod observe;
 #[cfg(feature = "python")]
 mod python;

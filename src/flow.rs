@@ -1,0 +1,901 @@
+//! One TCP connection: two endpoints, each driven through the RFC 9293 table (src/states.rs) by what
+//! it sends and receives. Port of handshake_probe/core/flow.py (and record.py's base record).
+//!
+//! Every transition goes through `table()`; nothing here decides a next state. What this module adds is
+//! *which* cue an endpoint saw (the order of RFC 9293 §3.10.7.4's checks) and *when* a cue is final.
+
+use crate::endpoint::{seq_in_window, Endpoint, Role};
+use crate::observe::Observer;
+use crate::record::{Fields, Value};
+use crate::segment::{Addr, Segment, ACK, FIN, RST, SYN};
+use crate::states::{table, Cue, State};
+
+const PLAIN_MASK: u16 = SYN | FIN | RST | ACK;
+/// A pathological flow must not grow without bound; the count is kept in full.
+pub const MAX_VIOLATIONS: usize = 50;
+
+/// States in which a plain ACK, sent or received, can neither move the state nor acknowledge a SYN or
+/// FIN that would (the ACK-of-SYN and ACK-of-FIN cues belong to SYN-RECEIVED, FIN-WAIT-1, CLOSING,
+/// LAST-ACK).
+#[inline]
+fn quiet(s: State) -> bool {
+    matches!(
+        s,
+        State::Established | State::FinWait2 | State::CloseWait | State::TimeWait
+    )
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transition {
+    pub ts: f64,
+    /// None for a timer (2MSL) or a takeover, which no segment causes
+    pub frame: Option<u64>,
+    pub endpoint: Role,
+    pub from: State,
+    pub to: State,
+    pub cause: Cue,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Violation {
+    pub ts: f64,
+    pub frame: u64,
+    pub endpoint: Role,
+    pub state: State,
+    pub cue: String,
+    pub reason: String,
+}
+
+/// A segment with both endpoints' states after it: kept only for flows the user asked to see.
+#[derive(Clone, Debug)]
+pub struct SegmentRow {
+    pub seg: Segment,
+    pub from_client: bool,
+    pub client_state: State,
+    pub server_state: State,
+    pub transitions: Vec<Transition>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Handshake {
+    /// first SYN from the client
+    pub syn_ts: Option<f64>,
+    /// first SYN-ACK from the server that acks the client's SYN
+    pub synack_ts: Option<f64>,
+    /// first client ACK of the server's SYN
+    pub ack_ts: Option<f64>,
+    pub syn_count: u64,
+    pub synack_count: u64,
+}
+
+impl Handshake {
+    pub fn complete(&self) -> bool {
+        self.syn_ts.is_some() && self.synack_ts.is_some() && self.ack_ts.is_some()
+    }
+    pub fn status(&self) -> &'static str {
+        if self.complete() {
+            "complete"
+        } else if self.syn_count > 0 || self.synack_count > 0 {
+            "partial"
+        } else {
+            "none"
+        }
+    }
+}
+
+fn sender_cue(flags: u16) -> Cue {
+    if flags & RST != 0 {
+        Cue::SndRst
+    } else if flags & SYN != 0 {
+        if flags & ACK != 0 {
+            Cue::SndSynAck
+        } else {
+            Cue::SndSyn
+        }
+    } else if flags & FIN != 0 {
+        Cue::SndFin
+    } else {
+        Cue::SndAck
+    }
+}
+
+/// A received FIN whose CLOSE-WAIT is not final yet (see `Flow::apply`).
+///
+/// While it is held, the endpoint *is* in CLOSE-WAIT for every decision (`state_of`), but the
+/// transition is neither in `transitions` nor in the path nor emitted: a capture serialises segments
+/// that crossed on the wire, and only the endpoint's next move tells whether the FIN had reached it.
+#[derive(Clone, Copy, Debug)]
+struct HeldFin {
+    role: Role,
+    from: State,
+    to: State,
+    ts: f64,
+    frame: u64,
+    /// where the transition goes in `transitions`: where it would have been appended
+    at: usize,
+    /// the kept row of the FIN's segment, if rows are kept
+    row: Option<usize>,
+}
+
+/// Both endpoints of one connection incarnation, fed segments in capture order.
+pub struct Flow {
+    pub number: u64,
+    pub key: FlowKey,
+    pub client: Endpoint,
+    pub server: Endpoint,
+    /// "observed" (the flow starts with the client's SYN) or "inferred"
+    pub direction: &'static str,
+    pub first_ts: f64,
+    pub last_ts: f64,
+    pub packets: u64,
+    pub transitions: Vec<Transition>,
+    pub violations: Vec<Violation>,
+    pub violation_count: u64,
+    pub handshake: Handshake,
+    pub rst_by: Option<Role>,
+    /// FIN sent by (client, server)
+    pub fins: [bool; 2],
+    pub rejected: bool,
+    pub rows: Option<Vec<SegmentRow>>,
+    pub msl: f64,
+    /// the 4-tuple carried an earlier flow in this capture
+    pub reused_port: bool,
+    /// (ts, frame) of the client SYN the silent server has not reacted to yet
+    pending_syn: Option<(f64, u64)>,
+    held_fin: Option<HeldFin>,
+    observers: Vec<Box<dyn Observer>>,
+    /// transitions are also queued in `outbox` as they become final (live views)
+    emit: bool,
+    outbox: Vec<Transition>,
+}
+
+impl Flow {
+    pub fn new(
+        number: u64,
+        seg: &Segment,
+        msl: f64,
+        keep_rows: bool,
+        observers: Vec<Box<dyn Observer>>,
+        reused_port: bool,
+    ) -> Flow {
+        let flags = seg.flags;
+        let (client_is_src, direction) = if flags & SYN != 0 && flags & ACK == 0 {
+            (true, "observed")
+        } else if flags & SYN != 0 {
+            (false, "inferred") // the SYN-ACK's sender is the server
+        } else {
+            // No handshake seen: the lower (well-known) port is the server's; on a tie, the first receiver.
+            (seg.sport >= seg.dport, "inferred")
+        };
+        let (a, b) = ((seg.src, seg.sport), (seg.dst, seg.dport));
+        let ((caddr, cport), (saddr, sport)) = if client_is_src { (a, b) } else { (b, a) };
+        // A flow that starts with the SYN starts from CLOSED; otherwise the state before the capture
+        // is unknown. The server's state is settled by its first answer: SYN-ACK -> it was LISTENing,
+        // RST -> CLOSED.
+        let opening = direction == "observed";
+        let cstate = if opening {
+            State::Closed
+        } else {
+            State::Unknown
+        };
+        Flow {
+            number,
+            key: flow_key(seg),
+            client: Endpoint::new(Role::Client, caddr, cport, cstate),
+            server: Endpoint::new(Role::Server, saddr, sport, State::Unknown),
+            direction,
+            first_ts: seg.ts,
+            last_ts: seg.ts,
+            packets: 0,
+            transitions: Vec::new(),
+            violations: Vec::new(),
+            violation_count: 0,
+            handshake: Handshake::default(),
+            rst_by: None,
+            fins: [false; 2],
+            rejected: false,
+            rows: if keep_rows { Some(Vec::new()) } else { None },
+            msl,
+            reused_port,
+            pending_syn: None,
+            held_fin: None,
+            observers,
+            emit: false,
+            outbox: Vec::new(),
+        }
+    }
+
+    /// Queue every transition as it becomes final, for `take_events` (live views).
+    pub fn set_emit(&mut self, emit: bool) {
+        self.emit = emit;
+    }
+
+    /// The transitions that became final since the last call (only with `set_emit(true)`).
+    pub fn take_events(&mut self) -> std::vec::Drain<'_, Transition> {
+        self.outbox.drain(..)
+    }
+
+    #[inline]
+    fn ep(&self, role: Role) -> &Endpoint {
+        match role {
+            Role::Client => &self.client,
+            Role::Server => &self.server,
+        }
+    }
+
+    #[inline]
+    fn ep_mut(&mut self, role: Role) -> &mut Endpoint {
+        match role {
+            Role::Client => &mut self.client,
+            Role::Server => &mut self.server,
+        }
+    }
+
+    /// The endpoint's state as the capture shows it so far: CLOSE-WAIT while a received FIN is held.
+    #[inline]
+    pub fn state_of(&self, role: Role) -> State {
+        match self.held_fin {
+            Some(h) if h.role == role => h.to,
+            _ => self.ep(role).state,
+        }
+    }
+
+    // ----------------------------------------------------------------- queries
+    /// True when this incarnation is over: a new SYN on the 4-tuple starts a new flow.
+    pub fn ended(&self) -> bool {
+        let (c, s) = (self.state_of(Role::Client), self.state_of(Role::Server));
+        self.rst_by.is_some() || self.rejected || (c.is_end() && s.is_end() && c != State::Listen)
+    }
+
+    pub fn close_kind(&self) -> &'static str {
+        if self.rejected {
+            return "rejected";
+        }
+        match self.rst_by {
+            Some(Role::Client) => "client-rst",
+            Some(Role::Server) => "server-rst",
+            None if self.fins[0] && self.fins[1] => "fin",
+            None => "none",
+        }
+    }
+
+    /// Is this SYN (without ACK) the start of a new connection on the same 4-tuple?
+    pub fn starts_new_flow(&self, seg: &Segment) -> bool {
+        let from_client = seg.src == self.client.addr && seg.sport == self.client.port;
+        let sender = if from_client {
+            &self.client
+        } else {
+            &self.server
+        };
+        if sender.isn == Some(seg.seq) {
+            return false; // a retransmitted SYN (same ISN): same flow (RFC 9293 §3.8.1)
+        }
+        if self.ended() {
+            return true; // port reuse after RST, rejection, or FIN close / TIME-WAIT
+        }
+        // Simultaneous open (RFC 9293 §3.5 figure 7): the other side's SYN crosses the client's SYN.
+        let simultaneous = !from_client
+            && self.server.isn.is_none()
+            && self.state_of(Role::Client) == State::SynSent
+            && self.server.packets == 0;
+        !simultaneous
+    }
+
+    // ----------------------------------------------------------------- feeding
+    pub fn add(&mut self, seg: Segment) {
+        self.packets += 1;
+        self.last_ts = seg.ts;
+        let from_client = seg.sport == self.client.port && seg.src == self.client.addr;
+        let (snd, rcv) = if from_client {
+            (Role::Client, Role::Server)
+        } else {
+            (Role::Server, Role::Client)
+        };
+        let flags = seg.flags;
+        if flags & PLAIN_MASK == ACK
+            && quiet(self.state_of(snd))
+            && quiet(self.state_of(rcv))
+            && self.rows.is_none()
+            && (self.handshake.ack_ts.is_some() || !from_client)
+        {
+            // The bulk of any capture: data or a pure ACK between synchronized endpoints, which
+            // moves no state (RFC 9293 §3.10.7.4, seventh check). Same bookkeeping, no table walk.
+            let sender = self.ep_mut(snd);
+            sender.note_sent(seg.seq, seg.payload_len, false, false, seg.payload_len);
+            sender.window = seg.window;
+            let mut notes = Vec::new(); // allocates only if an observer speaks
+            for observer in &mut self.observers {
+                observer.on_segment(&seg, from_client, self.reused_port, &mut notes);
+            }
+            return;
+        }
+        let n_before = self.transitions.len();
+        let mut notes: Vec<String> = Vec::new();
+
+        if snd == Role::Server && self.server.packets == 0 && self.pending_syn.is_some() {
+            self.settle_server(flags);
+        } else if snd == Role::Client
+            && self.pending_syn.is_some()
+            && flags & ACK != 0
+            && flags & (SYN | RST) == 0
+        {
+            // The client acknowledges a SYN-ACK the capture does not hold (one-sided capture):
+            // the server answered, so it was listening (RFC 9293 §3.10.7.2).
+            self.settle_server(SYN | ACK);
+        }
+        self.note_handshake(&seg, from_client, rcv);
+
+        let mut rst_ok = true;
+        if flags & RST != 0 {
+            rst_ok = self.rst_acceptable(&seg, rcv, snd);
+            if !rst_ok {
+                notes.push("RST not acceptable: ignored (RFC 9293 §3.10.7.4)".to_string());
+                self.violate(
+                    seg.ts,
+                    seg.frame,
+                    rcv,
+                    "rcv RST",
+                    || "RST outside the receive window: not a close (RFC 9293 §3.10.7.4)".into(),
+                );
+            }
+        }
+        let sender_state_before = self.state_of(snd);
+        let sender = self.ep_mut(snd);
+        if rst_ok {
+            sender.note_sent(
+                seg.seq,
+                seg.seq_len(),
+                flags & SYN != 0,
+                flags & FIN != 0,
+                seg.payload_len,
+            );
+        } else {
+            // a forged or stale RST says nothing about the sender's sequence space
+            sender.packets += 1;
+        }
+        let sender_has_base = sender.base.is_some();
+        if flags & SYN != 0 && seg.options.wscale.is_some() {
+            sender.wscale = seg.options.wscale;
+        }
+        sender.window = seg.window;
+        let receiver = self.ep_mut(rcv);
+        if sender_has_base && receiver.base.is_none() && flags & ACK != 0 {
+            receiver.base = Some(seg.ack.wrapping_sub(1));
+        }
+
+        // Simultaneous close seen from the wire (RFC 9293 §3.6 figure 13): the sender's FIN does not
+        // acknowledge the peer's FIN, so that FIN had not reached it when it sent its own.
+        let crossed = flags & FIN != 0
+            && flags & ACK != 0
+            && self.state_of(snd) == State::CloseWait
+            && self.ep(rcv).fin_seq.is_some()
+            && !self.ep(rcv).acks_fin(seg.ack);
+        if crossed {
+            self.uncross_fins(snd);
+        }
+        if rst_ok {
+            self.apply(seg.ts, seg.frame, snd, sender_cue(flags));
+            if crossed {
+                // the peer's FIN arrives after ours left: CLOSING
+                self.apply(seg.ts, seg.frame, snd, Cue::RcvFin);
+            }
+            if snd == Role::Server
+                && self.pending_syn.is_some()
+                && self.state_of(snd) == State::SynSent
+            {
+                // Simultaneous open: the client's SYN reaches the server after its own SYN left.
+                self.pending_syn = None;
+                self.apply(seg.ts, seg.frame, snd, Cue::RcvSyn);
+            }
+            for cue in self.receiver_cues(&seg, rcv).into_iter().flatten() {
+                self.apply(seg.ts, seg.frame, rcv, cue);
+            }
+            if flags & RST != 0 && self.rst_by.is_none() && sender_state_before != State::Listen {
+                if self.state_of(Role::Server) == State::Closed
+                    && self.handshake.synack_count == 0
+                    && snd == Role::Server
+                {
+                    self.rejected = true;
+                } else {
+                    self.rst_by = Some(snd);
+                }
+            }
+        }
+        if flags & FIN != 0 && flags & RST == 0 {
+            self.fins[snd as usize] = true;
+        }
+        for observer in &mut self.observers {
+            observer.on_segment(&seg, from_client, self.reused_port, &mut notes);
+        }
+        if self.rows.is_some() {
+            // not the re-dated ones (a settled SYN is dated by the SYN's frame)
+            let mine: Vec<Transition> = self.transitions[n_before..]
+                .iter()
+                .filter(|t| t.frame == Some(seg.frame))
+                .cloned()
+                .collect();
+            let (client_state, server_state) =
+                (self.state_of(Role::Client), self.state_of(Role::Server));
+            if let Some(rows) = self.rows.as_mut() {
+                rows.push(SegmentRow {
+                    seg,
+                    from_client,
+                    client_state,
+                    server_state,
+                    transitions: mine,
+                    notes,
+                });
+            }
+        }
+    }
+
+    /// The sender's FIN crossed the peer's (RFC 9293 §3.6 figure 13): the CLOSE-WAIT assumed from
+    /// capture order never happened. It was held, never emitted: drop it; the FIN is applied again
+    /// right after the sender's own FIN (FIN-WAIT-1 -> CLOSING). Kept rows showed the held state from
+    /// the FIN on: they get the state before it back.
+    fn uncross_fins(&mut self, role: Role) {
+        if let Some(h) = self.held_fin {
+            if h.role == role {
+                self.held_fin = None;
+                self.restate_rows(role, h.frame, h.from, None);
+            }
+        }
+    }
+
+    /// Later evidence changed what `role` was from `from_frame` on: rewrite the kept rows to match.
+    fn restate_rows(&mut self, role: Role, from_frame: u64, state: State, add: Option<&Transition>) {
+        let Some(rows) = self.rows.as_mut() else {
+            return;
+        };
+        for row in rows.iter_mut() {
+            if row.seg.frame < from_frame {
+                continue;
+            }
+            if let Some(t) = add {
+                if t.frame == Some(row.seg.frame) {
+                    row.transitions.push(t.clone());
+                }
+            }
+            match role {
+                Role::Client => row.client_state = state,
+                Role::Server => row.server_state = state,
+            }
+        }
+    }
+
+    /// The server's first segment tells what it was when the client's SYN reached it.
+    fn settle_server(&mut self, flags: u16) {
+        let Some((ts, frame)) = self.pending_syn.take() else {
+            return;
+        };
+        if flags & SYN != 0 && flags & ACK != 0 {
+            self.settle_initial(State::Listen); // passive OPEN (RFC 9293 §3.10.7.2)
+            self.apply(ts, frame, Role::Server, Cue::RcvSyn);
+            let last = self.transitions.last().cloned();
+            let state = self.state_of(Role::Server);
+            self.restate_rows(Role::Server, frame, state, last.as_ref());
+        } else if flags & RST != 0 {
+            self.settle_initial(State::Closed); // nobody listening (RFC 9293 §3.10.7.1)
+            self.apply(ts, frame, Role::Server, Cue::RcvSyn);
+        } else if flags & SYN != 0 {
+            // Simultaneous open: its own SYN left before ours arrived; the receipt is applied after
+            // its send.
+            self.settle_initial(State::Closed);
+            self.pending_syn = Some((ts, frame));
+        }
+        // anything else: the server stays UNKNOWN (it answered without a handshake we can explain)
+    }
+
+    fn settle_initial(&mut self, state: State) {
+        self.server.set_initial(state);
+        self.restate_rows(Role::Server, 0, state, None);
+    }
+
+    fn note_handshake(&mut self, seg: &Segment, from_client: bool, rcv: Role) {
+        let flags = seg.flags;
+        if flags & SYN != 0 && flags & ACK == 0 && from_client {
+            self.handshake.syn_count += 1;
+            if self.handshake.syn_ts.is_none() {
+                self.handshake.syn_ts = Some(seg.ts);
+            }
+            if self.server.packets == 0 && self.state_of(Role::Server) == State::Unknown {
+                // the latest SYN is the one the server will answer
+                self.pending_syn = Some((seg.ts, seg.frame));
+            }
+        } else if flags & SYN != 0 && flags & ACK != 0 && !from_client {
+            self.handshake.synack_count += 1;
+            let receiver = self.ep(rcv);
+            if self.handshake.synack_ts.is_none()
+                && (receiver.isn.is_none() || receiver.acks_syn(seg.ack))
+            {
+                self.handshake.synack_ts = Some(seg.ts);
+            }
+        } else if from_client
+            && flags & ACK != 0
+            && self.handshake.synack_ts.is_some()
+            && self.handshake.ack_ts.is_none()
+            && self.ep(rcv).acks_syn(seg.ack)
+        {
+            self.handshake.ack_ts = Some(seg.ts);
+        }
+    }
+
+    /// Cues for the receiving endpoint, in RFC 9293 §3.10.7.4's order: RST, SYN, ACK, FIN.
+    fn receiver_cues(&mut self, seg: &Segment, rcv: Role) -> [Option<Cue>; 2] {
+        let flags = seg.flags;
+        if rcv == Role::Server && self.pending_syn.is_some() {
+            // a silent server's reaction is unknown: its first answer settles it (settle_server)
+            return [None, None];
+        }
+        if flags & RST != 0 {
+            return [Some(Cue::RcvRst), None];
+        }
+        let receiver = self.ep(rcv);
+        if flags & SYN != 0 {
+            if flags & ACK == 0 {
+                return [Some(Cue::RcvSyn), None];
+            }
+            if receiver.isn.is_some() && !receiver.acks_syn(seg.ack) {
+                self.violate(seg.ts, seg.frame, rcv, "rcv SYN-ACK", || {
+                    "SYN-ACK does not acknowledge our SYN (RFC 9293 §3.10.7.3: answered by RST)".into()
+                });
+                return [None, None];
+            }
+            return [Some(Cue::RcvSynAck), None];
+        }
+        let state = self.state_of(rcv);
+        let mut ack_cue = None;
+        if flags & ACK != 0 {
+            if state == State::SynReceived && (receiver.isn.is_none() || receiver.acks_syn(seg.ack))
+            {
+                ack_cue = Some(Cue::RcvAckOfSyn);
+            } else if matches!(state, State::FinWait1 | State::Closing | State::LastAck)
+                && receiver.acks_fin(seg.ack)
+            {
+                ack_cue = Some(Cue::RcvAckOfFin);
+            } else if flags & FIN == 0 {
+                ack_cue = Some(Cue::RcvAck);
+            }
+        } else if flags & FIN == 0 {
+            self.violate(seg.ts, seg.frame, rcv, "rcv segment", || {
+                "segment without ACK in a connection (RFC 9293 §3.10.7.4 fifth check: dropped)".into()
+            });
+        }
+        [
+            ack_cue,
+            if flags & FIN != 0 {
+                Some(Cue::RcvFin)
+            } else {
+                None
+            },
+        ]
+    }
+
+    /// RFC 9293 §3.10.7.3 (SYN-SENT: the ACK must acknowledge our SYN) and §3.10.7.4 (in window).
+    fn rst_acceptable(&self, seg: &Segment, rcv: Role, snd: Role) -> bool {
+        let state = self.state_of(rcv);
+        let (receiver, sender) = (self.ep(rcv), self.ep(snd));
+        if state == State::SynSent {
+            return seg.flags & ACK != 0 && receiver.acks_syn(seg.ack);
+        }
+        let Some(snd_nxt) = sender.snd_nxt else {
+            return true; // nothing seen from the sender yet: no window to test against
+        };
+        if matches!(state, State::Unknown | State::Closed | State::Listen) {
+            return true;
+        }
+        if seq_in_window(seg.seq, snd_nxt, receiver.scaled_window(sender.wscale)) {
+            return true;
+        }
+        // Linux (tcp_reset_check) also takes RCV.NXT-1 once the peer's FIN is in: an RST sent with
+        // the sequence number of that FIN, as stacks do when they abort right after closing.
+        matches!(state, State::CloseWait | State::LastAck | State::Closing)
+            && seg.seq == snd_nxt.wrapping_sub(1)
+    }
+
+    /// Move `role` by `cue` through the table, or record a violation where the table has no row.
+    ///
+    /// Every transition is final when emitted (ARCHITECTURE.md). One cue cannot be final on arrival:
+    /// a FIN that takes an endpoint to CLOSE-WAIT. On the wire the two FINs of a simultaneous close
+    /// cross (RFC 9293 §3.6 figure 13: both ends go FIN-WAIT-1 -> CLOSING -> TIME-WAIT), but a capture
+    /// serialises them, so the second FIN's sender looks as if it had received the first FIN before
+    /// sending its own. Only that endpoint's next move tells: a FIN|ACK that does not acknowledge the
+    /// peer's FIN (it had not arrived: CLOSING, see `uncross_fins`), or any other move out of
+    /// CLOSE-WAIT, or the end of the flow (then CLOSE-WAIT was real). So the CLOSE-WAIT is *held*
+    /// (`HeldFin`): every decision sees the endpoint in CLOSE-WAIT (`state_of`), and the transition,
+    /// dated by the FIN's segment, is put where it belongs in `transitions` and emitted only when
+    /// confirmed (`confirm_held`). The pending SYN of a silent server (`pending_syn`) is deferred the
+    /// same way.
+    fn apply(&mut self, ts: f64, frame: u64, role: Role, cue: Cue) {
+        let state = self.state_of(role);
+        // `next_for` holds the one documented pre-step: RST in SYN-RECEIVED after an active OPEN.
+        let passive = self.ep(role).passive;
+        let Some(new) = table().next_for(state, cue, passive) else {
+            let rst_by = self.rst_by;
+            self.violate(ts, frame, role, cue.name(), || {
+                let mut reason = format!("no RFC 9293 transition for {} in {}", cue.name(), state.name());
+                if state == State::Closed && rst_by.is_some() && cue.is_send() {
+                    reason.push_str(" (sent after an RST closed it: the two crossed on the wire)");
+                }
+                reason
+            });
+            return;
+        };
+        let ep = self.ep_mut(role);
+        if cue == Cue::RcvSyn && state == State::Listen {
+            ep.passive = true;
+        }
+        if new == State::TimeWait && (state != State::TimeWait || cue == Cue::RcvFin) {
+            ep.time_wait_since = Some(ts); // (re)start the 2MSL timer, also on a retransmitted FIN
+        }
+        if new == state {
+            return;
+        }
+        if cue == Cue::RcvFin && new == State::CloseWait {
+            if let Some(h) = self.held_fin {
+                // Cannot happen (the other endpoint's FIN confirms or uncrosses its own hold first);
+                // kept so that two holds never overlap.
+                self.confirm_held(h.role);
+            }
+            self.held_fin = Some(HeldFin {
+                role,
+                from: state,
+                to: new,
+                ts,
+                frame,
+                at: self.transitions.len(),
+                row: self.rows.as_ref().map(Vec::len), // this segment's row, pushed at the end of `add`
+            });
+            return;
+        }
+        self.move_to(role, new, cue, ts, Some(frame));
+    }
+
+    /// A held CLOSE-WAIT is real: put it in the transitions list where capture order placed it, in the
+    /// path, in the FIN's kept row, and emit it.
+    fn confirm_held(&mut self, role: Role) {
+        let Some(h) = self.held_fin else {
+            return;
+        };
+        if h.role != role {
+            return;
+        }
+        self.held_fin = None;
+        let t = Transition {
+            ts: h.ts,
+            frame: Some(h.frame),
+            endpoint: role,
+            from: h.from,
+            to: h.to,
+            cause: Cue::RcvFin,
+        };
+        let ep = self.ep_mut(role);
+        ep.state = h.to;
+        ep.path.push(h.to);
+        if let (Some(rows), Some(i)) = (self.rows.as_mut(), h.row) {
+            if let Some(row) = rows.get_mut(i) {
+                row.transitions.push(t.clone());
+            }
+        }
+        if self.emit {
+            self.outbox.push(t.clone());
+        }
+        let at = h.at.min(self.transitions.len());
+        self.transitions.insert(at, t);
+    }
+
+    fn move_to(&mut self, role: Role, new: State, cue: Cue, ts: f64, frame: Option<u64>) {
+        self.confirm_held(role); // a move out of a held CLOSE-WAIT confirms it first
+        let ep = self.ep_mut(role);
+        let t = Transition {
+            ts,
+            frame,
+            endpoint: role,
+            from: ep.state,
+            to: new,
+            cause: cue,
+        };
+        ep.state = new;
+        ep.path.push(new);
+        if self.emit {
+            self.outbox.push(t.clone());
+        }
+        self.transitions.push(t);
+    }
+
+    fn violate(
+        &mut self,
+        ts: f64,
+        frame: u64,
+        role: Role,
+        cue: &str,
+        reason: impl FnOnce() -> String,
+    ) {
+        self.violation_count += 1;
+        if self.violations.len() < MAX_VIOLATIONS {
+            let state = self.state_of(role);
+            self.violations.push(Violation {
+                ts,
+                frame,
+                endpoint: role,
+                state,
+                cue: cue.to_string(),
+                reason: reason(),
+            });
+        }
+    }
+
+    // ----------------------------------------------------------------- ending
+    /// End of the capture at time `now`: fire the TIME-WAIT timers that expired by then.
+    ///
+    /// TIME-WAIT lasts 2*MSL (RFC 9293 §3.10.8); only a capture that goes on that long shows CLOSED.
+    /// A held CLOSE-WAIT is confirmed: no later FIN can uncross it.
+    pub fn finish(&mut self, now: f64) {
+        if let Some(h) = self.held_fin {
+            self.confirm_held(h.role);
+        }
+        for role in [Role::Client, Role::Server] {
+            let ep = self.ep(role);
+            if let (State::TimeWait, Some(since)) = (ep.state, ep.time_wait_since) {
+                let expiry = since + 2.0 * self.msl;
+                if now >= expiry {
+                    self.event(role, Cue::Timeout2Msl, expiry);
+                }
+            }
+        }
+    }
+
+    /// A new incarnation takes the 4-tuple over at `now`: whatever is still in TIME-WAIT leaves it.
+    pub fn retire(&mut self, now: f64) {
+        self.finish(now);
+        for role in [Role::Client, Role::Server] {
+            self.event(role, Cue::Reused, now);
+        }
+    }
+
+    /// A cue that no segment carries (a timer, a takeover): through the same table, quietly ignored
+    /// where the table has no entry.
+    fn event(&mut self, role: Role, cue: Cue, ts: f64) {
+        let state = self.state_of(role);
+        if let Some(new) = table().next(state, cue) {
+            if new != state {
+                self.move_to(role, new, cue, ts, None);
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------- record
+    /// The JSON object for one flow (record.py's `flow_record`). Keys are part of the project's output
+    /// contract: add, never rename. The observers' fields follow, in observer order.
+    pub fn record(&self) -> Value {
+        let hs = &self.handshake;
+        let held = self.held_fin; // a flow recorded while open shows a held CLOSE-WAIT as it stands
+        let path = |role: Role| -> Value {
+            let mut states: Vec<Value> =
+                self.ep(role).path.iter().map(|s| s.name().into()).collect();
+            if let Some(h) = held.filter(|h| h.role == role) {
+                states.push(h.to.name().into());
+            }
+            Value::List(states)
+        };
+        let mut transitions: Vec<Value> = Vec::with_capacity(self.transitions.len() + 1);
+        let held_t = held.map(|h| {
+            (
+                h.at,
+                Transition {
+                    ts: h.ts,
+                    frame: Some(h.frame),
+                    endpoint: h.role,
+                    from: h.from,
+                    to: h.to,
+                    cause: Cue::RcvFin,
+                },
+            )
+        });
+        for (i, t) in self.transitions.iter().enumerate() {
+            if let Some((at, ht)) = &held_t {
+                if *at == i {
+                    transitions.push(transition_value(ht));
+                }
+            }
+            transitions.push(transition_value(t));
+        }
+        if let Some((at, ht)) = &held_t {
+            if *at >= self.transitions.len() {
+                transitions.push(transition_value(ht));
+            }
+        }
+        let violations: Vec<Value> = self
+            .violations
+            .iter()
+            .map(|v| {
+                Value::Obj(vec![
+                    ("ts", v.ts.into()),
+                    ("frame", v.frame.into()),
+                    ("endpoint", v.endpoint.name().into()),
+                    ("state", v.state.name().into()),
+                    ("cue", v.cue.as_str().into()),
+                    ("reason", v.reason.as_str().into()),
+                ])
+            })
+            .collect();
+        let mut rec: Fields = vec![
+            ("flow", self.number.into()),
+            ("client", self.client.label().into()),
+            ("server", self.server.label().into()),
+            ("direction", self.direction.into()),
+            ("packets", self.packets.into()),
+            ("client_packets", self.client.packets.into()),
+            ("server_packets", self.server.packets.into()),
+            ("client_bytes", self.client.payload_bytes.into()),
+            ("server_bytes", self.server.payload_bytes.into()),
+            ("first_ts", self.first_ts.into()),
+            ("last_ts", self.last_ts.into()),
+            ("duration_ms", ms(Some(self.first_ts), Some(self.last_ts))),
+            ("client_states", path(Role::Client)),
+            ("server_states", path(Role::Server)),
+            ("transitions", Value::List(transitions)),
+            (
+                "handshake",
+                Value::Obj(vec![
+                    ("complete", hs.complete().into()),
+                    ("status", hs.status().into()),
+                    ("syn_to_synack_ms", ms(hs.syn_ts, hs.synack_ts)),
+                    ("synack_to_ack_ms", ms(hs.synack_ts, hs.ack_ts)),
+                    ("syn_count", hs.syn_count.into()),
+                    ("synack_count", hs.synack_count.into()),
+                ]),
+            ),
+            ("close", self.close_kind().into()),
+            ("violations", Value::List(violations)),
+            ("violation_count", self.violation_count.into()),
+            ("reused_port", self.reused_port.into()),
+        ];
+        for observer in &self.observers {
+            observer.record(&mut rec);
+        }
+        Value::Obj(rec)
+    }
+}
+
+/// One transition as the record writes it.
+pub fn transition_value(t: &Transition) -> Value {
+    Value::Obj(vec![
+        ("ts", t.ts.into()),
+        ("frame", t.frame.into()),
+        ("endpoint", t.endpoint.name().into()),
+        ("from", t.from.name().into()),
+        ("to", t.to.name().into()),
+        ("cause", t.cause.name().into()),
+    ])
+}
+
+/// Milliseconds from `a` to `b`, rounded to 3 decimals as Python's `round(x, 3)` rounds (the exact
+/// binary value, ties to even: Rust's `{:.3}` formats exactly that way).
+fn ms(a: Option<f64>, b: Option<f64>) -> Value {
+    match (a, b) {
+        (Some(a), Some(b)) => Value::Float(py_round3((b - a) * 1000.0)),
+        _ => Value::Null,
+    }
+}
+
+fn py_round3(x: f64) -> f64 {
+    if !x.is_finite() {
+        return x;
+    }
+    format!("{:.3}", x).parse().unwrap_or(x)
+}
+
+/// The 4-tuple with the two ends in a fixed order, the same for both directions.
+pub type FlowKey = (Addr, u16, Addr, u16);
+
+#[inline]
+pub fn flow_key(seg: &Segment) -> FlowKey {
+    let (a, b) = ((seg.src, seg.sport), (seg.dst, seg.dport));
+    if a <= b {
+        (a.0, a.1, b.0, b.1)
+    } else {
+        (b.0, b.1, a.0, a.1)
+    }
+}
