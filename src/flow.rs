@@ -331,13 +331,9 @@ impl Flow {
             rst_ok = self.rst_acceptable(&seg, rcv, snd);
             if !rst_ok {
                 notes.push("RST not acceptable: ignored (RFC 9293 §3.10.7.4)".to_string());
-                self.violate(
-                    seg.ts,
-                    seg.frame,
-                    rcv,
-                    "rcv RST",
-                    || "RST outside the receive window: not a close (RFC 9293 §3.10.7.4)".into(),
-                );
+                self.violate(seg.ts, seg.frame, rcv, "rcv RST", || {
+                    "RST outside the receive window: not a close (RFC 9293 §3.10.7.4)".into()
+                });
             }
         }
         let sender_state_before = self.state_of(snd);
@@ -444,7 +440,13 @@ impl Flow {
     }
 
     /// Later evidence changed what `role` was from `from_frame` on: rewrite the kept rows to match.
-    fn restate_rows(&mut self, role: Role, from_frame: u64, state: State, add: Option<&Transition>) {
+    fn restate_rows(
+        &mut self,
+        role: Role,
+        from_frame: u64,
+        state: State,
+        add: Option<&Transition>,
+    ) {
         let Some(rows) = self.rows.as_mut() else {
             return;
         };
@@ -538,7 +540,8 @@ impl Flow {
             }
             if receiver.isn.is_some() && !receiver.acks_syn(seg.ack) {
                 self.violate(seg.ts, seg.frame, rcv, "rcv SYN-ACK", || {
-                    "SYN-ACK does not acknowledge our SYN (RFC 9293 §3.10.7.3: answered by RST)".into()
+                    "SYN-ACK does not acknowledge our SYN (RFC 9293 §3.10.7.3: answered by RST)"
+                        .into()
                 });
                 return [None, None];
             }
@@ -559,7 +562,8 @@ impl Flow {
             }
         } else if flags & FIN == 0 {
             self.violate(seg.ts, seg.frame, rcv, "rcv segment", || {
-                "segment without ACK in a connection (RFC 9293 §3.10.7.4 fifth check: dropped)".into()
+                "segment without ACK in a connection (RFC 9293 §3.10.7.4 fifth check: dropped)"
+                    .into()
             });
         }
         [
@@ -614,7 +618,11 @@ impl Flow {
         let Some(new) = table().next_for(state, cue, passive) else {
             let rst_by = self.rst_by;
             self.violate(ts, frame, role, cue.name(), || {
-                let mut reason = format!("no RFC 9293 transition for {} in {}", cue.name(), state.name());
+                let mut reason = format!(
+                    "no RFC 9293 transition for {} in {}",
+                    cue.name(),
+                    state.name()
+                );
                 if state == State::Closed && rst_by.is_some() && cue.is_send() {
                     reason.push_str(" (sent after an RST closed it: the two crossed on the wire)");
                 }

@@ -269,8 +269,7 @@ impl FlowTable {
             slot.flow.add(seg);
             if events {
                 let n = slot.flow.number;
-                self.events
-                    .extend(slot.flow.take_events().map(|t| (n, t)));
+                self.events.extend(slot.flow.take_events().map(|t| (n, t)));
             }
         }
         self.last_ts = Some(ts);
@@ -345,8 +344,7 @@ impl FlowTable {
         }
         if let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) {
             let n = slot.flow.number;
-            self.events
-                .extend(slot.flow.take_events().map(|t| (n, t)));
+            self.events.extend(slot.flow.take_events().map(|t| (n, t)));
         }
     }
 
