@@ -114,8 +114,8 @@ struct HeldFin {
     frame: u64,
     /// where the transition goes in `transitions`: where it would have been appended
     at: usize,
-    /// the kept row of the FIN's segment, if rows are kept
-    row: Option<usize>,
+    /// the kept row of the FIN's segment, if rows are kept, and the transition's place in it
+    row: Option<(usize, usize)>,
 }
 
 /// Both endpoints of one connection incarnation, fed segments in capture order.
@@ -144,6 +144,8 @@ pub struct Flow {
     /// (ts, frame) of the client SYN the silent server has not reacted to yet
     pending_syn: Option<(f64, u64)>,
     held_fin: Option<HeldFin>,
+    /// index in `transitions` of the first one made by the segment being added
+    seg_first: usize,
     observers: Vec<Box<dyn Observer>>,
     /// transitions are also queued in `outbox` as they become final (live views)
     emit: bool,
@@ -200,6 +202,7 @@ impl Flow {
             reused_port,
             pending_syn: None,
             held_fin: None,
+            seg_first: 0,
             observers,
             emit: false,
             outbox: Vec::new(),
@@ -311,6 +314,7 @@ impl Flow {
             return;
         }
         let n_before = self.transitions.len();
+        self.seg_first = n_before;
         let mut notes: Vec<String> = Vec::new();
 
         if snd == Role::Server && self.server.packets == 0 && self.pending_syn.is_some() {
@@ -653,7 +657,14 @@ impl Flow {
                 ts,
                 frame,
                 at: self.transitions.len(),
-                row: self.rows.as_ref().map(Vec::len), // this segment's row, pushed at the end of `add`
+                // this segment's row, pushed at the end of `add`, after this segment's transitions so far
+                row: self.rows.as_ref().map(|rows| {
+                    let made = self.transitions.get(self.seg_first..).unwrap_or_default();
+                    (
+                        rows.len(),
+                        made.iter().filter(|t| t.frame == Some(frame)).count(),
+                    )
+                }),
             });
             return;
         }
@@ -681,9 +692,10 @@ impl Flow {
         let ep = self.ep_mut(role);
         ep.state = h.to;
         ep.path.push(h.to);
-        if let (Some(rows), Some(i)) = (self.rows.as_mut(), h.row) {
+        if let (Some(rows), Some((i, pos))) = (self.rows.as_mut(), h.row) {
             if let Some(row) = rows.get_mut(i) {
-                row.transitions.push(t.clone());
+                row.transitions
+                    .insert(pos.min(row.transitions.len()), t.clone());
             }
         }
         if self.emit {
