@@ -919,3 +919,710 @@ pub fn flow_key(seg: &Segment) -> FlowKey {
         (b.0, b.1, a.0, a.1)
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! The flow model on hand-built conversations (tests/test_flow.py, tests/test_states.py): a test
+    //! reads like the ladder diagram it checks (`t.c("S")`, `t.s("SA")`, `t.c("A")`).
+    use super::*;
+    use crate::flows::{FlowTable, RowFilter, TableOptions};
+    use crate::record::write_json;
+
+    struct Conv {
+        client: (Addr, u16),
+        server: (Addr, u16),
+        nxt: [u32; 2],
+        isn: [u32; 2],
+    }
+
+    /// Client 10.0.0.1:40000 talks to server 10.0.0.2:80; more conversations share the table.
+    pub(crate) struct Talk {
+        pub table: FlowTable,
+        pub ts: f64,
+        pub frame: u64,
+        pub segments: Vec<Segment>,
+        convs: Vec<Conv>,
+        cur: usize,
+    }
+
+    pub(crate) fn v4(last: u8) -> Addr {
+        Addr::V4([10, 0, 0, last])
+    }
+
+    impl Talk {
+        pub fn new() -> Talk {
+            Talk::with(TableOptions {
+                keep_rows: RowFilter::All,
+                ..TableOptions::default()
+            })
+        }
+        pub fn with(opts: TableOptions) -> Talk {
+            Talk {
+                table: FlowTable::new(opts, Box::new(Vec::new)),
+                ts: 100.0,
+                frame: 0,
+                segments: Vec::new(),
+                convs: vec![Conv {
+                    client: (v4(1), 40000),
+                    server: (v4(2), 80),
+                    nxt: [1000, 5000],
+                    isn: [1000, 5000],
+                }],
+                cur: 0,
+            }
+        }
+        /// Another conversation on the same table; later segments belong to it.
+        pub fn conv(&mut self, client: (Addr, u16), server: (Addr, u16)) {
+            self.convs.push(Conv {
+                client,
+                server,
+                nxt: [1000, 5000],
+                isn: [1000, 5000],
+            });
+            self.cur = self.convs.len() - 1;
+        }
+        pub fn switch(&mut self, i: usize) {
+            self.cur = i;
+        }
+        pub fn new_client_isn(&mut self, isn: u32) {
+            let c = &mut self.convs[self.cur];
+            c.isn[0] = isn;
+            c.nxt[0] = isn;
+        }
+        pub fn new_server_isn(&mut self, isn: u32) {
+            let c = &mut self.convs[self.cur];
+            c.isn[1] = isn;
+            c.nxt[1] = isn;
+        }
+        pub fn nxt(&self, side: usize) -> u32 {
+            self.convs[self.cur].nxt[side]
+        }
+        #[allow(clippy::too_many_arguments)]
+        pub fn send(
+            &mut self,
+            side: usize,
+            flags: &str,
+            len: u32,
+            seq: Option<u32>,
+            ack: Option<u32>,
+            window: u16,
+            dt: f64,
+        ) -> Segment {
+            let mut f = 0u16;
+            for ch in flags.chars() {
+                f |= match ch {
+                    'F' => FIN,
+                    'S' => SYN,
+                    'R' => RST,
+                    'P' => crate::segment::PSH,
+                    'A' => ACK,
+                    _ => 0,
+                };
+            }
+            let conv = &mut self.convs[self.cur];
+            let other = 1 - side;
+            let seq = seq.unwrap_or(if f & SYN != 0 {
+                conv.isn[side]
+            } else {
+                conv.nxt[side]
+            });
+            let ack = ack.unwrap_or(if f & ACK != 0 { conv.nxt[other] } else { 0 });
+            let (src, dst) = if side == 0 {
+                (conv.client, conv.server)
+            } else {
+                (conv.server, conv.client)
+            };
+            self.ts += dt;
+            self.frame += 1;
+            let seg = Segment {
+                ts: self.ts,
+                frame: self.frame,
+                src: src.0,
+                sport: src.1,
+                dst: dst.0,
+                dport: dst.1,
+                seq,
+                ack,
+                flags: f,
+                window,
+                payload_len: len,
+                options: Default::default(),
+                ip_version: 4,
+                checksum_ok: None,
+            };
+            let end = seq.wrapping_add(seg.seq_len());
+            if crate::endpoint::seq_ge(end, conv.nxt[side]) {
+                conv.nxt[side] = end;
+            }
+            self.segments.push(seg.clone());
+            self.table.add(seg.clone());
+            seg
+        }
+        pub fn c(&mut self, flags: &str) -> Segment {
+            self.send(0, flags, 0, None, None, 65535, 0.001)
+        }
+        pub fn s(&mut self, flags: &str) -> Segment {
+            self.send(1, flags, 0, None, None, 65535, 0.001)
+        }
+        pub fn handshake(mut self) -> Talk {
+            self.c("S");
+            self.s("SA");
+            self.c("A");
+            self
+        }
+        pub fn finish(&mut self) -> Vec<Flow> {
+            self.table.finish()
+        }
+        /// The current flow of the current conversation, still in the table.
+        pub fn flow(&self) -> &Flow {
+            let c = &self.convs[self.cur];
+            let key = if (c.client.0, c.client.1) <= (c.server.0, c.server.1) {
+                (c.client.0, c.client.1, c.server.0, c.server.1)
+            } else {
+                (c.server.0, c.server.1, c.client.0, c.client.1)
+            };
+            self.table.get(&key).expect("flow in the table")
+        }
+    }
+
+    pub(crate) fn names(path: &[State]) -> Vec<&'static str> {
+        path.iter().map(|s| s.name()).collect()
+    }
+
+    fn paths(f: &Flow) -> (Vec<&'static str>, Vec<&'static str>) {
+        (names(&f.client.path), names(&f.server.path))
+    }
+
+    fn with(base: &[&'static str], more: &[&'static str]) -> Vec<&'static str> {
+        base.iter().chain(more).copied().collect()
+    }
+
+    const EST_C: [&str; 3] = ["CLOSED", "SYN-SENT", "ESTABLISHED"];
+    const EST_S: [&str; 3] = ["LISTEN", "SYN-RECEIVED", "ESTABLISHED"];
+
+    fn json(v: &Value) -> String {
+        let mut s = String::new();
+        write_json(v, &mut s);
+        s
+    }
+
+    #[test]
+    fn client_closes_first_four_segments() {
+        let mut t = Talk::new().handshake();
+        t.send(0, "PA", 6, None, None, 65535, 0.001);
+        t.send(1, "PA", 6, None, None, 65535, 0.001);
+        t.c("FA");
+        t.s("A");
+        t.s("FA");
+        t.c("A");
+        let flows = t.finish();
+        let f = &flows[0];
+        let (c, s) = paths(f);
+        assert_eq!(c, with(&EST_C, &["FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT"]));
+        assert_eq!(s, with(&EST_S, &["CLOSE-WAIT", "LAST-ACK", "CLOSED"]));
+        assert_eq!(f.close_kind(), "fin");
+        assert_eq!(f.direction, "observed");
+        assert!(f.violations.is_empty());
+        let rec = f.record();
+        let hs = rec.get("handshake").expect("handshake");
+        assert_eq!(hs.get("complete"), Some(&Value::Bool(true)));
+        assert_eq!(hs.get("syn_to_synack_ms"), Some(&Value::Float(1.0)));
+        assert_eq!(hs.get("synack_to_ack_ms"), Some(&Value::Float(1.0)));
+        // every transition names the frame that caused it; the client's ESTABLISHED is the SYN-ACK's
+        let est: Vec<&Transition> = f
+            .transitions
+            .iter()
+            .filter(|x| x.endpoint == Role::Client && x.to == State::Established)
+            .collect();
+        assert_eq!(est.len(), 1);
+        assert_eq!(est[0].frame, Some(2));
+        assert_eq!(est[0].cause, Cue::RcvSynAck);
+        assert_eq!(est[0].ts, t.segments[1].ts);
+    }
+
+    #[test]
+    fn record_is_python_json() {
+        let mut t = Talk::new().handshake();
+        t.send(0, "R", 0, Some(1001), None, 65535, 0.5);
+        let rec = t.finish()[0].record();
+        // as `json.dumps(flow_record(flow), separators=(",", ":"))` writes it for the same segments
+        let expected = concat!(
+            r#"{"flow":1,"client":"10.0.0.1:40000","server":"10.0.0.2:80","direction":"observed","#,
+            r#""packets":4,"client_packets":3,"server_packets":1,"client_bytes":0,"server_bytes":0,"#,
+            r#""first_ts":100.001,"last_ts":100.50300000000001,"duration_ms":502.0,"#,
+            r#""client_states":["CLOSED","SYN-SENT","ESTABLISHED","CLOSED"],"#,
+            r#""server_states":["LISTEN","SYN-RECEIVED","ESTABLISHED","CLOSED"],"transitions":["#,
+            r#"{"ts":100.001,"frame":1,"endpoint":"client","from":"CLOSED","to":"SYN-SENT","cause":"snd SYN"},"#,
+            r#"{"ts":100.001,"frame":1,"endpoint":"server","from":"LISTEN","to":"SYN-RECEIVED","cause":"rcv SYN"},"#,
+            r#"{"ts":100.00200000000001,"frame":2,"endpoint":"client","from":"SYN-SENT","to":"ESTABLISHED","cause":"rcv SYN-ACK"},"#,
+            r#"{"ts":100.00300000000001,"frame":3,"endpoint":"server","from":"SYN-RECEIVED","to":"ESTABLISHED","cause":"rcv ACK of SYN"},"#,
+            r#"{"ts":100.50300000000001,"frame":4,"endpoint":"client","from":"ESTABLISHED","to":"CLOSED","cause":"snd RST"},"#,
+            r#"{"ts":100.50300000000001,"frame":4,"endpoint":"server","from":"ESTABLISHED","to":"CLOSED","cause":"rcv RST"}],"#,
+            r#""handshake":{"complete":true,"status":"complete","syn_to_synack_ms":1.0,"synack_to_ack_ms":1.0,"#,
+            r#""syn_count":1,"synack_count":1},"close":"client-rst","violations":[],"violation_count":0,"#,
+            r#""reused_port":false}"#
+        );
+        assert_eq!(json(&rec), expected);
+    }
+
+    #[test]
+    fn fin_piggybacked_on_ack_moves_two_states_on_one_segment() {
+        let mut t = Talk::new().handshake();
+        t.c("FA");
+        t.s("FA"); // acks the client's FIN and carries the server's own
+        t.c("A");
+        let f = &t.finish()[0];
+        let (c, s) = paths(f);
+        assert_eq!(c, with(&EST_C, &["FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT"]));
+        assert_eq!(s, with(&EST_S, &["CLOSE-WAIT", "LAST-ACK", "CLOSED"]));
+        let frames: Vec<Option<u64>> = f
+            .transitions
+            .iter()
+            .filter(|x| x.endpoint == Role::Client)
+            .map(|x| x.frame)
+            .collect();
+        // RFC 9293 §3.10.7.4: ACK processing (FIN-WAIT-2), then FIN (TIME-WAIT), on one segment
+        assert_eq!(frames[frames.len() - 2..], [Some(5), Some(5)]);
+    }
+
+    #[test]
+    fn server_closes_first() {
+        let mut t = Talk::new().handshake();
+        t.s("FA");
+        t.c("A");
+        t.c("FA");
+        t.s("A");
+        let (c, s) = paths(&t.finish()[0]);
+        assert_eq!(c, with(&EST_C, &["CLOSE-WAIT", "LAST-ACK", "CLOSED"]));
+        assert_eq!(s, with(&EST_S, &["FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT"]));
+    }
+
+    #[test]
+    fn half_close_with_data_keeps_close_wait_in_the_rows() {
+        let mut t = Talk::new().handshake();
+        t.send(0, "PA", 6, None, None, 65535, 0.001);
+        t.c("FA");
+        t.s("A");
+        t.send(1, "PA", 6, None, None, 65535, 0.001); // the server still sends in CLOSE-WAIT
+        t.c("A"); // ... and the client still acknowledges in FIN-WAIT-2
+        t.s("FA");
+        t.c("A");
+        let flows = t.finish();
+        let f = &flows[0];
+        assert_eq!(
+            paths(f).1,
+            with(&EST_S, &["CLOSE-WAIT", "LAST-ACK", "CLOSED"])
+        );
+        assert!(f.violations.is_empty());
+        let rows = f.rows.as_ref().expect("rows");
+        assert_eq!(rows[4].server_state, State::CloseWait); // the FIN's own row
+        assert_eq!(rows[5].server_state, State::CloseWait);
+        // the confirmed CLOSE-WAIT is in the FIN's row, dated by the FIN
+        let t4: Vec<State> = rows[4].transitions.iter().map(|x| x.to).collect();
+        assert_eq!(t4, [State::FinWait1, State::CloseWait]);
+        assert_eq!(rows[4].transitions[1].frame, Some(5));
+    }
+
+    #[test]
+    fn passive_close_wait_is_emitted_once_final_and_listed_in_capture_order() {
+        let mut t = Talk::with(TableOptions {
+            events: true,
+            ..TableOptions::default()
+        })
+        .handshake();
+        t.table.drain_events().for_each(drop);
+        t.c("FA"); // frame 4
+        let now: Vec<State> = t.table.drain_events().map(|(_, x)| x.to).collect();
+        assert_eq!(now, [State::FinWait1]); // the server's CLOSE-WAIT is held: not final yet
+        assert_eq!(t.flow().state_of(Role::Server), State::CloseWait);
+        t.s("A"); // frame 5: acks the FIN; the client moves; the server's state is unchanged
+        t.s("FA"); // frame 6: the server's own FIN: CLOSE-WAIT was real, then LAST-ACK
+        let later: Vec<(State, State, Option<u64>)> = t
+            .table
+            .drain_events()
+            .map(|(_, x)| (x.from, x.to, x.frame))
+            .collect();
+        assert_eq!(
+            later,
+            [
+                (State::FinWait1, State::FinWait2, Some(5)),
+                (State::Established, State::CloseWait, Some(4)),
+                (State::CloseWait, State::LastAck, Some(6)),
+                (State::FinWait2, State::TimeWait, Some(6)),
+            ]
+        );
+        let f = &t.finish()[0];
+        // in the record, capture order: the CLOSE-WAIT right after the FIN that caused it
+        let order: Vec<(Role, State)> = f.transitions[4..]
+            .iter()
+            .map(|x| (x.endpoint, x.to))
+            .collect();
+        assert_eq!(
+            order[..3],
+            [
+                (Role::Client, State::FinWait1),
+                (Role::Server, State::CloseWait),
+                (Role::Client, State::FinWait2),
+            ]
+        );
+    }
+
+    #[test]
+    fn simultaneous_open() {
+        let mut t = Talk::new();
+        t.c("S");
+        t.s("S"); // crosses the client's SYN
+        t.c("SA");
+        t.s("SA");
+        t.send(0, "PA", 3, None, None, 65535, 0.001);
+        t.s("A");
+        let flows = t.finish();
+        assert_eq!(flows.len(), 1);
+        let both = ["CLOSED", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED"];
+        assert_eq!(paths(&flows[0]), (both.to_vec(), both.to_vec()));
+        assert!(flows[0].violations.is_empty());
+    }
+
+    #[test]
+    fn simultaneous_close_goes_through_closing_and_never_emits_close_wait() {
+        let mut t = Talk::with(TableOptions {
+            events: true,
+            keep_rows: RowFilter::All,
+            ..TableOptions::default()
+        })
+        .handshake();
+        let fin_c = t.c("FA");
+        // the FINs cross: neither acknowledges the other's FIN (RFC 9293 §3.6 figure 13)
+        t.send(1, "FA", 0, None, Some(fin_c.seq), 65535, 0.001);
+        t.c("A");
+        t.s("A");
+        let flows = t.finish();
+        let closing = ["FIN-WAIT-1", "CLOSING", "TIME-WAIT"];
+        assert_eq!(
+            paths(&flows[0]),
+            (with(&EST_C, &closing), with(&EST_S, &closing))
+        );
+        assert_eq!(flows[0].close_kind(), "fin");
+        assert!(t
+            .table
+            .drain_events()
+            .all(|(_, x)| x.to != State::CloseWait));
+        // the client's FIN row shows the server as it really was: ESTABLISHED
+        let rows = flows[0].rows.as_ref().expect("rows");
+        assert_eq!(rows[3].server_state, State::Established);
+        assert_eq!(rows[3].transitions.len(), 1);
+    }
+
+    #[test]
+    fn fins_crossed_behind_data_in_flight() {
+        // The server's data left before the client's FIN arrived (its ACK does not cover the FIN),
+        // then its own FIN: the FINs crossed even though segments came between them in the capture.
+        let mut t = Talk::new().handshake();
+        let fin_c = t.c("FA");
+        t.send(1, "PA", 100, None, Some(fin_c.seq), 65535, 0.001);
+        t.send(0, "A", 0, Some(fin_c.seq + 1), None, 65535, 0.001);
+        t.send(1, "FA", 0, None, Some(fin_c.seq), 65535, 0.001);
+        let flows = t.finish();
+        let f = &flows[0];
+        assert_eq!(paths(f).1, with(&EST_S, &["FIN-WAIT-1", "CLOSING"]));
+        assert!(f.transitions.iter().all(|x| x.to != State::CloseWait));
+        let rows = f.rows.as_ref().expect("rows");
+        assert!(rows[3..6]
+            .iter()
+            .all(|r| r.server_state == State::Established));
+        assert_eq!(rows[6].server_state, State::Closing);
+    }
+
+    #[test]
+    fn rst_abort_by_client() {
+        let mut t = Talk::new().handshake();
+        t.send(0, "PA", 6, None, None, 65535, 0.001);
+        t.send(1, "PA", 6, None, None, 65535, 0.001);
+        t.c("RA");
+        let f = &t.finish()[0];
+        assert_eq!(
+            paths(f),
+            (with(&EST_C, &["CLOSED"]), with(&EST_S, &["CLOSED"]))
+        );
+        assert_eq!(f.close_kind(), "client-rst");
+    }
+
+    #[test]
+    fn connection_refused_server_never_listened() {
+        let mut t = Talk::new();
+        t.c("S");
+        t.send(1, "RA", 0, Some(0), None, 65535, 0.001);
+        let f = &t.finish()[0];
+        assert_eq!(
+            paths(f),
+            (vec!["CLOSED", "SYN-SENT", "CLOSED"], vec!["CLOSED"])
+        );
+        assert_eq!(f.close_kind(), "rejected");
+        assert_eq!(f.handshake.status(), "partial");
+        assert!(f.violations.is_empty());
+    }
+
+    #[test]
+    fn syn_retransmissions_are_one_flow_and_server_unknown() {
+        let mut t = Talk::new();
+        for dt in [0.0, 1.0, 2.0] {
+            t.send(0, "S", 0, None, None, 65535, dt);
+        }
+        let flows = t.finish();
+        assert_eq!(flows.len(), 1);
+        assert_eq!(
+            paths(&flows[0]),
+            (vec!["CLOSED", "SYN-SENT"], vec!["UNKNOWN"])
+        );
+        assert_eq!(flows[0].handshake.syn_count, 3);
+        assert_eq!(flows[0].close_kind(), "none");
+    }
+
+    #[test]
+    fn rst_in_syn_received_after_passive_open_returns_to_listen() {
+        let mut t = Talk::new();
+        t.c("S");
+        t.s("SA");
+        t.send(0, "R", 0, Some(1001), None, 65535, 0.001);
+        let f = &t.finish()[0];
+        assert_eq!(
+            paths(f),
+            (
+                with(&EST_C, &["CLOSED"]),
+                vec!["LISTEN", "SYN-RECEIVED", "LISTEN"]
+            )
+        );
+        assert_eq!(f.close_kind(), "client-rst");
+    }
+
+    #[test]
+    fn rst_in_syn_received_after_active_open_closes() {
+        // simultaneous open: the client reached SYN-RECEIVED from SYN-SENT (an active OPEN), so an
+        // acceptable RST takes it to CLOSED, not LISTEN (RFC 9293 §3.10.7.4)
+        let mut t = Talk::new();
+        t.c("S");
+        t.s("S");
+        t.s("RA");
+        let f = &t.finish()[0];
+        let both = ["CLOSED", "SYN-SENT", "SYN-RECEIVED", "CLOSED"];
+        assert_eq!(paths(f), (both.to_vec(), both.to_vec()));
+        // the server never sent a SYN-ACK and ends CLOSED: the flow model calls that a rejection
+        assert_eq!(f.close_kind(), "rejected");
+    }
+
+    #[test]
+    fn out_of_window_rst_is_not_a_close() {
+        let mut t = Talk::new().handshake();
+        t.send(0, "PA", 100, None, None, 65535, 0.001);
+        t.send(1, "A", 0, None, None, 1000, 0.001);
+        t.send(0, "R", 0, Some(1001 + 100 + 50_000), None, 65535, 0.001);
+        {
+            let f = t.flow();
+            assert_eq!(f.server.state, State::Established);
+            assert_eq!(f.violation_count, 1);
+            assert!(f.violations[0]
+                .reason
+                .contains("RST outside the receive window"));
+            assert!(!f.rows.as_ref().expect("rows")[5].notes.is_empty());
+        }
+        t.send(0, "R", 0, Some(1101 + 10), None, 65535, 0.001); // in window: resets
+        assert_eq!(t.flow().server.state, State::Closed);
+        assert_eq!(t.flow().close_kind(), "client-rst");
+    }
+
+    #[test]
+    fn mid_stream_start_is_unknown_and_inferred() {
+        let mut t = Talk::new();
+        t.conv((v4(1), 51000), (v4(2), 443));
+        t.send(1, "PA", 100, None, None, 65535, 0.001); // the first segment seen comes from the server
+        t.c("A");
+        t.c("FA");
+        t.s("FA");
+        t.c("A");
+        let f = &t.finish()[0];
+        assert_eq!(f.direction, "inferred");
+        assert_eq!(f.server.label(), "10.0.0.2:443");
+        assert_eq!(
+            paths(f),
+            (
+                vec!["UNKNOWN", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT"],
+                vec!["UNKNOWN", "CLOSE-WAIT", "LAST-ACK", "CLOSED"]
+            )
+        );
+        assert_eq!(f.handshake.status(), "none");
+    }
+
+    #[test]
+    fn port_reuse_after_time_wait_starts_new_flow() {
+        let mut t = Talk::new();
+        for i in 0..3u32 {
+            t.c("S");
+            t.s("SA");
+            t.c("A");
+            t.c("FA");
+            t.s("FA");
+            t.c("A");
+            t.new_client_isn(10_000 * (i + 2));
+            t.new_server_isn(90_000 * (i + 2));
+        }
+        let flows = t.finish();
+        assert_eq!(flows.len(), 3);
+        let first = &flows[0];
+        let c = names(&first.client.path);
+        assert_eq!(c[c.len() - 2..], ["TIME-WAIT", "CLOSED"]);
+        assert_eq!(first.transitions.last().map(|x| x.cause), Some(Cue::Reused));
+        assert_eq!(first.client.path.last(), Some(&State::Closed));
+        assert_eq!(flows[2].client.path.last(), Some(&State::TimeWait));
+        let numbers: Vec<u64> = flows.iter().map(|f| f.number).collect();
+        assert_eq!(numbers, [1, 2, 3]);
+        assert!(!flows[0].reused_port && flows[1].reused_port && flows[2].reused_port);
+    }
+
+    #[test]
+    fn new_syn_with_new_isn_on_open_flow_starts_new_flow() {
+        let mut t = Talk::new().handshake();
+        t.new_client_isn(777_777);
+        t.c("S");
+        let flows = t.finish();
+        assert_eq!(flows.len(), 2);
+        assert_eq!(names(&flows[1].client.path), ["CLOSED", "SYN-SENT"]);
+    }
+
+    #[test]
+    fn time_wait_ends_after_2msl_when_the_capture_lasts_that_long() {
+        let mut t = Talk::with(TableOptions {
+            msl: 1.0,
+            ..TableOptions::default()
+        })
+        .handshake();
+        t.c("FA");
+        t.s("FA");
+        t.c("A");
+        let fin_ts = t.segments[t.segments.len() - 2].ts;
+        t.conv((v4(9), 1), (v4(2), 80));
+        t.send(0, "S", 0, None, None, 65535, 5.0); // any later segment: 5 s > 2*MSL
+        let flows = t.finish();
+        let c = names(&flows[0].client.path);
+        assert_eq!(c[c.len() - 2..], ["TIME-WAIT", "CLOSED"]);
+        let timer = flows[0].transitions.last().expect("timer");
+        assert_eq!(timer.cause, Cue::Timeout2Msl);
+        assert_eq!(timer.frame, None);
+        assert_eq!(timer.ts, fin_ts + 2.0); // from the FIN that entered TIME-WAIT
+    }
+
+    #[test]
+    fn time_wait_stays_when_capture_ends_early() {
+        let mut t = Talk::new().handshake();
+        t.c("FA");
+        t.s("FA");
+        t.c("A");
+        assert_eq!(t.finish()[0].client.path.last(), Some(&State::TimeWait));
+    }
+
+    #[test]
+    fn syn_ack_acknowledging_nothing_is_a_violation() {
+        let mut t = Talk::new();
+        t.c("S");
+        t.send(0, "PA", 5, None, None, 65535, 0.001); // data before any SYN-ACK
+        t.send(1, "SA", 0, None, Some(999), 65535, 0.001);
+        let f = &t.finish()[0];
+        assert!(f
+            .violations
+            .iter()
+            .any(|v| v.reason.contains("does not acknowledge our SYN")));
+    }
+
+    #[test]
+    fn one_sided_capture_infers_the_missing_syn_ack() {
+        let mut t = Talk::new();
+        t.c("S");
+        t.send(0, "A", 0, None, Some(5001), 65535, 0.001);
+        t.send(0, "PA", 10, None, None, 65535, 0.001);
+        t.c("FA");
+        let f = &t.finish()[0];
+        assert_eq!(
+            paths(f),
+            (with(&EST_C, &["FIN-WAIT-1"]), with(&EST_S, &["CLOSE-WAIT"]))
+        );
+        assert!(f.violations.is_empty());
+    }
+
+    #[test]
+    fn rst_with_the_fin_sequence_number_after_close_is_accepted() {
+        let mut t = Talk::new().handshake();
+        let fin = t.s("FA");
+        t.c("A");
+        t.send(1, "R", 0, Some(fin.seq), None, 65535, 0.001); // Linux tcp_reset_check
+        assert_eq!(t.flow().client.state, State::Closed);
+        assert_eq!(t.flow().close_kind(), "server-rst");
+    }
+
+    #[test]
+    fn segment_sent_after_rst_names_the_crossing() {
+        let mut t = Talk::new().handshake();
+        t.c("RA");
+        t.s("FA"); // the server's FIN crossed the client's RST
+        assert!(t.flow().violations[0]
+            .reason
+            .contains("crossed on the wire"));
+    }
+
+    #[test]
+    fn missing_row_is_a_violation_with_the_rfc_wording() {
+        let mut t = Talk::new().handshake();
+        t.send(1, "SA", 0, Some(5000), None, 65535, 0.001); // retransmitted SYN-ACK: a self-loop
+        assert_eq!(t.flow().violation_count, 0);
+        let mut u = Talk::new();
+        u.c("S");
+        u.c("FA"); // SYN-SENT sends a FIN: no row
+        let f = &u.finish()[0];
+        assert_eq!(
+            f.violations[0].reason,
+            "no RFC 9293 transition for snd FIN in SYN-SENT"
+        );
+        assert_eq!(f.violations[0].state, State::SynSent);
+    }
+
+    #[test]
+    fn acceptable_rst_in_every_synchronized_state_closes_the_receiver() {
+        // Put the client into each state, then the server sends an acceptable RST (RFC 9293 §3.10.7.4)
+        type Steps = fn(&mut Talk);
+        let targets: [(&str, Steps); 7] = [
+            ("ESTABLISHED", |_| {}),
+            ("FIN-WAIT-1", |t| {
+                t.c("FA");
+            }),
+            ("FIN-WAIT-2", |t| {
+                t.c("FA");
+                t.s("A");
+            }),
+            ("CLOSE-WAIT", |t| {
+                t.s("FA");
+                t.c("A");
+            }),
+            ("CLOSING", |t| {
+                t.c("FA");
+                let ack = t.nxt(0) - 1;
+                t.send(1, "FA", 0, None, Some(ack), 65535, 0.001);
+            }),
+            ("LAST-ACK", |t| {
+                t.s("FA");
+                t.c("A");
+                t.c("FA");
+            }),
+            ("TIME-WAIT", |t| {
+                t.c("FA");
+                t.s("FA");
+            }),
+        ];
+        for (state, steps) in targets {
+            let mut t = Talk::new().handshake();
+            steps(&mut t);
+            t.s("RA");
+            let f = &t.finish()[0];
+            let c = names(&f.client.path);
+            assert_eq!(c[c.len() - 2..], [state, "CLOSED"], "{state}");
+            assert_eq!(f.close_kind(), "server-rst", "{state}");
+        }
+    }
+}

@@ -514,3 +514,130 @@ impl FlowTable {
         list.len = list.len.saturating_sub(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Streaming mode (tests/test_flow_table.py): finished flows leave memory, in the order they
+    //! finish.
+    use super::*;
+    use crate::flow::tests::{v4, Talk};
+    use crate::segment::Addr;
+
+    fn streaming(linger: f64, idle_timeout: f64, max_open: usize) -> Talk {
+        Talk::with(TableOptions {
+            streaming: true,
+            linger,
+            idle_timeout,
+            max_open,
+            ..TableOptions::default()
+        })
+    }
+
+    fn numbers(t: &mut Talk) -> Vec<u64> {
+        t.table.drain_finished().map(|f| f.number).collect()
+    }
+
+    #[test]
+    fn ended_flow_leaves_after_linger_and_open_flows_stay() {
+        let mut t = streaming(5.0, 300.0, DEFAULT_MAX_OPEN).handshake();
+        t.c("FA");
+        t.s("FA");
+        t.c("A");
+        t.conv((v4(7), 7), (v4(2), 80));
+        t.c("S");
+        t.s("SA");
+        t.c("A"); // an open flow, still talking
+        for _ in 0..1100 {
+            t.send(0, "A", 0, None, None, 65535, 0.01); // a sweep, 10 s later in capture time
+        }
+        assert_eq!(numbers(&mut t), [1]);
+        assert_eq!(t.table.count, 2);
+        assert!(t.table.finish().is_empty());
+        assert_eq!(numbers(&mut t), [2]);
+    }
+
+    #[test]
+    fn idle_flow_is_finished_after_idle_timeout() {
+        let mut t = streaming(DEFAULT_LINGER, 1.0, DEFAULT_MAX_OPEN).handshake(); // never closes
+        t.conv((v4(7), 7), (v4(2), 80));
+        t.ts += 2.0;
+        for _ in 0..1100 {
+            t.c("A");
+        }
+        let done: Vec<Flow> = t.table.drain_finished().collect();
+        assert_eq!(done[0].number, 1);
+        assert_eq!(done[0].close_kind(), "none");
+    }
+
+    #[test]
+    fn max_open_evicts_least_recently_active() {
+        let mut t = streaming(DEFAULT_LINGER, DEFAULT_IDLE_TIMEOUT, 10);
+        for i in 0..30u8 {
+            t.conv((Addr::V4([10, 0, 1, i]), 1000 + u16::from(i)), (v4(2), 80));
+            t.ts = 100.0 + f64::from(i);
+            t.c("S");
+        }
+        t.switch(0);
+        for _ in 0..1100 {
+            t.send(0, "S", 0, None, None, 65535, 0.0); // the same SYN again: a retransmission
+        }
+        assert_eq!(t.table.evicted, 21); // 31 open, 10 allowed
+        assert_eq!(numbers(&mut t), (1..22).collect::<Vec<u64>>()); // least recently active first
+    }
+
+    #[test]
+    fn reused_port_is_remembered_after_the_flow_left() {
+        let mut t = streaming(0.5, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_OPEN).handshake();
+        t.c("RA");
+        t.conv((v4(7), 7), (v4(2), 80));
+        t.ts += 1.0;
+        for _ in 0..1100 {
+            t.send(0, "A", 0, None, None, 65535, 0.0);
+        }
+        assert_eq!(numbers(&mut t), [1]);
+        t.switch(0);
+        t.new_client_isn(99_999);
+        t.send(0, "S", 0, None, None, 65535, 5.0);
+        assert!(t.flow().reused_port);
+        assert_eq!(t.flow().number, 3);
+    }
+
+    #[test]
+    fn not_streaming_keeps_every_flow_in_number_order() {
+        let mut t = Talk::new().handshake();
+        t.c("RA");
+        t.conv((v4(7), 7), (v4(2), 80));
+        t.c("S");
+        t.switch(0);
+        t.new_client_isn(99_999);
+        t.c("S"); // port reuse: flow 3 on flow 1's 4-tuple
+        assert!(t.table.drain_finished().next().is_none());
+        let flows = t.finish();
+        let n: Vec<u64> = flows.iter().map(|f| f.number).collect();
+        assert_eq!(n, [1, 2, 3]);
+        assert!(flows[2].reused_port && !flows[1].reused_port);
+    }
+
+    #[test]
+    fn events_name_their_flow() {
+        let mut t = Talk::with(TableOptions {
+            events: true,
+            ..TableOptions::default()
+        })
+        .handshake();
+        let seen: Vec<(u64, &str, &str)> = t
+            .table
+            .drain_events()
+            .map(|(n, x)| (n, x.endpoint.name(), x.to.name()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (1, "client", "SYN-SENT"),
+                (1, "server", "SYN-RECEIVED"),
+                (1, "client", "ESTABLISHED"),
+                (1, "server", "ESTABLISHED")
+            ]
+        );
+    }
+}
