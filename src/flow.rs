@@ -190,7 +190,7 @@ impl Flow {
             first_ts: seg.ts,
             last_ts: seg.ts,
             packets: 0,
-            transitions: Vec::new(),
+            transitions: Vec::with_capacity(8), // a whole connection makes about ten
             violations: Vec::new(),
             violation_count: 0,
             handshake: Handshake::default(),

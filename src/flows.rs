@@ -169,8 +169,9 @@ const EMPTY: List = List {
 const OPEN: usize = 0;
 const ENDED: usize = 1;
 
-struct Slot {
-    flow: Flow,
+/// What the table knows of a slot besides its flow: kept apart from the (large) flows so that the
+/// per-packet list updates touch small records only.
+struct Meta {
     key: FlowKey,
     /// place in `open` and in `ended`, and whether it is linked there
     links: [Links; 2],
@@ -183,7 +184,9 @@ pub struct FlowTable {
     observers: ObserverFactory,
     /// the current flow of each 4-tuple: its slot
     map: HashMap<FlowKey, usize, Fx>,
-    slots: Vec<Option<Slot>>,
+    /// a slot's flow (None: a free slot) and its bookkeeping, by slot index
+    slots: Vec<Option<Flow>>,
+    meta: Vec<Meta>,
     free: Vec<usize>,
     /// streaming: open flows by last activity, oldest first; and the ended ones among them
     open: List,
@@ -210,6 +213,7 @@ impl FlowTable {
             observers,
             map: HashMap::default(),
             slots: Vec::new(),
+            meta: Vec::new(),
             free: Vec::new(),
             open: EMPTY,
             ended: EMPTY,
@@ -241,12 +245,12 @@ impl FlowTable {
     /// The current flow of a 4-tuple, if it is still in the table.
     pub fn get(&self, key: &FlowKey) -> Option<&Flow> {
         let i = *self.map.get(key)?;
-        self.slots.get(i)?.as_ref().map(|s| &s.flow)
+        self.slots.get(i)?.as_ref()
     }
 
     /// Every flow still held, in slot order (number order when not streaming).
     pub fn flows(&self) -> impl Iterator<Item = &Flow> {
-        self.slots.iter().flatten().map(|s| &s.flow)
+        self.slots.iter().flatten()
     }
 
     pub fn add(&mut self, seg: Segment) {
@@ -265,20 +269,25 @@ impl FlowTable {
             _ => self.start_flow(key, &seg, found),
         };
         let events = self.opts.events;
-        if let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) {
-            slot.flow.add(seg);
+        if let Some(flow) = self.slots.get_mut(i).and_then(Option::as_mut) {
+            flow.add(seg);
             if events {
-                let n = slot.flow.number;
-                self.events.extend(slot.flow.take_events().map(|t| (n, t)));
+                let n = flow.number;
+                self.events.extend(flow.take_events().map(|t| (n, t)));
             }
         }
         self.last_ts = Some(ts);
         if self.opts.streaming {
-            // Keep both lists in order of last activity: re-insert at the end.
-            self.unlink(i, OPEN);
-            self.push_back(i, OPEN);
-            self.unlink(i, ENDED);
-            if self.flow_at(i).is_some_and(Flow::ended) {
+            // Keep both lists in order of last activity: re-insert at the end (nothing to do for
+            // the flow that was already the last one active, the common case in bursts).
+            if self.open.tail != i {
+                self.unlink(i, OPEN);
+                self.push_back(i, OPEN);
+            }
+            if !self.flow_at(i).is_some_and(Flow::ended) {
+                self.unlink(i, ENDED);
+            } else if self.ended.tail != i {
+                self.unlink(i, ENDED);
                 self.push_back(i, ENDED);
             }
             self.until_sweep -= 1;
@@ -293,8 +302,8 @@ impl FlowTable {
     fn start_flow(&mut self, key: FlowKey, seg: &Segment, old: Option<usize>) -> usize {
         let reused = old.is_some() || self.seen.contains(&key);
         if let Some(o) = old {
-            if let Some(slot) = self.slots.get_mut(o).and_then(Option::as_mut) {
-                slot.flow.retire(seg.ts);
+            if let Some(flow) = self.slots.get_mut(o).and_then(Option::as_mut) {
+                flow.retire(seg.ts);
             }
             self.collect_events(o);
             self.let_go(o);
@@ -310,21 +319,20 @@ impl FlowTable {
             reused,
         );
         flow.set_emit(self.opts.events);
-        let slot = Slot {
-            flow,
+        let meta = Meta {
             key,
             links: [UNLINKED; 2],
             linked: [false; 2],
         };
         let i = match self.free.pop() {
-            Some(i) => {
-                if let Some(s) = self.slots.get_mut(i) {
-                    *s = Some(slot);
-                }
+            Some(i) if i < self.slots.len() && i < self.meta.len() => {
+                self.slots[i] = Some(flow);
+                self.meta[i] = meta;
                 i
             }
-            None => {
-                self.slots.push(Some(slot));
+            _ => {
+                self.slots.push(Some(flow));
+                self.meta.push(meta);
                 self.slots.len() - 1
             }
         };
@@ -335,16 +343,16 @@ impl FlowTable {
     }
 
     fn flow_at(&self, i: usize) -> Option<&Flow> {
-        self.slots.get(i)?.as_ref().map(|s| &s.flow)
+        self.slots.get(i)?.as_ref()
     }
 
     fn collect_events(&mut self, i: usize) {
         if !self.opts.events {
             return;
         }
-        if let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) {
-            let n = slot.flow.number;
-            self.events.extend(slot.flow.take_events().map(|t| (n, t)));
+        if let Some(flow) = self.slots.get_mut(i).and_then(Option::as_mut) {
+            let n = flow.number;
+            self.events.extend(flow.take_events().map(|t| (n, t)));
         }
     }
 
@@ -382,8 +390,8 @@ impl FlowTable {
     }
 
     fn finish_flow(&mut self, i: usize, now: f64) {
-        if let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) {
-            slot.flow.finish(now);
+        if let Some(flow) = self.slots.get_mut(i).and_then(Option::as_mut) {
+            flow.finish(now);
         }
         self.collect_events(i);
     }
@@ -395,22 +403,25 @@ impl FlowTable {
         }
         self.unlink(i, OPEN);
         self.unlink(i, ENDED);
-        let Some(slot) = self.slots.get_mut(i).and_then(Option::take) else {
+        let Some(flow) = self.slots.get_mut(i).and_then(Option::take) else {
             return;
         };
         self.free.push(i);
-        if self.map.get(&slot.key) == Some(&i) {
-            self.map.remove(&slot.key);
+        let Some(key) = self.meta.get(i).map(|m| m.key) else {
+            return;
+        };
+        if self.map.get(&key) == Some(&i) {
+            self.map.remove(&key);
         }
-        if self.seen.insert(slot.key) {
-            self.seen_order.push_back(slot.key);
+        if self.seen.insert(key) {
+            self.seen_order.push_back(key);
             if self.seen.len() > SEEN_KEYS_CAP {
                 if let Some(oldest) = self.seen_order.pop_front() {
                     self.seen.remove(&oldest);
                 }
             }
         }
-        self.finished.push(slot.flow);
+        self.finished.push(flow);
     }
 
     /// Streaming: the flows handed out since the last call, in the order they finished.
@@ -429,9 +440,9 @@ impl FlowTable {
         let order: Vec<usize> = if self.opts.streaming {
             let mut v = Vec::with_capacity(self.open.len);
             let mut i = self.open.head;
-            while let Some(slot) = self.slots.get(i).and_then(Option::as_ref) {
+            while let Some(m) = self.meta.get(i) {
                 v.push(i);
-                i = slot.links[OPEN].next;
+                i = m.links[OPEN].next;
             }
             v
         } else {
@@ -454,7 +465,8 @@ impl FlowTable {
         self.map.clear();
         self.key_order.clear();
         self.free.clear();
-        self.slots.drain(..).flatten().map(|s| s.flow).collect()
+        self.meta.clear();
+        self.slots.drain(..).flatten().collect()
     }
 
     // ----------------------------------------------------------------- the two lists
@@ -466,13 +478,13 @@ impl FlowTable {
         }
     }
 
-    fn slot_mut(&mut self, i: usize) -> Option<&mut Slot> {
-        self.slots.get_mut(i)?.as_mut()
+    fn meta_mut(&mut self, i: usize) -> Option<&mut Meta> {
+        self.meta.get_mut(i)
     }
 
     fn push_back(&mut self, i: usize, which: usize) {
         let tail = self.list(which).tail;
-        let Some(slot) = self.slot_mut(i) else {
+        let Some(slot) = self.meta_mut(i) else {
             return;
         };
         if slot.linked[which] {
@@ -483,7 +495,7 @@ impl FlowTable {
             prev: tail,
             next: NIL,
         };
-        match self.slot_mut(tail) {
+        match self.meta_mut(tail) {
             Some(t) => t.links[which].next = i,
             None => self.list(which).head = i,
         }
@@ -493,7 +505,7 @@ impl FlowTable {
     }
 
     fn unlink(&mut self, i: usize, which: usize) {
-        let Some(slot) = self.slot_mut(i) else {
+        let Some(slot) = self.meta_mut(i) else {
             return;
         };
         if !slot.linked[which] {
@@ -502,11 +514,11 @@ impl FlowTable {
         let Links { prev, next } = slot.links[which];
         slot.linked[which] = false;
         slot.links[which] = UNLINKED;
-        match self.slot_mut(prev) {
+        match self.meta_mut(prev) {
             Some(p) => p.links[which].next = next,
             None => self.list(which).head = next,
         }
-        match self.slot_mut(next) {
+        match self.meta_mut(next) {
             Some(n) => n.links[which].prev = prev,
             None => self.list(which).tail = prev,
         }
