@@ -25,10 +25,10 @@ def analyze(path: str, **options: Any) -> Any:
     """Analyze a capture file (`-` for standard input) in the engine. Options: msl, linger,
     idle_timeout, max_open, streaming (default True: records in the order flows finish),
     keep_rows (flow numbers whose segments to keep, or True), check_checksums."""
-    return _engine().Analysis(path, **options)
+    return _load_engine().Analysis(path, **options)
 
 
-def _engine() -> Any:
+def _load_engine() -> Any:
     # importlib, not `from handshake_probe import _engine`: that form looks the name up on this
     # package first, which would call __getattr__ below again.
     return importlib.import_module("handshake_probe._engine")
@@ -38,8 +38,8 @@ def __getattr__(name: str) -> Any:
     # Imported on first use so that `import handshake_probe` stays cheap for the edges that never
     # touch the engine (the echo server, the client).
     if name == "TRANSITIONS":
-        table: Dict[Tuple[str, str], str] = {(s, c): n for s, c, n, _why in _engine().TRANSITION_ROWS}
+        table: Dict[Tuple[str, str], str] = {(s, c): n for s, c, n, _why in _load_engine().TRANSITION_ROWS}
         return table
     if name in _VOCABULARY:
-        return getattr(_engine(), name)
+        return getattr(_load_engine(), name)
     raise AttributeError(f"module 'handshake_probe' has no attribute {name!r}")

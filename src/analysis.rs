@@ -17,7 +17,13 @@ pub const MAX_FRAME_WARNINGS: usize = 10;
 const BATCH: usize = 4096;
 
 /// Skip reasons in the order the summary line sorts them (by name), malformed last-but-sorted too.
-pub const SKIP_REASONS: [&str; 5] = ["fragment", "malformed", "non-tcp", "truncated", "unknown-link"];
+pub const SKIP_REASONS: [&str; 5] = [
+    "fragment",
+    "malformed",
+    "non-tcp",
+    "truncated",
+    "unknown-link",
+];
 
 pub fn skip_index(s: Skip) -> usize {
     match s {
@@ -47,10 +53,37 @@ pub struct Options {
     pub check_checksums: bool,
 }
 
+/// A capture file by path, or standard input ("-").
+enum Input {
+    File(Reader<std::fs::File>),
+    Stdin(Reader<std::io::Stdin>),
+}
+
+impl Input {
+    fn next_frame(&mut self) -> Result<Option<crate::pcap::Frame<'_>>, crate::pcap::CaptureError> {
+        match self {
+            Input::File(r) => r.next_frame(),
+            Input::Stdin(r) => r.next_frame(),
+        }
+    }
+    fn take_warnings(&mut self) -> Vec<String> {
+        match self {
+            Input::File(r) => r.take_warnings(),
+            Input::Stdin(r) => r.take_warnings(),
+        }
+    }
+    fn offset(&self) -> u64 {
+        match self {
+            Input::File(r) => r.offset(),
+            Input::Stdin(r) => r.offset(),
+        }
+    }
+}
+
 /// One capture being analyzed, step by step, so the caller can hand out finished flows as they come.
 pub struct FileAnalysis {
     pub path: String,
-    reader: Option<Reader<Box<dyn std::io::Read + Send>>>,
+    reader: Option<Input>,
     table: FlowTable,
     verify: bool,
     pub frames: u64,
@@ -90,9 +123,9 @@ impl FileAnalysis {
             finished: false,
         };
         let opened = if path == "-" {
-            Reader::new(Box::new(std::io::stdin()) as Box<dyn std::io::Read + Send>, path, None)
+            Reader::new(std::io::stdin(), path, None).map(Input::Stdin)
         } else {
-            Reader::open(path).map(|r| r.boxed())
+            Reader::open(path).map(Input::File)
         };
         match opened {
             Ok(r) => fa.reader = Some(r),
@@ -142,7 +175,14 @@ impl FileAnalysis {
             let malformed = match reader.next_frame() {
                 Ok(Some(f)) => {
                     self.frames += 1;
-                    match decode(f.data, f.linktype, f.ts, f.frame, Some(f.wirelen), self.verify) {
+                    match decode(
+                        f.data,
+                        f.linktype,
+                        f.ts,
+                        f.frame,
+                        Some(f.wirelen),
+                        self.verify,
+                    ) {
                         Ok(Decoded::Segment(seg)) => {
                             self.segments += 1;
                             self.table.add(seg);
@@ -211,7 +251,7 @@ impl FileAnalysis {
     fn take(&mut self, flow: Flow) {
         self.violations += flow.violation_count;
         self.ready.push_back(flow.record());
-        if self.keep_rows.wants(flow.number) {
+        if self.keep_rows.keeps(flow.number) {
             self.kept.insert(flow.number, flow);
         }
     }

@@ -1626,3 +1626,6 @@ pub(crate) mod tests {
         }
     }
 }
+
+/// How a flow closed, the vocabulary of the record's `close` field (see `Flow::close_kind`).
+pub const CLOSE_KINDS: [&str; 5] = ["fin", "client-rst", "server-rst", "rejected", "none"];

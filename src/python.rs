@@ -16,7 +16,12 @@ use crate::flows::{RowFilter, TableOptions};
 use crate::record::{write_csv_cell, write_json, Value};
 use crate::states::{rows, ALL_CUES, ALL_STATES};
 
-create_exception!(_engine, EngineError, PyException, "An internal error of the engine (a bug): never bad input.");
+create_exception!(
+    _engine,
+    EngineError,
+    PyException,
+    "An internal error of the engine (a bug): never bad input."
+);
 
 fn guard<T>(what: impl FnOnce() -> String, f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
@@ -27,7 +32,11 @@ fn guard<T>(what: impl FnOnce() -> String, f: impl FnOnce() -> PyResult<T>) -> P
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "panic".into());
-            Err(EngineError::new_err(format!("internal error at {}: {}", what(), msg)))
+            Err(EngineError::new_err(format!(
+                "internal error at {}: {}",
+                what(),
+                msg
+            )))
         }
     }
 }
@@ -103,6 +112,13 @@ struct Analysis {
     inner: FileAnalysis,
 }
 
+impl Analysis {
+    /// Where a panic would have happened, for the internal-error line: file and next frame.
+    fn at(&self) -> String {
+        format!("{}: frame {}", self.inner.path, self.inner.frames + 1)
+    }
+}
+
 #[pymethods]
 impl Analysis {
     #[new]
@@ -121,8 +137,24 @@ impl Analysis {
         check_checksums: bool,
     ) -> PyResult<Self> {
         let filter = row_filter(keep_rows)?;
-        let opts = options(msl, linger, idle_timeout, max_open, streaming, filter, false, check_checksums);
-        guard(|| path.to_string(), || Ok(Analysis { inner: FileAnalysis::open(path, opts) }))
+        let opts = options(
+            msl,
+            linger,
+            idle_timeout,
+            max_open,
+            streaming,
+            filter,
+            false,
+            check_checksums,
+        );
+        guard(
+            || path.to_string(),
+            || {
+                Ok(Analysis {
+                    inner: FileAnalysis::open(path, opts),
+                })
+            },
+        )
     }
 
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -130,27 +162,41 @@ impl Analysis {
     }
 
     fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<PyObject>> {
+        let at = self.at();
         let inner = &mut self.inner;
-        let rec = guard(|| format!("{} frame {}", inner.path, inner.frames + 1), || Ok(inner.next_record()))?;
+        let rec = guard(|| at, || Ok(inner.next_record()))?;
         rec.map(|r| to_py(py, &r)).transpose()
     }
 
     /// Up to `max_flows` finished records written as JSON Lines or CSV rows (bytes), None at the end.
     /// The engine writes the text itself: no Python object per flow on the fast path.
     #[pyo3(signature = (fmt, max_flows=4096, file=None))]
-    fn chunk(&mut self, py: Python<'_>, fmt: &str, max_flows: usize, file: Option<&str>) -> PyResult<Option<PyObject>> {
+    fn chunk(
+        &mut self,
+        py: Python<'_>,
+        fmt: &str,
+        max_flows: usize,
+        file: Option<&str>,
+    ) -> PyResult<Option<PyObject>> {
         let csv = match fmt {
             "jsonl" => false,
             "csv" => true,
-            _ => return Err(pyo3::exceptions::PyValueError::new_err(format!("no chunk format {fmt}"))),
+            _ => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "no chunk format {fmt}"
+                )))
+            }
         };
+        let at = self.at();
         let inner = &mut self.inner;
         let text = guard(
-            || format!("{} frame {}", inner.path, inner.frames + 1),
+            || at,
             || {
                 let mut out = String::new();
                 for _ in 0..max_flows {
-                    let Some(mut rec) = inner.next_record() else { break };
+                    let Some(mut rec) = inner.next_record() else {
+                        break;
+                    };
                     if let (Some(f), Value::Obj(fields)) = (file, &mut rec) {
                         fields.push(("file", f.into()));
                     }
@@ -173,9 +219,10 @@ impl Analysis {
     /// Read and analyze up to `max_frames` more frames (for a progress line); True once the input ended.
     #[pyo3(signature = (max_frames=65536))]
     fn advance(&mut self, max_frames: usize) -> PyResult<bool> {
+        let at = self.at();
         let inner = &mut self.inner;
         guard(
-            || format!("{} frame {}", inner.path, inner.frames + 1),
+            || at,
             || {
                 inner.step(max_frames);
                 Ok(inner.done())
@@ -265,7 +312,7 @@ impl Engine {
     fn take(&mut self, flow: crate::flow::Flow) {
         self.violations += flow.violation_count;
         self.ready.push(flow.record());
-        if self.keep_rows.wants(flow.number) {
+        if self.keep_rows.keeps(flow.number) {
             self.kept.insert(flow.number, flow);
         }
     }
@@ -295,10 +342,22 @@ impl Engine {
         check_checksums: bool,
     ) -> PyResult<Self> {
         let filter = row_filter(keep_rows)?;
-        let opts = options(msl, linger, idle_timeout, max_open, streaming, filter.clone(), true, check_checksums);
+        let opts = options(
+            msl,
+            linger,
+            idle_timeout,
+            max_open,
+            streaming,
+            filter.clone(),
+            true,
+            check_checksums,
+        );
         Ok(Engine {
             linktype,
-            table: crate::flows::FlowTable::new(opts.table, crate::analysis::default_observers(check_checksums)),
+            table: crate::flows::FlowTable::new(
+                opts.table,
+                crate::analysis::default_observers(check_checksums),
+            ),
             verify: check_checksums,
             frames: 0,
             segments: 0,
@@ -314,7 +373,13 @@ impl Engine {
     /// One frame: returns the transitions it caused, as dicts (flow, client, server, ts, frame,
     /// endpoint, from, to, cause). A malformed frame is counted and named in `warnings`.
     #[pyo3(signature = (data, ts, wirelen=None))]
-    fn feed(&mut self, py: Python<'_>, data: &[u8], ts: f64, wirelen: Option<u32>) -> PyResult<PyObject> {
+    fn feed(
+        &mut self,
+        py: Python<'_>,
+        data: &[u8],
+        ts: f64,
+        wirelen: Option<u32>,
+    ) -> PyResult<PyObject> {
         self.frames += 1;
         let frame = self.frames;
         let events = guard(
@@ -325,15 +390,22 @@ impl Engine {
                         self.segments += 1;
                         self.table.add(seg);
                     }
-                    Ok(crate::decode::Decoded::Skip(why)) => self.skipped[crate::analysis::skip_index(why)] += 1,
+                    Ok(crate::decode::Decoded::Skip(why)) => {
+                        self.skipped[crate::analysis::skip_index(why)] += 1
+                    }
                     Err(err) => {
                         self.skipped[crate::analysis::MALFORMED] += 1;
                         if self.warnings.len() < crate::analysis::MAX_FRAME_WARNINGS {
-                            self.warnings.push(format!("frame {frame}: {err}; frame skipped"));
+                            self.warnings
+                                .push(format!("frame {frame}: {err}; frame skipped"));
                         }
                     }
                 }
-                let events: Vec<Value> = self.table.drain_events().map(|e| crate::rows::event_value(&e)).collect();
+                let events: Vec<Value> = self
+                    .table
+                    .drain_events()
+                    .map(|(n, t)| crate::rows::event_value(n, &t))
+                    .collect();
                 self.collect();
                 Ok(events)
             },
@@ -417,7 +489,10 @@ fn csv_header() -> String {
 /// The vocabulary, defined once in the engine and exported: state names, cues, the transition table.
 fn add_vocabulary(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
-    m.add("STATES", PyList::new(py, ALL_STATES.iter().map(|s| s.name()))?)?;
+    m.add(
+        "STATES",
+        PyList::new(py, ALL_STATES.iter().map(|s| s.name()))?,
+    )?;
     m.add("CUES", PyList::new(py, ALL_CUES.iter().map(|c| c.name()))?)?;
     let table = PyList::empty(py);
     for r in rows() {
@@ -431,7 +506,10 @@ fn add_vocabulary(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FLAGS", flags)?;
     m.add("CLOSE_KINDS", PyList::new(py, crate::flow::CLOSE_KINDS)?)?;
     m.add("CONN_STATES", PyList::new(py, crate::zeek::CONN_STATES)?)?;
-    m.add("ANOMALY_KINDS", PyList::new(py, crate::anomalies::ANOMALY_KINDS)?)?;
+    m.add(
+        "ANOMALY_KINDS",
+        PyList::new(py, crate::anomalies::ANOMALY_KINDS)?,
+    )?;
     m.add("CSV_COLUMNS", PyList::new(py, crate::record::CSV_COLUMNS)?)?;
     m.add("SKIP_REASONS", PyList::new(py, SKIP_REASONS)?)?;
     m.add("DEFAULT_MSL", crate::flows::DEFAULT_MSL)?;

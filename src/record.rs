@@ -297,7 +297,9 @@ fn states_text(v: Option<&Value>) -> (Value, Value) {
         })
         .collect();
     (
-        names.last().map_or(Value::Null, |s| Value::Str((*s).to_string())),
+        names
+            .last()
+            .map_or(Value::Null, |s| Value::Str((*s).to_string())),
         Value::Str(names.join(">")),
     )
 }

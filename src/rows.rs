@@ -43,13 +43,26 @@ pub fn rows_value(flow: &Flow) -> Value {
                     ("seq", seg.seq.into()),
                     ("ack", if has_ack { seg.ack.into() } else { Value::Null }),
                     ("rel_seq", rel(seg.seq, snd.base).into()),
-                    ("rel_ack", if has_ack { rel(seg.ack, rcv.base).into() } else { Value::Null }),
+                    (
+                        "rel_ack",
+                        if has_ack {
+                            rel(seg.ack, rcv.base).into()
+                        } else {
+                            Value::Null
+                        },
+                    ),
                     ("len", seg.payload_len.into()),
                     ("window", seg.window.into()),
                     ("client_state", row.client_state.name().into()),
                     ("server_state", row.server_state.name().into()),
-                    ("transitions", Value::List(row.transitions.iter().map(transition_value).collect())),
-                    ("notes", Value::List(row.notes.iter().map(|n| n.as_str().into()).collect())),
+                    (
+                        "transitions",
+                        Value::List(row.transitions.iter().map(transition_value).collect()),
+                    ),
+                    (
+                        "notes",
+                        Value::List(row.notes.iter().map(|n| n.as_str().into()).collect()),
+                    ),
                 ];
                 Value::Obj(fields)
             })
@@ -57,16 +70,12 @@ pub fn rows_value(flow: &Flow) -> Value {
     )
 }
 
-/// A live transition event: which flow (number and endpoints) and the transition.
-pub fn event_value(e: &crate::flows::Event) -> Value {
-    let Value::Obj(mut fields) = transition_value(&e.transition) else {
+/// A live transition event: the flow's number and the transition.
+pub fn event_value(flow: u64, t: &Transition) -> Value {
+    let Value::Obj(mut fields) = transition_value(t) else {
         return Value::Null;
     };
-    let mut out: Fields = vec![
-        ("flow", e.flow.into()),
-        ("client", e.client.as_str().into()),
-        ("server", e.server.as_str().into()),
-    ];
+    let mut out: Fields = vec![("flow", flow.into())];
     out.append(&mut fields);
     Value::Obj(out)
 }
