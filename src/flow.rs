@@ -835,8 +835,8 @@ impl Flow {
                     ("frame", v.frame.into()),
                     ("endpoint", v.endpoint.name().into()),
                     ("state", v.state.name().into()),
-                    ("cue", v.cue.as_str().into()),
-                    ("reason", v.reason.as_str().into()),
+                    ("cue", v.cue.clone().into()),
+                    ("reason", v.reason.clone().into()),
                 ])
             })
             .collect();

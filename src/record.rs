@@ -11,6 +11,8 @@ pub enum Value {
     Int(i64),
     Float(f64),
     Str(String),
+    /// A string from the vocabulary (state names, causes, kinds): no allocation per record.
+    Static(&'static str),
     List(Vec<Value>),
     Obj(Fields),
 }
@@ -48,9 +50,9 @@ impl From<f64> for Value {
         Value::Float(v)
     }
 }
-impl From<&str> for Value {
-    fn from(v: &str) -> Value {
-        Value::Str(v.to_string())
+impl From<&'static str> for Value {
+    fn from(v: &'static str) -> Value {
+        Value::Static(v)
     }
 }
 impl From<String> for Value {
@@ -75,6 +77,17 @@ impl Value {
 
 /// Python's `repr(float)`: shortest round-trip digits; scientific below 1e-4 and from 1e16 on.
 pub fn py_float(x: f64, out: &mut String) {
+    // Fast path: where Python writes fixed notation, ryu writes the same digits the same way
+    // (ryu is fixed for 1e-5 < |x| < 1e16 and appends ".0" to integral values, as repr does).
+    let a = x.abs();
+    if (1e-4..1e16).contains(&a) {
+        out.push_str(ryu::Buffer::new().format_finite(x));
+        return;
+    }
+    py_float_slow(x, out);
+}
+
+fn py_float_slow(x: f64, out: &mut String) {
     if x.is_nan() {
         out.push_str("NaN");
         return;
@@ -87,33 +100,40 @@ pub fn py_float(x: f64, out: &mut String) {
         out.push_str(if x.is_sign_negative() { "-0.0" } else { "0.0" });
         return;
     }
-    // `{:e}` gives the shortest round-trip digits: "d.ddde[-]N".
-    let sci = format!("{:e}", x);
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let (sign, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => ("-", m),
-        None => ("", mantissa),
+    // ryu's digits (shortest, and the closest of the shortest, as Python's repr picks them; Rust's
+    // own `{:e}` does not always pick the closest), laid out the way repr lays them out.
+    let mut buf = ryu::Buffer::new();
+    let text = buf.format_finite(x.abs());
+    let (mantissa, exp) = match text.split_once('e') {
+        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
+        None => (text, 0),
     };
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    out.push_str(sign);
-    if !(-4..16).contains(&exp) {
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    // all significant digits and the decimal exponent of the first one
+    let raw: String = format!("{int_part}{frac_part}");
+    let lead = raw.len() - raw.trim_start_matches('0').len();
+    let digits = raw.trim_start_matches('0').trim_end_matches('0');
+    let exp10 = exp + int_part.len() as i32 - 1 - lead as i32;
+    if x < 0.0 {
+        out.push('-');
+    }
+    if !(-4..16).contains(&exp10) {
         out.push_str(&digits[..1]);
         if digits.len() > 1 {
             out.push('.');
             out.push_str(&digits[1..]);
         }
-        let _ = write!(out, "e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
-    } else if exp < 0 {
+        let _ = write!(out, "e{}{:02}", if exp10 < 0 { '-' } else { '+' }, exp10.abs());
+    } else if exp10 < 0 {
         out.push_str("0.");
-        for _ in 0..(-exp - 1) {
+        for _ in 0..(-exp10 - 1) {
             out.push('0');
         }
-        out.push_str(&digits);
+        out.push_str(digits);
     } else {
-        let point = exp as usize + 1;
+        let point = exp10 as usize + 1;
         if digits.len() <= point {
-            out.push_str(&digits);
+            out.push_str(digits);
             for _ in digits.len()..point {
                 out.push('0');
             }
@@ -128,6 +148,11 @@ pub fn py_float(x: f64, out: &mut String) {
 
 fn json_str(s: &str, out: &mut String) {
     out.push('"');
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+        out.push_str(s); // the common case: printable ASCII, nothing to escape
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -155,11 +180,10 @@ pub fn write_json(v: &Value, out: &mut String) {
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Int(i) => {
-            let _ = write!(out, "{}", i);
-        }
+        Value::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
         Value::Float(f) => py_float(*f, out),
         Value::Str(s) => json_str(s, out),
+        Value::Static(s) => json_str(s, out),
         Value::List(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -196,6 +220,7 @@ pub fn write_csv_cell(v: &Value, out: &mut String) {
         }
         Value::Float(f) => py_float(*f, &mut text),
         Value::Str(s) => text.push_str(s),
+        Value::Static(s) => text.push_str(s),
         Value::List(_) | Value::Obj(_) => write_json(v, &mut text),
     }
     if text.contains([',', '"', '\n', '\r']) {
@@ -227,6 +252,37 @@ mod tests {
         assert_eq!(f(0.00001), "1e-05");
         assert_eq!(f(-2.5), "-2.5");
         assert_eq!(f(0.0), "0.0");
+        // printed by Python 3.11's repr()
+        assert_eq!(f(233115890514796.12), "233115890514796.12");
+        assert_eq!(f(1.2345678901234566e-07), "1.2345678901234566e-07");
+        assert_eq!(f(2.5e-05), "2.5e-05");
+        assert_eq!(f(1e22), "1e+22");
+        assert_eq!(f(1.7976931348623157e308), "1.7976931348623157e+308");
+        assert_eq!(f(5e-324), "5e-324");
+        assert_eq!(f(123456789012345678.0), "1.2345678901234568e+17");
+        assert_eq!(f(9999999999999998.0), "9999999999999998.0");
+    }
+    #[test]
+    fn fast_float_path_agrees_with_the_slow_one() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for i in 0..200_000u64 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let x = match i % 4 {
+                0 => f64::from_bits(state),
+                1 => 1.7e9 + (state % 1_000_000_000) as f64 / 1e6,
+                2 => (state % 100_000_000) as f64 / 1000.0,
+                _ => (state % 1000) as f64 * 10f64.powi((i % 40) as i32 - 20),
+            };
+            if !x.is_finite() {
+                continue;
+            }
+            let (mut fast, mut slow) = (String::new(), String::new());
+            py_float(x, &mut fast);
+            py_float_slow(x, &mut slow);
+            assert_eq!(fast, slow, "{x:e}");
+        }
     }
     #[test]
     fn ascii_json() {

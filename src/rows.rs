@@ -61,7 +61,7 @@ pub fn rows_value(flow: &Flow) -> Value {
                     ),
                     (
                         "notes",
-                        Value::List(row.notes.iter().map(|n| n.as_str().into()).collect()),
+                        Value::List(row.notes.iter().map(|n| n.clone().into()).collect()),
                     ),
                 ];
                 Value::Obj(fields)

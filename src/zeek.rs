@@ -956,7 +956,7 @@ impl Observer for ZeekObserver {
 
     fn record(&self, out: &mut Fields) {
         out.push(("conn_state", Value::from(self.conn_state())));
-        out.push(("history", Value::from(self.history.as_str())));
+        out.push(("history", Value::from(self.history.clone())));
         let orig = if self.orig_is_client() {
             "client"
         } else {
@@ -1584,7 +1584,7 @@ mod tests {
             out,
             vec![
                 ("conn_state", Value::from("S1")),
-                ("history", Value::from("ShA")),
+                ("history", Value::from("ShA".to_string())),
                 ("zeek_orig", Value::from("client")),
             ]
         );
