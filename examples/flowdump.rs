@@ -2,7 +2,7 @@
 //! a FlowTable without observers and prints each flow's record (and its kept rows) as JSON lines, in
 //! the order the table hands flows out.
 //!
-//! Usage: flowdump MODE FILE [MSL]   MODE: plain | rows | stream | streamrows | small | smallrows
+//! Usage: flowdump MODE FILE [MSL]   MODE: plain | rows | stream | streamrows | small | smallrows | evict
 use std::io::{BufRead, Write};
 
 use _engine::flow::{transition_value, Flow};
@@ -103,6 +103,10 @@ fn main() {
         opts.max_open = 3;
         opts.linger = 0.001;
         opts.idle_timeout = 1.0;
+    }
+    if mode == "evict" {
+        opts.max_open = 3;
+        opts.linger = 0.001;
     }
     let mut table = FlowTable::new(opts, Box::new(Vec::new));
     let file = std::fs::File::open(&path).expect("segments file");
