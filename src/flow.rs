@@ -410,7 +410,10 @@ impl Flow {
         }
         if self.rows.is_some() {
             // not the re-dated ones (a settled SYN is dated by the SYN's frame)
-            let mine: Vec<Transition> = self.transitions[n_before..]
+            let mine: Vec<Transition> = self
+                .transitions
+                .get(n_before..)
+                .unwrap_or_default()
                 .iter()
                 .filter(|t| t.frame == Some(seg.frame))
                 .cloned()
@@ -608,9 +611,11 @@ impl Flow {
     /// a FIN that takes an endpoint to CLOSE-WAIT. On the wire the two FINs of a simultaneous close
     /// cross (RFC 9293 §3.6 figure 13: both ends go FIN-WAIT-1 -> CLOSING -> TIME-WAIT), but a capture
     /// serialises them, so the second FIN's sender looks as if it had received the first FIN before
-    /// sending its own. Only that endpoint's next move tells: a FIN|ACK that does not acknowledge the
+    /// sending its own. Only that endpoint's next *move* tells: a FIN|ACK that does not acknowledge the
     /// peer's FIN (it had not arrived: CLOSING, see `uncross_fins`), or any other move out of
-    /// CLOSE-WAIT, or the end of the flow (then CLOSE-WAIT was real). So the CLOSE-WAIT is *held*
+    /// CLOSE-WAIT, or the end of the flow (then CLOSE-WAIT was real). Segments that leave CLOSE-WAIT
+    /// as it is (data, ACKs, even violations) do not tell: the endpoint's data may have left before
+    /// the FIN arrived, as its FIN did. So the CLOSE-WAIT is *held*
     /// (`HeldFin`): every decision sees the endpoint in CLOSE-WAIT (`state_of`), and the transition,
     /// dated by the FIN's segment, is put where it belongs in `transitions` and emitted only when
     /// confirmed (`confirm_held`). The pending SYN of a silent server (`pending_syn`) is deferred the
