@@ -7,7 +7,13 @@ use _engine::record::write_json;
 
 fn main() {
     let path = std::env::args().nth(1).expect("usage: jsonl FILE");
-    let opts = Options { table: TableOptions { streaming: true, ..TableOptions::default() }, check_checksums: false };
+    let opts = Options {
+        table: TableOptions {
+            streaming: true,
+            ..TableOptions::default()
+        },
+        check_checksums: false,
+    };
     let mut fa = FileAnalysis::open(&path, opts);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

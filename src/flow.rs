@@ -925,6 +925,9 @@ pub fn flow_key(seg: &Segment) -> FlowKey {
     }
 }
 
+/// How a flow closed, the vocabulary of the record's `close` field (see `Flow::close_kind`).
+pub const CLOSE_KINDS: [&str; 5] = ["fin", "client-rst", "server-rst", "rejected", "none"];
+
 #[cfg(test)]
 pub(crate) mod tests {
     //! The flow model on hand-built conversations (tests/test_flow.py, tests/test_states.py): a test
@@ -1631,6 +1634,3 @@ pub(crate) mod tests {
         }
     }
 }
-
-/// How a flow closed, the vocabulary of the record's `close` field (see `Flow::close_kind`).
-pub const CLOSE_KINDS: [&str; 5] = ["fin", "client-rst", "server-rst", "rejected", "none"];

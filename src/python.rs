@@ -49,6 +49,7 @@ fn to_py(py: Python<'_>, v: &Value) -> PyResult<PyObject> {
         Value::Int(i) => i.into_pyobject(py)?.into_any().unbind(),
         Value::Float(f) => f.into_pyobject(py)?.into_any().unbind(),
         Value::Str(s) => s.into_pyobject(py)?.into_any().unbind(),
+        Value::Static(s) => s.into_pyobject(py)?.into_any().unbind(),
         Value::List(items) => {
             let list = PyList::empty(py);
             for item in items {
@@ -198,7 +199,7 @@ impl Analysis {
                         break;
                     };
                     if let (Some(f), Value::Obj(fields)) = (file, &mut rec) {
-                        fields.push(("file", f.into()));
+                        fields.push(("file", f.to_string().into()));
                     }
                     if csv {
                         crate::record::write_csv_row(&rec, &mut out);
@@ -473,6 +474,148 @@ fn skipped_dict<'py>(py: Python<'py>, counts: &[u64; 5]) -> PyResult<Bound<'py, 
     Ok(d)
 }
 
+create_exception!(
+    _engine,
+    DecodeError,
+    pyo3::exceptions::PyValueError,
+    "A malformed frame: args are (offset, reason)."
+);
+create_exception!(
+    _engine,
+    CaptureError,
+    PyException,
+    "A file-level fault: str() is the one-line message."
+);
+
+/// A decoded segment as a dict (the fields of the engine's Segment), for tests and the prober.
+fn segment_value(seg: &crate::segment::Segment) -> Value {
+    let o = &seg.options;
+    Value::Obj(vec![
+        ("ts", seg.ts.into()),
+        ("frame", seg.frame.into()),
+        ("src", seg.src.text().into()),
+        ("sport", seg.sport.into()),
+        ("dst", seg.dst.text().into()),
+        ("dport", seg.dport.into()),
+        ("seq", seg.seq.into()),
+        ("ack", seg.ack.into()),
+        ("flags", seg.flags.into()),
+        ("window", seg.window.into()),
+        ("payload_len", seg.payload_len.into()),
+        (
+            "options",
+            Value::Obj(vec![
+                ("mss", o.mss.into()),
+                ("wscale", o.wscale.map(u16::from).into()),
+                ("sack_permitted", o.sack_permitted.into()),
+                (
+                    "sack",
+                    Value::List(
+                        o.sack
+                            .iter()
+                            .map(|(a, b)| Value::List(vec![(*a).into(), (*b).into()]))
+                            .collect(),
+                    ),
+                ),
+                ("ts_val", o.ts_val.into()),
+                ("ts_ecr", o.ts_ecr.into()),
+            ]),
+        ),
+        ("ip_version", u16::from(seg.ip_version).into()),
+        ("checksum_ok", seg.checksum_ok.into()),
+    ])
+}
+
+/// Decode one frame: a dict of the segment's fields, or the reason string it was skipped for
+/// ("non-tcp", "fragment", "truncated", "unknown-link"); raises DecodeError(offset, reason).
+#[pyfunction]
+#[pyo3(signature = (data, linktype, ts=0.0, frame=1, wirelen=None, verify_checksum=false))]
+fn decode(
+    py: Python<'_>,
+    data: &[u8],
+    linktype: u32,
+    ts: f64,
+    frame: u64,
+    wirelen: Option<u32>,
+    verify_checksum: bool,
+) -> PyResult<PyObject> {
+    let out = guard(
+        || format!("frame {frame}"),
+        || {
+            Ok(crate::decode::decode(
+                data,
+                linktype,
+                ts,
+                frame,
+                wirelen,
+                verify_checksum,
+            ))
+        },
+    )?;
+    match out {
+        Ok(crate::decode::Decoded::Segment(seg)) => to_py(py, &segment_value(&seg)),
+        Ok(crate::decode::Decoded::Skip(why)) => to_py(py, &Value::Static(why.name())),
+        Err(e) => Err(DecodeError::new_err((e.offset, e.reason))),
+    }
+}
+
+/// The frames of a capture file, undecoded: (frame, ts, linktype, data, wirelen, offset) tuples;
+/// a fault raises CaptureError after the frames before it; reader warnings in `warnings`.
+#[pyclass(unsendable, module = "handshake_probe._engine")]
+struct Frames {
+    reader: Option<crate::pcap::Reader<std::fs::File>>,
+    #[pyo3(get)]
+    warnings: Vec<String>,
+}
+
+#[pymethods]
+impl Frames {
+    #[new]
+    fn new(path: &str) -> PyResult<Self> {
+        match crate::pcap::Reader::open(path) {
+            Ok(r) => Ok(Frames {
+                reader: Some(r),
+                warnings: Vec::new(),
+            }),
+            Err(e) => Err(CaptureError::new_err(e.to_string())),
+        }
+    }
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<PyObject>> {
+        let Some(reader) = self.reader.as_mut() else {
+            return Ok(None);
+        };
+        let item = match reader.next_frame() {
+            Ok(Some(f)) => Some(
+                (
+                    f.frame,
+                    f.ts,
+                    f.linktype,
+                    PyBytes::new(py, f.data),
+                    f.wirelen,
+                    f.offset,
+                )
+                    .into_pyobject(py)?
+                    .into_any()
+                    .unbind(),
+            ),
+            Ok(None) => None,
+            Err(e) => {
+                self.warnings.extend(reader.take_warnings());
+                self.reader = None;
+                return Err(CaptureError::new_err(e.to_string()));
+            }
+        };
+        self.warnings.extend(reader.take_warnings());
+        if item.is_none() {
+            self.reader = None;
+        }
+        Ok(item)
+    }
+}
+
 /// CSV header row (the flat columns of `--format csv`).
 #[pyfunction]
 fn csv_header() -> String {
@@ -525,6 +668,10 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Analysis>()?;
     m.add_class::<Engine>()?;
     m.add_function(wrap_pyfunction!(csv_header, m)?)?;
+    m.add_function(wrap_pyfunction!(decode, m)?)?;
+    m.add_class::<Frames>()?;
+    m.add("DecodeError", m.py().get_type::<DecodeError>())?;
+    m.add("CaptureError", m.py().get_type::<CaptureError>())?;
     m.add("EngineError", m.py().get_type::<EngineError>())?;
     Ok(())
 }

@@ -123,7 +123,12 @@ fn py_float_slow(x: f64, out: &mut String) {
             out.push('.');
             out.push_str(&digits[1..]);
         }
-        let _ = write!(out, "e{}{:02}", if exp10 < 0 { '-' } else { '+' }, exp10.abs());
+        let _ = write!(
+            out,
+            "e{}{:02}",
+            if exp10 < 0 { '-' } else { '+' },
+            exp10.abs()
+        );
     } else if exp10 < 0 {
         out.push_str("0.");
         for _ in 0..(-exp10 - 1) {
@@ -148,7 +153,9 @@ fn py_float_slow(x: f64, out: &mut String) {
 
 fn json_str(s: &str, out: &mut String) {
     out.push('"');
-    if s.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
         out.push_str(s); // the common case: printable ASCII, nothing to escape
         out.push('"');
         return;
@@ -229,69 +236,6 @@ pub fn write_csv_cell(v: &Value, out: &mut String) {
         out.push('"');
     } else {
         out.push_str(&text);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    fn f(x: f64) -> String {
-        let mut s = String::new();
-        py_float(x, &mut s);
-        s
-    }
-    #[test]
-    fn floats_as_python_repr() {
-        assert_eq!(f(1795538762.914274), "1795538762.914274");
-        assert_eq!(f(0.439), "0.439");
-        assert_eq!(f(100.0), "100.0");
-        assert_eq!(f(1e16), "1e+16");
-        assert_eq!(f(1.5e16), "1.5e+16");
-        assert_eq!(f(123456789012345.6), "123456789012345.6");
-        assert_eq!(f(0.0001), "0.0001");
-        assert_eq!(f(0.00001), "1e-05");
-        assert_eq!(f(-2.5), "-2.5");
-        assert_eq!(f(0.0), "0.0");
-        // printed by Python 3.11's repr()
-        assert_eq!(f(233115890514796.12), "233115890514796.12");
-        assert_eq!(f(1.2345678901234566e-07), "1.2345678901234566e-07");
-        assert_eq!(f(2.5e-05), "2.5e-05");
-        assert_eq!(f(1e22), "1e+22");
-        assert_eq!(f(1.7976931348623157e308), "1.7976931348623157e+308");
-        assert_eq!(f(5e-324), "5e-324");
-        assert_eq!(f(123456789012345678.0), "1.2345678901234568e+17");
-        assert_eq!(f(9999999999999998.0), "9999999999999998.0");
-    }
-    #[test]
-    fn fast_float_path_agrees_with_the_slow_one() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        for i in 0..200_000u64 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let x = match i % 4 {
-                0 => f64::from_bits(state),
-                1 => 1.7e9 + (state % 1_000_000_000) as f64 / 1e6,
-                2 => (state % 100_000_000) as f64 / 1000.0,
-                _ => (state % 1000) as f64 * 10f64.powi((i % 40) as i32 - 20),
-            };
-            if !x.is_finite() {
-                continue;
-            }
-            let (mut fast, mut slow) = (String::new(), String::new());
-            py_float(x, &mut fast);
-            py_float_slow(x, &mut slow);
-            assert_eq!(fast, slow, "{x:e}");
-        }
-    }
-    #[test]
-    fn ascii_json() {
-        let mut s = String::new();
-        write_json(
-            &Value::Obj(vec![("r", "§3 \"x\"".into()), ("n", Value::Null)]),
-            &mut s,
-        );
-        assert_eq!(s, r#"{"r":"\u00a73 \"x\"","n":null}"#);
     }
 }
 
@@ -387,5 +331,68 @@ pub fn write_csv_row(rec: &Value, out: &mut String) {
             other => rec.get(other).cloned().unwrap_or(Value::Null),
         };
         write_csv_cell(&cell, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    fn f(x: f64) -> String {
+        let mut s = String::new();
+        py_float(x, &mut s);
+        s
+    }
+    #[test]
+    fn floats_as_python_repr() {
+        assert_eq!(f(1795538762.914274), "1795538762.914274");
+        assert_eq!(f(0.439), "0.439");
+        assert_eq!(f(100.0), "100.0");
+        assert_eq!(f(1e16), "1e+16");
+        assert_eq!(f(1.5e16), "1.5e+16");
+        assert_eq!(f(123456789012345.6), "123456789012345.6");
+        assert_eq!(f(0.0001), "0.0001");
+        assert_eq!(f(0.00001), "1e-05");
+        assert_eq!(f(-2.5), "-2.5");
+        assert_eq!(f(0.0), "0.0");
+        // printed by Python 3.11's repr()
+        assert_eq!(f(233115890514796.12), "233115890514796.12");
+        assert_eq!(f(1.2345678901234566e-07), "1.2345678901234566e-07");
+        assert_eq!(f(2.5e-05), "2.5e-05");
+        assert_eq!(f(1e22), "1e+22");
+        assert_eq!(f(1.7976931348623157e308), "1.7976931348623157e+308");
+        assert_eq!(f(5e-324), "5e-324");
+        assert_eq!(f(123456789012345678.0), "1.2345678901234568e+17");
+        assert_eq!(f(9999999999999998.0), "9999999999999998.0");
+    }
+    #[test]
+    fn fast_float_path_agrees_with_the_slow_one() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for i in 0..200_000u64 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let x = match i % 4 {
+                0 => f64::from_bits(state),
+                1 => 1.7e9 + (state % 1_000_000_000) as f64 / 1e6,
+                2 => (state % 100_000_000) as f64 / 1000.0,
+                _ => (state % 1000) as f64 * 10f64.powi((i % 40) as i32 - 20),
+            };
+            if !x.is_finite() {
+                continue;
+            }
+            let (mut fast, mut slow) = (String::new(), String::new());
+            py_float(x, &mut fast);
+            py_float_slow(x, &mut slow);
+            assert_eq!(fast, slow, "{x:e}");
+        }
+    }
+    #[test]
+    fn ascii_json() {
+        let mut s = String::new();
+        write_json(
+            &Value::Obj(vec![("r", "§3 \"x\"".into()), ("n", Value::Null)]),
+            &mut s,
+        );
+        assert_eq!(s, r#"{"r":"\u00a73 \"x\"","n":null}"#);
     }
 }
