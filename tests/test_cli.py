@@ -227,3 +227,33 @@ def test_check_checksums_counts_bad_ones(two_flows: Path, capsys):
     _, off, _ = run(["analyze", str(anomalies), "--format", "jsonl"], capsys)
     assert sum(json.loads(l)["anomalies"]["bad_checksum"] for l in on.splitlines()) == 2
     assert sum(json.loads(l)["anomalies"]["bad_checksum"] for l in off.splitlines()) == 0
+
+
+@pytest.mark.parametrize("argv", [
+    ["analyze", "F", "--max-open", "-1"],       # was a traceback (StopIteration in the flow table's sweep)
+    ["analyze", "F", "--max-open", "0"],
+    ["analyze", "F", "--msl", "nan"],           # nan <= 0 is False: it slipped through
+    ["analyze", "F", "--linger", "nan"],
+    ["analyze", "F", "--idle-timeout", "inf"],
+    ["analyze", "F", "--jobs", "0"],
+    ["analyze", "F", "--flow", "0"],
+    ["check", "F", "--msl", "nan"],
+    ["ladder", "F", "--msl", "-inf"],
+    ["capture", "--duration", "nan"],
+    ["serve", "--port", "70000"],               # was accepted and listened on 70000 - 65536 = 4464
+    ["serve", "--port", "-1"],
+    ["serve", "--max-clients", "0"],
+    ["serve", "--backlog", "0"],
+    ["client", "--port", "0"],
+    ["client", "--port", "65536"],
+    ["client", "--timeout", "nan"],
+    ["client", "--count", "-2"],
+])
+def test_out_of_range_numbers_are_usage_errors(argv: List[str], capsys):
+    from handshake_probe.cli import build_parser
+    with pytest.raises(SystemExit) as exc:
+        build_parser(argv[0]).parse_args(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    last = err.splitlines()[-1]
+    assert last.startswith("handshake-probe: error: argument ") and argv[-2] in last.split(":")[2]

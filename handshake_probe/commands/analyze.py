@@ -16,7 +16,7 @@ from handshake_probe.core.record import flow_record
 from handshake_probe.exitcodes import ExitStatus
 from handshake_probe.parallel import analyze_many, expand
 from handshake_probe.render import COLUMNS, DEFAULT_COLUMNS, FORMATS, flow_detail, summary_line, write_records
-from handshake_probe.commands.argtypes import positive_float
+from handshake_probe.commands.argtypes import positive_float, positive_int
 
 
 
@@ -33,10 +33,10 @@ def add_arguments(an: argparse.ArgumentParser) -> None:
     an.description = ("Read a capture, split it into TCP flows and run an RFC 9293 state machine for the "
                       "client and the server of each.")
     an.add_argument("file", nargs="+", help="pcap or pcapng files, or directories of them")
-    an.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1, metavar="N",
+    an.add_argument("--jobs", "-j", type=positive_int, default=os.cpu_count() or 1, metavar="N",
                     help="with several files: analyze N at once, one process each (default: the core count); "
                          "output keeps the order of the files and names the file in each record")
-    an.add_argument("--flow", type=int, metavar="N",
+    an.add_argument("--flow", type=positive_int, metavar="N",
                     help="show flow N (1-based): every segment with seq/ack and both endpoints' states")
     an.add_argument("--ladder", action="store_true",
                     help="with --flow N: draw the flow as a client/server ladder diagram instead of the table")
@@ -56,7 +56,7 @@ def add_arguments(an: argparse.ArgumentParser) -> None:
     limits.add_argument("--idle-timeout", type=positive_float, default=DEFAULT_IDLE_TIMEOUT,
                         metavar="SECONDS", help="a flow silent this long is finished and written "
                         f"(default {DEFAULT_IDLE_TIMEOUT:g}, Zeek's tcp_inactivity_timeout)")
-    limits.add_argument("--max-open", type=int, default=DEFAULT_MAX_OPEN, metavar="N",
+    limits.add_argument("--max-open", type=positive_int, default=DEFAULT_MAX_OPEN, metavar="N",
                         help=f"at most N open flows; beyond, the least recently active is finished early "
                              f"with a warning (default {DEFAULT_MAX_OPEN})")
 

@@ -18,17 +18,11 @@ from handshake_probe.check import (Spec, SpecError, evaluate, flow_ladder, forma
                                    spec_from_short_forms)
 from handshake_probe.core.flows import DEFAULT_MSL
 from handshake_probe.core.record import flow_record
+from handshake_probe.commands.argtypes import non_negative_int as _non_negative_int
 from handshake_probe.commands.argtypes import positive_float as _positive_float
 from handshake_probe.exitcodes import ExitStatus
 
 DEFAULT_MAX_FLOWS = 10
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, not {text}")
-    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

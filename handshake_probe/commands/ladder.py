@@ -10,7 +10,7 @@ from handshake_probe.analysis import analyze_file
 from handshake_probe.core.flow import Flow
 from handshake_probe.core.flows import DEFAULT_MSL
 from handshake_probe.exitcodes import ExitStatus
-from handshake_probe.commands.argtypes import positive_float as _positive_float
+from handshake_probe.commands.argtypes import positive_float as _positive_float, positive_int as _positive_int
 from handshake_probe.ladder import (DEFAULT_HEAD, DEFAULT_MAX_FLOWS, DEFAULT_TAIL, DEFAULT_WIDTH, ladder_text,
                                     ladders_text)
 
@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      "per segment with flags, seq/ack and length, time in ms since the flow's first segment, "
                      "and each endpoint's RFC 9293 state where it changes.")
     p.add_argument("file", help="pcap or pcapng file")
-    p.add_argument("--flow", type=int, metavar="N", help="draw flow N only (1-based, as `analyze` numbers them)")
+    p.add_argument("--flow", type=_positive_int, metavar="N", help="draw flow N only (1-based, as `analyze` numbers them)")
     p.add_argument("--absolute", action="store_true",
                    help="absolute seq/ack numbers (default: relative to each side's ISN, SYN seq=0)")
     p.add_argument("--svg", metavar="OUT.svg",

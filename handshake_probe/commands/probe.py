@@ -13,6 +13,7 @@ import sys
 from typing import List, Tuple
 
 from handshake_probe.exitcodes import ExitStatus
+from handshake_probe.messages import PROG, error
 
 MAX_MESSAGE = 1000      # one segment, well under the MSS we announce (1460)
 
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     from handshake_probe.prober.scenarios import LOCAL_ONLY
 
     def fail(status: int, message: str) -> int:
-        print(f"handshake-probe probe: error: {message}", file=sys.stderr)
+        error(message)
         return status
 
     try:
@@ -124,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     except PermissionError as err:
         return fail(ExitStatus.NO_PERMISSION, f"{err.strerror or err}: run as root (sudo handshake-probe probe ...)")
     except Terminated as err:
-        print(f"handshake-probe probe: {signal.Signals(err.signum).name}: stopped; "
+        print(f"{PROG}: stopped by {signal.Signals(err.signum).name}; "
               "everything the probe added (TUN device, firewall rule) was removed", file=sys.stderr)
         return 128 + err.signum
     print(report.summary(outcomes))

@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 
 from handshake_probe.echo import EchoServer
 from handshake_probe.exitcodes import ExitStatus
-from handshake_probe.commands.argtypes import positive_float
+from handshake_probe.commands.argtypes import port, positive_float, positive_int
 
 
 def keepalive_triple(text: str) -> Tuple[int, int, int]:
@@ -27,11 +27,11 @@ def keepalive_triple(text: str) -> Tuple[int, int, int]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; ::1 for IPv6)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one and prints it)")
-    p.add_argument("--backlog", type=int, default=16, help="listen backlog (default 16)")
+    p.add_argument("--port", type=port, default=8000, help="port (default 8000; 0 picks a free one and prints it)")
+    p.add_argument("--backlog", type=positive_int, default=16, help="listen backlog (default 16)")
     p.add_argument("--mode", choices=("upper", "echo"), default="upper",
                    help="upper: reply with the data uppercased (the lesson's default); echo: unchanged")
-    p.add_argument("--max-clients", type=int, metavar="N",
+    p.add_argument("--max-clients", type=positive_int, metavar="N",
                    help="serve at most N clients at once; others wait in the listen backlog")
     p.add_argument("--idle-timeout", type=positive_float, metavar="S",
                    help="close a connection first when its client has been silent S seconds")
