@@ -12,6 +12,7 @@ import sys
 from typing import Iterable, Optional
 
 from handshake_probe.commands.argtypes import positive_float, positive_int, server_port
+from handshake_probe.echo import format_peer
 from handshake_probe.exitcodes import ExitStatus
 
 
@@ -50,7 +51,7 @@ def _lines(args: argparse.Namespace) -> Iterable[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    where = f"{args.host}:{args.port}"
+    where = format_peer((args.host, args.port))          # [::1]:8000: IPv6 needs the brackets
     try:
         sock = socket.create_connection((args.host, args.port), timeout=args.timeout)
     except OSError as err:
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         return ExitStatus.UNAVAILABLE
     with sock:
         local = sock.getsockname()
-        print(f"connected to {where} from {local[0]}:{local[1]}", file=sys.stderr)
+        print(f"connected to {where} from {format_peer(local)}", file=sys.stderr)
         try:
             for line in _lines(args):
                 if not line:
