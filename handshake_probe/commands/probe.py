@@ -63,7 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write every frame sent and received as a pcap (raw IP on the TUN, Ethernet on lo)")
     p.add_argument("--target", type=_target, metavar="HOST:PORT",
                    help="probe this server instead of the in-process echo servers "
-                        "(loopback or the TUN network unless --allow-remote)")
+                        "(loopback or this run's own TUN peer; anything else needs --allow-remote)")
     p.add_argument("--message", type=_message, default=b"python", metavar="TEXT",
                    help="what to send in the data scenarios; the server echoes it uppercased (default python)")
     p.add_argument("--ladder", action="store_true",
@@ -95,7 +95,7 @@ def _selected(values: List[str], parser_names: List[str]) -> List[str]:
 
 def run(args: argparse.Namespace) -> int:
     from handshake_probe.prober import caps, guard
-    from handshake_probe.prober.engine import ProbeOptions, Terminated, check_target, run_probe
+    from handshake_probe.prober.engine import ProbeOptions, Terminated, check_options, check_target, run_probe
     from handshake_probe.prober.scenarios import LOCAL_ONLY
 
     def fail(status: int, message: str) -> int:
@@ -107,10 +107,11 @@ def run(args: argparse.Namespace) -> int:
         if args.target is not None and not check_target(args.target[0], args.guard, args.allow_remote):
             if any(v.strip() == "all" for value in args.scenario for v in value.split(",")):
                 names = [n for n in names if n not in LOCAL_ONLY]   # `all` = what a remote target allows
-        caps.require(args.guard)    # before anything heavy is imported or touched: one line, exit 77
-        from handshake_probe.prober import report
         opts = ProbeOptions(names, args.write, args.target, args.message, args.isn, args.timeout,
                             args.guard, args.allow_remote)
+        check_options(opts)         # arguments first: bad ones exit 2 for every user, root or not
+        caps.require(args.guard)    # then the privilege, before anything is touched: one line, exit 77
+        from handshake_probe.prober import report
         outcomes = run_probe(opts, emit=lambda line: print(line, flush=True),
                              on_outcome=lambda o: print(report.render(o, args.ladder), end="\n\n", flush=True))
     except ValueError as err:
