@@ -48,8 +48,10 @@ def analyze_one(path: str, options: Dict[str, Any]) -> FileResult:
 
     analysis = analyze_file(path, on_finished=keep, **options)
     records.sort(key=lambda r: r["flow"])
-    return FileResult(path, records, summary_line(analysis), analysis.warnings, analysis.error,
-                      analysis.damaged)
+    # The flows were streamed out of the table (analysis.flows is empty): count violations here.
+    violations = sum(r["violation_count"] for r in records)
+    return FileResult(path, records, summary_line(analysis, violations=violations), analysis.warnings,
+                      analysis.error, analysis.damaged)
 
 
 def analyze_many(paths: Sequence[str], jobs: int, options: Dict[str, Any]) -> Iterator[FileResult]:

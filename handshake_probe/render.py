@@ -13,6 +13,7 @@ from handshake_probe.core.endpoint import MOD
 from handshake_probe.core.flow import Flow
 from handshake_probe.core.record import CSV_COLUMNS, anomaly_text, csv_row, flow_record
 from handshake_probe.core.segment import Flags, flag_names, tcpdump_flags
+from handshake_probe.messages import plural
 
 FORMATS = ("table", "jsonl", "json", "csv")
 
@@ -66,14 +67,19 @@ def flow_table(records: Iterable[Dict[str, Any]], columns: Sequence[str] = DEFAU
     return tabulate(rows, headers=[h for h, _ in chosen], tablefmt="simple")
 
 
-def summary_line(analysis: Analysis) -> str:
-    text = (f"{analysis.path}: {analysis.frames} frames, {analysis.segments} TCP segments, "
-            f"{analysis.flow_count} flows")
+def summary_line(analysis: Analysis, name: Optional[str] = None, violations: Optional[int] = None) -> str:
+    """The line under the table. `name`: the file as the user named it (default: the path read).
+    `violations`: the count when the flows were streamed out and are not in `analysis.flows` (several
+    files, each analyzed in its own process); by default they are counted from the flows kept."""
+    text = (f"{name or analysis.path}: {plural(analysis.frames, 'frame')}, "
+            f"{plural(analysis.segments, 'TCP segment')}, {plural(analysis.flow_count, 'flow')}")
     if analysis.skipped:
         text += "; skipped " + ", ".join(f"{n} {why}" for why, n in sorted(analysis.skipped.items()))
-    violations = sum(f.violation_count for f in analysis.flows)
+    if violations is None:
+        violations = sum(f.violation_count for f in analysis.flows)
     if violations:
-        text += f"; {violations} violations (segments that fit no RFC 9293 transition; see --flow N)"
+        text += (f"; {plural(violations, 'violation')} (segments that fit no RFC 9293 transition; "
+                 "see --flow N)")
     return text
 
 

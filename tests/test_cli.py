@@ -136,20 +136,22 @@ def test_truncated_file_keeps_flows_read_before_the_fault(two_flows: Path, tmp_p
 
 
 @pytest.mark.parametrize("content,reason", [
-    (b"", "empty file"),
+    (b"", "empty file, not a pcap or pcapng file"),          # judged before the reader: no byte offset
     (b"GET / HTTP/1.1\r\n\r\n", "not a pcap or pcapng file"),
-    (bytes.fromhex("d4c3b2a1020004"), "truncated global header"),
+    (bytes.fromhex("d4c3b2a1020004"), "byte offset 0: truncated global header"),
     (bytes.fromhex("d4c3b2a10200040000000000000000000000040001000000") + b"\x00" * 8,
-     "truncated record header"),
+     "byte offset 24: truncated record header"),
     (bytes.fromhex("d4c3b2a10200040000000000000000000000040001000000")
-     + bytes.fromhex("00000000 00000000 ffffff7f ffffff7f"), "impossible captured length"),
+     + bytes.fromhex("00000000 00000000 ffffff7f ffffff7f"), "byte offset 24: impossible captured length"),
 ])
 def test_bad_files_give_one_line_and_exit_2(tmp_path: Path, capsys, content: bytes, reason: str):
+    """Nothing could be read: one line on stderr naming the file, nothing on stdout (no empty table)."""
     path = tmp_path / "bad.pcap"
     path.write_bytes(content)
     code, out, err = run(["analyze", str(path)], capsys)
-    assert code == 2
-    assert len(err.strip().splitlines()) == 1 and reason in err and str(path) in err and "byte offset" in err
+    assert (code, out) == (2, "")
+    assert len(err.strip().splitlines()) == 1 and err.startswith(f"handshake-probe: error: {path}: ")
+    assert reason in err and "flows before it" not in err
 
 
 def test_missing_file_and_directory(tmp_path: Path, capsys):

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import time
-from typing import Callable, Optional, TextIO, Tuple
+from typing import Callable, List, Optional, TextIO, Tuple
 
 from handshake_probe.analysis import analyze_file
 from handshake_probe.core.flow import Flow
@@ -17,6 +17,8 @@ from handshake_probe.exitcodes import ExitStatus
 from handshake_probe.parallel import analyze_many, expand
 from handshake_probe.render import COLUMNS, DEFAULT_COLUMNS, FORMATS, flow_detail, summary_line, write_records
 from handshake_probe.commands.argtypes import positive_float, positive_int
+from handshake_probe.commands.inputs import Input, InputError, opened, opened_all
+from handshake_probe.messages import error, plural, warning
 
 
 
@@ -32,7 +34,7 @@ def column_list(text: str) -> Tuple[str, ...]:
 def add_arguments(an: argparse.ArgumentParser) -> None:
     an.description = ("Read a capture, split it into TCP flows and run an RFC 9293 state machine for the "
                       "client and the server of each.")
-    an.add_argument("file", nargs="+", help="pcap or pcapng files, or directories of them")
+    an.add_argument("file", nargs="+", help="pcap or pcapng files, or directories of them; - reads standard input")
     an.add_argument("--jobs", "-j", type=positive_int, default=os.cpu_count() or 1, metavar="N",
                     help="with several files: analyze N at once, one process each (default: the core count); "
                          "output keeps the order of the files and names the file in each record")
@@ -62,36 +64,50 @@ def add_arguments(an: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.ladder and args.flow is None:
+        error("--ladder needs --flow N")
+        return ExitStatus.BAD_INPUT
     paths = expand(args.file)
     if len(paths) != 1:
         return run_many(paths, args)
-    args.file = paths[0]
-    wanted: Optional[int] = args.flow
-    if args.ladder and wanted is None:
-        print("handshake-probe: error: --ladder needs --flow N", file=sys.stderr)
+    try:
+        # Checked before anything is printed: a wrong path or a text file is one line, no table.
+        with opened(paths[0]) as source:
+            return run_one(source, args)
+    except InputError as err:
+        error(str(err))
         return ExitStatus.BAD_INPUT
+
+
+def run_one(source: Input, args: argparse.Namespace) -> int:
+    name = source.shown
+    wanted: Optional[int] = args.flow
     out = sys.stdout
     # jsonl and csv stream: each flow is written when it finishes, in that order (its "flow" number
     # still says where it began); table and json need every flow and print them in flow order.
     streaming = wanted is None and args.format in ("jsonl", "csv")
     writer = StreamWriter(args.format, out) if streaming else None
-    analysis = analyze_file(args.file, msl=args.msl,
+    analysis = analyze_file(source.path, msl=args.msl,
                             keep_rows=(lambda n: n == wanted) if wanted is not None else None,
                             on_finished=writer.write if writer else None,
-                            check_checksums=args.check_checksums, progress=progress_line(args.file),
+                            check_checksums=args.check_checksums, progress=progress_line(source.path, name),
                             linger=args.linger, idle_timeout=args.idle_timeout, max_open=args.max_open)
     if sys.stderr.isatty() and analysis.frames >= 1 << 16:
         sys.stderr.write("\r\033[K")          # clear the progress line
-    for warning in analysis.warnings:
-        print(f"handshake-probe: warning: {warning}", file=sys.stderr)
+    for line in analysis.warnings:
+        warning(source.text(line))
     if analysis.evicted:
-        print(f"handshake-probe: warning: {args.file}: {analysis.evicted} flows finished early: more than "
-              f"--max-open {args.max_open} were open at once", file=sys.stderr)
+        warning(f"{name}: {analysis.evicted} flows finished early: more than "
+                f"--max-open {args.max_open} were open at once")
     status = ExitStatus.BAD_INPUT if analysis.damaged else ExitStatus.OK
+    if analysis.error and analysis.frames == 0:
+        # Nothing was read: an empty table and a "0 frames" line would only bury the one line that
+        # matters.
+        error(source.text(analysis.error))
+        return status
     if wanted is not None:
         if not 1 <= wanted <= len(analysis.flows):
-            print(f"handshake-probe: error: {args.file}: no flow {wanted} "
-                  f"(the capture has {len(analysis.flows)} flows)", file=sys.stderr)
+            error(f"{name}: no flow {wanted} (the capture has {plural(len(analysis.flows), 'flow')})")
             return ExitStatus.BAD_INPUT
         flow = analysis.flows[wanted - 1]
         if args.ladder:
@@ -104,11 +120,15 @@ def run(args: argparse.Namespace) -> int:
     elif writer is None:
         write_records((flow_record(f) for f in analysis.flows), args.format, out, columns=args.columns)
         if args.format == "table":
-            out.write("\n" + summary_line(analysis) + "\n")
+            out.write("\n" + summary_line(analysis, name) + "\n")
     if analysis.error:
-        print(f"handshake-probe: error: {analysis.error} "
-              f"(the {analysis.flow_count} flows before it are reported)", file=sys.stderr)
+        error(source.text(analysis.error) + _before_it(analysis.flow_count))
     return status
+
+
+def _before_it(flows: int) -> str:
+    """What the error line says about the output above it (nothing when there is none)."""
+    return f" (the {plural(flows, 'flow')} before it {'is' if flows == 1 else 'are'} reported)" if flows else ""
 
 
 class StreamWriter:
@@ -125,9 +145,10 @@ class StreamWriter:
         write_records([flow_record(flow)], self.fmt, self.out, header=False)
 
 
-def progress_line(path: str) -> Optional[Callable[[int, int], None]]:
+def progress_line(path: str, shown: str = "") -> Optional[Callable[[int, int], None]]:
     """Packets, MB/s and ETA on stderr, rewritten in place, only when stderr is a terminal and the
     file is big enough to wait for; silent otherwise (logs and pipes stay clean)."""
+    shown = shown or path
     try:
         size = os.path.getsize(path)
     except OSError:
@@ -140,7 +161,7 @@ def progress_line(path: str) -> Optional[Callable[[int, int], None]]:
         elapsed = max(time.monotonic() - start, 1e-6)
         rate = offset / elapsed
         eta = (size - offset) / rate if rate else 0.0
-        sys.stderr.write(f"\r{path}: {frames:,} packets, {offset / size:5.1%}, {rate / 1e6:.1f} MB/s, "
+        sys.stderr.write(f"\r{shown}: {frames:,} packets, {offset / size:5.1%}, {rate / 1e6:.1f} MB/s, "
                          f"ETA {eta:4.0f} s ")
         sys.stderr.flush()
     return show
@@ -149,25 +170,40 @@ def progress_line(path: str) -> Optional[Callable[[int, int], None]]:
 def run_many(paths: list[str], args: argparse.Namespace) -> int:
     """Several files: each in its own process; records carry a "file" key; output in file order."""
     if not paths:
-        print("handshake-probe: error: no capture files found", file=sys.stderr)
+        error("no capture files found")
         return ExitStatus.BAD_INPUT
     if args.flow is not None:
-        print("handshake-probe: error: --flow N needs exactly one file", file=sys.stderr)
+        error("--flow N needs exactly one file")
         return ExitStatus.BAD_INPUT
+    bad: List[str] = []
+    with opened_all(paths, bad) as sources:
+        for line in bad:                  # a wrong path among several: its line, and the others go on
+            error(line)
+        status = _run_many(sources, args)
+    return ExitStatus.BAD_INPUT if bad else status
+
+
+def _run_many(sources: List[Input], args: argparse.Namespace) -> int:
+    if not sources:
+        return ExitStatus.OK
     options = dict(msl=args.msl, check_checksums=args.check_checksums, linger=args.linger,
                    idle_timeout=args.idle_timeout, max_open=args.max_open)
+    by_path = {s.path: s for s in sources}
     status = ExitStatus.OK
     out = sys.stdout
     if args.format == "json":
         out.write("[")
     first = True
-    for result in analyze_many(paths, args.jobs, options):
-        for warning in result.warnings:
-            print(f"handshake-probe: warning: {warning}", file=sys.stderr)
+    for result in analyze_many([s.path for s in sources], args.jobs, options):
+        source = by_path[result.path]
+        for rec in result.records:
+            rec["file"] = source.shown
+        for line in result.warnings:
+            warning(source.text(line))
         if args.format == "table":
-            out.write(f"== {result.path}\n")
+            out.write(f"== {source.shown}\n")
             write_records(result.records, "table", out, columns=args.columns)
-            out.write(result.summary + "\n\n")
+            out.write(source.text(result.summary) + "\n\n")
         elif args.format == "json":
             for rec in result.records:
                 out.write(("\n" if first else ",\n") + json.dumps(rec, separators=(",", ":")))
@@ -177,8 +213,7 @@ def run_many(paths: list[str], args: argparse.Namespace) -> int:
             first = False
         out.flush()
         if result.error:
-            print(f"handshake-probe: error: {result.error} "
-                  f"(the {len(result.records)} flows before it are reported)", file=sys.stderr)
+            error(source.text(result.error) + _before_it(len(result.records)))
         if result.damaged:
             status = ExitStatus.BAD_INPUT
     if args.format == "json":
