@@ -443,7 +443,7 @@ def _check_no_retransmission(e: Expectation, rec: Record) -> Verdict:
 def _check_no_violations(e: Expectation, rec: Record) -> Verdict:
     count = rec.get("violation_count", 0) or 0
     first = (rec.get("violations") or [{}])[0]
-    detail = f"{count} violations, first: frame {first.get('frame')} {first.get('endpoint')} in " \
+    detail = f"{count} violation{'' if count == 1 else 's'}, first: frame {first.get('frame')} {first.get('endpoint')} in " \
              f"{first.get('state')}: {first.get('reason')}" if count else ""
     return _flag(e, count == 0, detail)
 

@@ -259,3 +259,62 @@ def test_out_of_range_numbers_are_usage_errors(argv: List[str], capsys):
     assert exc.value.code == 2
     last = err.splitlines()[-1]
     assert last.startswith("handshake-probe: error: argument ") and argv[-2] in last.split(":")[2]
+
+
+# ------------------------------------------------------------------------------- fitting the terminal
+CAPTURES = Path(__file__).resolve().parents[1] / "captures"
+ECHO = CAPTURES / "echo-client-close.pcap"
+CLIENT_PATH = "CLOSED>SYN-SENT>ESTABLISHED>FIN-WAIT-1>FIN-WAIT-2>TIME-WAIT"
+
+
+def _cell_text(out: str, start: int, end: int) -> str:
+    """One column's text from a fitted table (its lines joined): a wrapped path read back whole."""
+    body = out.split("\n\n")[0].splitlines()[2:]
+    return "".join(line[start:end].strip() for line in body)
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_the_table_fits_the_terminal_and_wraps_paths_inside_cells(width: int, monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", str(width))
+    code, out, _ = run(["analyze", str(ECHO)], capsys)
+    assert code == 0 and max(map(len, out.splitlines())) <= width
+    header = out.splitlines()[0]
+    assert header.split()[:3] == ["#", "client", "server"] and "client states" in header
+    start = header.index("client states")
+    end = header.index("server states")
+    assert _cell_text(out, start, end) == CLIENT_PATH          # every state, in order, nothing cut
+    assert out.split("\n\n")[-1].replace("\n    ", " ") == f"{ECHO}: 10 frames, 10 TCP segments, 1 flow\n"
+
+
+def test_the_flow_listing_fits_80_columns(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run(["analyze", str(ECHO), "--flow", "1"], capsys)
+    assert code == 0 and max(map(len, out.splitlines())) <= 80
+    rows = [l.split() for l in out.splitlines() if l[:2].strip().isdigit()]
+    assert rows[0][:4] == ["1", "0.000", "->", "S"] and rows[1][2:4] == ["<-", "S."]
+    assert "SYN-SENT *" in out and "ESTABLISHED -> FIN-WAIT-1  (snd FIN)" in out
+
+
+def test_wide_is_everything_on_one_line(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run(["analyze", str(ECHO), "--wide"], capsys)
+    header = out.splitlines()[0]
+    assert code == 0 and len(header) > 200
+    for title in ("pkts", "ms", "handshake (SYN>SYN-ACK / SYN-ACK>ACK)", "close", "conn_state", "history",
+                  "compl.", "anomalies", "viol.", "client states", "server states"):
+        assert title in header
+    assert CLIENT_PATH in out.splitlines()[2]
+    code, out, _ = run(["analyze", str(ECHO), "--flow", "1", "--wide"], capsys)
+    assert "client->server" in out and "seq (abs)" in out
+
+
+def test_a_pipe_gets_the_full_default_table(capsys):
+    code, out, _ = run(["analyze", str(ECHO)], capsys)            # no COLUMNS, not a terminal
+    assert code == 0 and "handshake (SYN>SYN-ACK / SYN-ACK>ACK)" in out and CLIENT_PATH in out.splitlines()[2]
+
+
+@pytest.mark.parametrize("extra", [["--format", "csv"], ["--format", "jsonl"], ["--flow", "1"]])
+def test_columns_where_they_do_not_apply_is_a_usage_error(extra: List[str], capsys):
+    code, out, err = run(["analyze", str(ECHO), "--columns", "flow,close", *extra], capsys)
+    assert (code, out) == (2, "")
+    assert err.startswith("handshake-probe: error: --columns chooses the flow table's columns")

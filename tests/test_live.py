@@ -166,8 +166,8 @@ class CaptureCommand:
         return rc, "".join(self.out), "".join(self.err)
 
 
-SUMMARY = re.compile(r"^capture on lo: (\d+) frames captured, (\d+) TCP segments, (\d+) flows, "
-                     r"(\d+) packets dropped by the kernel", re.M)
+SUMMARY = re.compile(r"^capture on lo: (\d+) frames? captured, (\d+) TCP segments?, (\d+) flows?, "
+                     r"(\d+) packets? dropped by the kernel", re.M)
 
 
 def tcpdump_count(path: Path) -> int:

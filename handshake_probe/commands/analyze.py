@@ -15,7 +15,8 @@ from handshake_probe.core.flows import DEFAULT_IDLE_TIMEOUT, DEFAULT_LINGER, DEF
 from handshake_probe.core.record import flow_record
 from handshake_probe.exitcodes import ExitStatus
 from handshake_probe.parallel import analyze_many, expand
-from handshake_probe.render import COLUMNS, DEFAULT_COLUMNS, FORMATS, flow_detail, summary_line, write_records
+from handshake_probe.render import (COLUMNS, DEFAULT_COLUMNS, FORMATS, fitted, flow_detail, summary_line,
+                                    table_width, write_records)
 from handshake_probe.commands.argtypes import positive_float, positive_int
 from handshake_probe.commands.inputs import Input, InputError, opened, opened_all
 from handshake_probe.messages import error, plural, warning
@@ -43,8 +44,12 @@ def add_arguments(an: argparse.ArgumentParser) -> None:
     an.add_argument("--ladder", action="store_true",
                     help="with --flow N: draw the flow as a client/server ladder diagram instead of the table")
     an.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
-    an.add_argument("--columns", type=column_list, default=DEFAULT_COLUMNS, metavar="A,B,...",
-                    help="table columns, from: " + ", ".join(COLUMNS) + f" (default: {','.join(DEFAULT_COLUMNS)})")
+    an.add_argument("--columns", type=column_list, metavar="A,B,...",
+                    help="table columns, from: " + ", ".join(COLUMNS) + f" (default: {','.join(DEFAULT_COLUMNS)}, "
+                         "as many as fit the terminal)")
+    an.add_argument("--wide", action="store_true",
+                    help="the table and --flow N in full: every column, nothing wrapped, whatever the terminal's "
+                         "width (piped output is never fitted to a width)")
     an.add_argument("--check-checksums", action="store_true",
                     help="verify TCP checksums and count bad ones (off by default: NIC offload and loopback "
                          "captures carry checksums the kernel never filled in)")
@@ -67,6 +72,15 @@ def run(args: argparse.Namespace) -> int:
     if args.ladder and args.flow is None:
         error("--ladder needs --flow N")
         return ExitStatus.BAD_INPUT
+    if args.columns is not None and (args.format != "table" or args.flow is not None):
+        # Silently ignored before: csv has its own fixed columns (the README lists them), jsonl/json
+        # every field, --flow N its segment listing.
+        error("--columns chooses the flow table's columns; it does not apply to "
+              + ("--flow N" if args.flow is not None else f"--format {args.format}"))
+        return ExitStatus.BAD_INPUT
+    # --wide without --columns: every column there is; with them, those, unwrapped.
+    args.columns = args.columns or (tuple(COLUMNS) if args.wide else None)
+    args.width = None if args.wide else table_width(sys.stdout)
     paths = expand(args.file)
     if len(paths) != 1:
         return run_many(paths, args)
@@ -97,7 +111,7 @@ def run_one(source: Input, args: argparse.Namespace) -> int:
     for line in analysis.warnings:
         warning(source.text(line))
     if analysis.evicted:
-        warning(f"{name}: {analysis.evicted} flows finished early: more than "
+        warning(f"{name}: {plural(analysis.evicted, 'flow')} finished early: more than "
                 f"--max-open {args.max_open} were open at once")
     status = ExitStatus.BAD_INPUT if analysis.damaged else ExitStatus.OK
     if analysis.error and analysis.frames == 0:
@@ -114,13 +128,14 @@ def run_one(source: Input, args: argparse.Namespace) -> int:
             from handshake_probe.ladder import ladder_text
             out.write(ladder_text(flow) + "\n")
         elif args.format == "table":
-            out.write(flow_detail(flow) + "\n")
+            out.write(flow_detail(flow, args.width) + "\n")
         else:
             write_records([flow_record(flow)], args.format, out)
     elif writer is None:
-        write_records((flow_record(f) for f in analysis.flows), args.format, out, columns=args.columns)
+        write_records((flow_record(f) for f in analysis.flows), args.format, out, columns=args.columns,
+                      width=args.width)
         if args.format == "table":
-            out.write("\n" + summary_line(analysis, name) + "\n")
+            out.write("\n" + fitted(summary_line(analysis, name), args.width) + "\n")
     if analysis.error:
         error(source.text(analysis.error) + _before_it(analysis.flow_count))
     return status
@@ -202,8 +217,8 @@ def _run_many(sources: List[Input], args: argparse.Namespace) -> int:
             warning(source.text(line))
         if args.format == "table":
             out.write(f"== {source.shown}\n")
-            write_records(result.records, "table", out, columns=args.columns)
-            out.write(source.text(result.summary) + "\n\n")
+            write_records(result.records, "table", out, columns=args.columns, width=args.width)
+            out.write(fitted(source.text(result.summary), args.width) + "\n\n")
         elif args.format == "json":
             for rec in result.records:
                 out.write(("\n" if first else ",\n") + json.dumps(rec, separators=(",", ":")))

@@ -13,7 +13,7 @@ import sys
 from typing import List, Tuple
 
 from handshake_probe.exitcodes import ExitStatus
-from handshake_probe.messages import PROG, error
+from handshake_probe.messages import PROG, error, plural
 
 MAX_MESSAGE = 1000      # one segment, well under the MSS we announce (1460)
 
@@ -131,5 +131,5 @@ def run(args: argparse.Namespace) -> int:
         return 128 + err.signum
     print(report.summary(outcomes))
     if args.write:
-        print(f"probe: wrote {sum(len(o.frames) for o in outcomes)} frames to {args.write}")
+        print(f"probe: wrote {plural(sum(len(o.frames) for o in outcomes), 'frame')} to {args.write}")
     return ExitStatus.OK if all(o.ok for o in outcomes) else ExitStatus.CHECK_FAILED
