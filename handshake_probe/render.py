@@ -101,7 +101,7 @@ def flow_table(records: Iterable[Dict[str, Any]], columns: Optional[Sequence[str
     return fit_table([COLUMNS[c][0] for c in names], rows, [WRAP_AT.get(c) for c in names], width, optional)
 
 
-COMFORTABLE = 23    # a state path column this wide holds "ESTABLISHED>FIN-WAIT-1>": paths take ~3 lines
+COMFORTABLE = 21    # a state path column at least this wide, or leave out an optional column: paths ~4 lines
 _GAP = 2            # tabulate's "simple" format puts two spaces between columns
 _PAD = 2            # and makes a column at least its header's width plus two (not when fitting)
 
@@ -139,11 +139,12 @@ def fit_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], wraps: Sequ
     natural = [max([len(headers[i]) + _PAD] + [len(r[i]) for r in text]) for i in range(n)]
     if width is None or sum(natural) + _GAP * (n - 1) <= width:
         return tabulate(rows, headers=list(headers), tablefmt="simple", disable_numparse=not numparse)
-    # Fitting: no padding beyond the two spaces between columns ("len" need not take 5 columns).
-    natural = [max([len(headers[i])] + [len(r[i]) for r in text]) for i in range(n)]
+    # Fitting: no padding beyond the two spaces between columns ("len" need not take 5 columns), but
+    # 3 at least: a 1-column "#" with a "-" under it reads as a glitch.
+    natural = [max([len(headers[i]), 3] + [len(r[i]) for r in text]) for i in range(n)]
 
     def least(i: int) -> int:        # the narrowest column i can be: its longest unbreakable piece
-        head = max((len(w) for w in headers[i].split()), default=0)
+        head = max([len(w) for w in headers[i].split()] + [3])
         sep = wraps[i]
         cells = max((len(p.strip()) for r in text for p in (_pieces(r[i], sep) if sep else [r[i]])), default=0)
         return max(head, cells)
@@ -174,6 +175,7 @@ def fit_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], wraps: Sequ
                     growing.remove(i)
     cells = [[_wrap(r[i], wraps[i], alloc[i]) for i in keep] for r in text]
     heads = [_wrap(headers[i], " ", alloc[i]) for i in keep]
+    heads = [h.rjust(3) if i == 0 and len(h) < 3 else h for i, h in enumerate(heads)]   # "  #", as wide
     padding, tabulate_module.MIN_PADDING = tabulate_module.MIN_PADDING, 0
     try:
         table = tabulate([[_numeric(c, numparse) for c in row] for row in cells], headers=heads,
