@@ -267,7 +267,10 @@ def test_thousand_clients_with_64_fds_every_byte_no_spin_no_leak():
           f"{sum('accept paused' in l for l in lines)} 'accept paused' lines of {len(lines)}")
     assert not wrong, f"{len(wrong)} of {LOAD_CLIENTS} clients did not get their bytes back, e.g. {wrong[:5]}"
     assert lost == {"ListenOverflows": 0, "ListenDrops": 0}
-    assert cpu_held < 0.2 and cpu_load < 0.8 * wall and cpu_idle < 0.1
+    # Spinning shows while clients are held (the old loop burned a core then); under load the work
+    # itself costs CPU, on several threads at once, so only a generous bound per client there.
+    assert cpu_held < 0.2 and cpu_idle < 0.1
+    assert cpu_load < LOAD_CLIENTS * 0.005
     assert fds_after == fds_before
     assert 1 <= sum("accept paused" in l for l in lines) <= 10          # it ran out of fds, and said so briefly
     assert not any("accept failed" in l for l in lines)
