@@ -62,6 +62,20 @@ def test_the_readme_shows_what_a_100_column_terminal_shows(args: List[str]):
     assert max(map(len, shown.splitlines())) <= 100
 
 
+def test_the_readme_names_every_option_of_every_command():
+    """A newcomer looks an option up in the README: each command's long options are all there."""
+    from handshake_probe.cli import build_parser
+    from handshake_probe.commands import COMMANDS
+    missing = {}
+    for name in COMMANDS:
+        parser = build_parser(name)._subparsers._group_actions[0].choices[name]  # type: ignore[union-attr]
+        absent = [o for a in parser._actions for o in a.option_strings
+                  if o.startswith("--") and o != "--help" and o not in README]
+        if absent:
+            missing[name] = absent
+    assert missing == {}
+
+
 # ------------------------------------------------------------------------------- the first command
 def test_the_first_command_on_an_80_column_terminal():
     done = hp("analyze", CAPTURE, columns=80)

@@ -616,6 +616,17 @@ def test_bad_arguments_exit_2(args: List[str]) -> None:
     assert done.stderr.splitlines()[-1].startswith("handshake-probe: error: ") and done.stdout == ""
 
 
+@pytest.mark.parametrize("names,message", [
+    (["no-answer"], "no-answer needs this host's kernel, not a remote --target"),
+    (["closed-port", "no-answer"], "closed-port, no-answer need this host's kernel, not a remote --target"),
+])
+def test_scenarios_a_remote_target_cannot_run(names: List[str], message: str) -> None:
+    from handshake_probe.prober.engine import check_options
+    with pytest.raises(ValueError) as err:
+        check_options(ProbeOptions(names, target=("10.1.2.3", 80), guard="nft", allow_remote=True))
+    assert str(err.value) == message
+
+
 @needs_root
 @needs_tun
 def test_ladder_option_draws_the_exchange(capsys) -> None:
