@@ -112,8 +112,10 @@ def run(args: argparse.Namespace) -> int:
         check_options(opts)         # arguments first: bad ones exit 2 for every user, root or not
         caps.require(args.guard)    # then the privilege, before anything is touched: one line, exit 77
         from handshake_probe.prober import report
+        from handshake_probe.render import table_width
         outcomes = run_probe(opts, emit=lambda line: print(line, flush=True),
-                             on_outcome=lambda o: print(report.render(o, args.ladder), end="\n\n", flush=True))
+                             on_outcome=lambda o: print(report.render(o, args.ladder, table_width(sys.stdout)),
+                                                        end="\n\n", flush=True))
     except ValueError as err:
         return fail(ExitStatus.BAD_INPUT, str(err))
     except caps.MissingCapability as err:

@@ -3,7 +3,7 @@ kernel said at each checkpoint, and one verdict line (what was expected, what ha
 
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 from handshake_probe.ladder import ladder_text
 from handshake_probe.render import flow_detail
@@ -35,13 +35,13 @@ def verdict_line(out: Outcome) -> str:
             f"{'; '.join(out.problems)} ({out.seconds:.2f} s)")
 
 
-def render(out: Outcome, ladder: bool = False) -> str:
-    """The scenario's flows as `analyze --flow N` shows them (or as a ladder diagram), then the kernel
-    checkpoints and the verdict."""
+def render(out: Outcome, ladder: bool = False, width: Optional[int] = None) -> str:
+    """The scenario's flows as `analyze --flow N` shows them (fitted to `width` columns, as there), or as
+    a ladder diagram, then the kernel checkpoints and the verdict."""
     sc = out.scenario
     lines: List[str] = [f"== scenario {sc.name}: {sc.does}", ""]
     for flow in out.analysis.flows:
-        lines += [ladder_text(flow) if ladder else flow_detail(flow), ""]
+        lines += [ladder_text(flow) if ladder else flow_detail(flow, width), ""]
     if not out.analysis.flows:
         lines += ["(no TCP segment was recorded)", ""]
     for cp in out.checkpoints:
