@@ -89,6 +89,16 @@ RETRANSMISSION_KINDS = ("retransmission", "retransmission_syn", "retransmission_
 # old rather than suggesting a typo.
 NEWER_FIELDS = frozenset(("conn_state", "history", "completeness", "completeness_flags", "anomalies"))
 
+# The flow record's fields (core/record.py, its observers, and "file" when several files are analyzed;
+# tests/test_check.py holds this list to what the analyzer writes). A key that is neither one of them
+# nor an expectation shortcut is a typo: an invalid file (exit 2), not an expectation nobody can meet.
+RECORD_FIELDS = frozenset((
+    "flow", "client", "server", "direction", "packets", "client_packets", "server_packets", "client_bytes",
+    "server_bytes", "first_ts", "last_ts", "duration_ms", "client_states", "server_states", "transitions",
+    "handshake", "close", "violations", "violation_count", "reused_port", "conn_state", "history", "zeek_orig",
+    "completeness", "completeness_flags", "anomalies", "file"))
+HANDSHAKE_FIELDS = ("complete", "status", "syn_to_synack_ms", "synack_to_ack_ms", "syn_count", "synack_count")
+
 STATE_PATH_FIELDS = ("client_states", "server_states")
 OPERATOR_TABLES = ("max", "min", "contains")
 SELECT_KEYS = ("index", "client", "server", "server_port")
@@ -230,6 +240,9 @@ class Expectation:
         if self.kind == "contains":
             return f"{self.path} contains {_show(self.expected, self.path)}"
         if self.kind == "equal" and isinstance(self.expected, list) and self.path not in STATE_PATH_FIELDS:
+            return f"{self.key} in {_show(self.expected)}"
+        if self.kind == "final" and isinstance(self.expected, list):
+            # "one of" these final states, not a path: `client_final in [TIME-WAIT, CLOSED]`.
             return f"{self.key} in {_show(self.expected)}"
         return f"{self.key} = {_show(self.expected, self.path)}"
 
@@ -440,7 +453,7 @@ def _check_no_retransmission(e: Expectation, rec: Record) -> Verdict:
 def _check_no_violations(e: Expectation, rec: Record) -> Verdict:
     count = rec.get("violation_count", 0) or 0
     first = (rec.get("violations") or [{}])[0]
-    detail = f"{count} violations, first: frame {first.get('frame')} {first.get('endpoint')} in " \
+    detail = f"{count} violation{'' if count == 1 else 's'}, first: frame {first.get('frame')} {first.get('endpoint')} in " \
              f"{first.get('state')}: {first.get('reason')}" if count else ""
     return _flag(e, count == 0, detail)
 
@@ -511,8 +524,21 @@ def _choice(value: Any, choices: Sequence[str], where: Sequence[Any], what: str)
             raise SpecError(where, f"{_quote(v)} is not a {what} ({', '.join(choices)}){hint}")
 
 
+def _known_field(path: str, where: Sequence[Any]) -> None:
+    """Raise SpecError when `path` names no field of the flow record (a typo, most likely)."""
+    head, _, rest = path.partition(".")
+    if head not in RECORD_FIELDS:
+        raise SpecError(where, f"not an expectation key nor a flow record field"
+                               f"{_did_you_mean(head, [*SHORTCUTS, *sorted(RECORD_FIELDS)])}")
+    sub = rest.split(".")[0]
+    if head == "handshake" and sub and sub not in HANDSHAKE_FIELDS:
+        raise SpecError(where, f"'handshake' has no field {sub!r} (it has {', '.join(HANDSHAKE_FIELDS)})"
+                               f"{_did_you_mean(sub, HANDSHAKE_FIELDS)}")
+
+
 def _validate_field(path: str, value: Any, where: Sequence[Any], bound: bool = False) -> Any:
     """Check a value against what the record's field can hold; returns it normalised."""
+    _known_field(path, where)
     if value is None:
         return value
     if path in STATE_PATH_FIELDS and not bound:
@@ -557,6 +583,7 @@ def parse_expectations(table: Mapping[str, Any], where: Sequence[Any] = ()) -> T
         if head in OPERATOR_TABLES:
             if not rest:
                 raise SpecError(here, f"{head} takes a table of FIELD = VALUE, e.g. {head} = {{duration_ms = 500}}")
+            _known_field(rest, here)
             if head == "contains":
                 v = _states(value, here) if rest in STATE_PATH_FIELDS else value
                 out.append(Expectation(key, "contains", rest, v))

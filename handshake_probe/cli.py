@@ -11,15 +11,17 @@ from typing import List, Optional, Sequence
 from handshake_probe import __version__
 from handshake_probe.commands import COMMANDS
 from handshake_probe.exitcodes import ExitStatus
+from handshake_probe.messages import PROG
 
 __all__ = ["ExitStatus", "build_parser", "main", "run"]
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        # One usage line and one error line, exit 2 (argparse's own convention, kept).
+        # One usage line and one error line, exit 2 (argparse's convention), with the one error prefix
+        # every command uses (argparse would say "handshake-probe analyze: error:" for a subcommand).
         self.print_usage(sys.stderr)
-        self.exit(ExitStatus.BAD_INPUT, f"{self.prog}: error: {message}\n")
+        self.exit(ExitStatus.BAD_INPUT, f"{PROG}: error: {message}\n")
 
 
 def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:

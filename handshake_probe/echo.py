@@ -11,6 +11,13 @@ It breaks in four ways that this module fixes:
 * an empty read means the peer sent FIN (closed its sending side); the lesson often spins
   on it. Here the server answers by closing its own side.
 
+Out of file descriptors (EMFILE/ENFILE), it backs off instead of spinning: a failed accept leaves
+the connection in the kernel's queue, so retrying at once fails again at once. The loop stops
+polling the listener until a client leaves (or a short pause passes) and says so in one line, not
+one line per retry. Each client costs one fd (poll, unlike epoll, needs no fd of its own), and the
+default backlog is the system's ``somaxconn``, so clients that cannot be served yet wait in the
+kernel's queue instead of being dropped.
+
 This is an edge (it owns sockets and threads), not part of the pure core. The recording
 script uses it to produce the captures in ``captures/``, so its closing behaviour is part
 of what those captures show: the server closes only after an empty read (peer closed),
@@ -19,6 +26,7 @@ after ``idle_timeout`` (server closes first), on a reset, or on shutdown.
 
 from __future__ import annotations
 
+import errno
 import logging
 import selectors
 import socket
@@ -27,7 +35,7 @@ import time
 from types import TracebackType
 from typing import Callable, Literal, Optional
 
-__all__ = ["EchoServer", "Mode", "END_REASONS", "format_peer"]
+__all__ = ["EchoServer", "Mode", "END_REASONS", "format_peer", "default_backlog"]
 
 Mode = Literal["upper", "echo"]
 
@@ -45,8 +53,24 @@ _RECV_SIZE = 65536
 # sockets shut (a thread blocked in sendall towards a client that never reads would
 # otherwise never notice the shutdown).
 _SHUTDOWN_GRACE = 1.0
+# Out of fds, accept() keeps failing until one is freed: wait for a client to leave, or this long at
+# most (the fds may be held by something other than our clients), before trying again.
+_FD_BACKOFF = 0.5
+# At most one "accept paused" line per this many seconds, however often the pause repeats.
+_FD_LOG_EVERY = 10.0
+_OUT_OF_FDS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 _logger = logging.getLogger(__name__)
+
+
+def default_backlog() -> int:
+    """The system's cap on a listen backlog (net.core.somaxconn): asking for more is silently cut to it,
+    asking for less drops clients that arrive together (16 lost a quarter of 1,000 at once)."""
+    try:
+        with open("/proc/sys/net/core/somaxconn") as f:
+            return max(int(f.read()), 1)
+    except (OSError, ValueError):
+        return socket.SOMAXCONN
 
 
 def format_peer(address: tuple[object, ...]) -> str:
@@ -70,7 +94,7 @@ class EchoServer:
         self,
         host: str = "127.0.0.1",
         port: int = 0,
-        backlog: int = 16,
+        backlog: Optional[int] = None,
         mode: Mode = "upper",
         idle_timeout: Optional[float] = None,
         max_clients: Optional[int] = None,
@@ -81,19 +105,28 @@ class EchoServer:
             raise ValueError(f"mode must be 'upper' or 'echo', not {mode!r}")
         if idle_timeout is not None and idle_timeout <= 0:
             raise ValueError("idle_timeout must be positive (or None for no timeout)")
+        if backlog is not None and backlog < 1:
+            raise ValueError("backlog must be at least 1 (or None for the system's somaxconn)")
         if max_clients is not None and max_clients < 1:
             raise ValueError("max_clients must be at least 1 (or None for no limit)")
         if keepalive is not None and (len(keepalive) != 3 or min(keepalive) < 1):
             raise ValueError("keepalive is (TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT), all >= 1")
         self.host = host
         self.port = port
-        self.backlog = backlog
+        self.backlog = default_backlog() if backlog is None else backlog
         self.mode: Mode = mode
         self.idle_timeout = idle_timeout
         self.max_clients = max_clients
         self.keepalive = keepalive
         # Default to the logging module so a library user is not forced to see our lines.
-        self._log: Callable[[str], None] = log if log is not None else _logger.info
+        self._log_to: Callable[[str], None] = log if log is not None else _logger.info
+        # Client threads log concurrently: one call at a time, so a callback that writes a line in
+        # pieces (print writes the text, then the newline) never interleaves two lines.
+        self._log_lock = threading.Lock()
+        self._full_logged = False          # "max-clients reached" is said once per server
+        self._fd_logged_at: Optional[float] = None
+        self._fd_pauses = 0                # accept pauses for lack of fds since the last line about them
+        self._left = 0                     # clients that have ended: an fd came free
 
         self._listener: Optional[socket.socket] = None
         self._address: Optional[tuple[str, int]] = None
@@ -108,7 +141,14 @@ class EchoServer:
         self._lock = threading.Condition()
         self._clients: dict[threading.Thread, socket.socket] = {}
         self._thread: Optional[threading.Thread] = None  # set when run by __enter__
+        # shutdown() came between bind() and serving (a signal right after start-up): serving must
+        # then return at once, not bind again and serve on with the request lost.
+        self._cancelled = False
         self._serving: Optional[threading.Thread] = None  # whoever runs the accept loop
+
+    def _log(self, line: str) -> None:
+        with self._log_lock:
+            self._log_to(line)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -146,15 +186,16 @@ class EchoServer:
         self._address = (str(bound[0]), int(bound[1]))
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopping.clear()
+        self._cancelled = False
         return self._address
 
     def __enter__(self) -> tuple[str, int]:
         if self._serving is not None:
             raise RuntimeError("EchoServer is already serving")
-        address = self.bind()
-        thread = threading.Thread(target=self._serve, name=f"echo-accept-{address[1]}",
-                                  daemon=True)
         with self._lock:
+            address = self.bind()
+            thread = threading.Thread(target=self._serve, name=f"echo-accept-{address[1]}",
+                                      daemon=True)
             # Recorded before start() so a shutdown() racing the thread start still waits.
             self._stopped.clear()
             self._thread = self._serving = thread
@@ -169,8 +210,13 @@ class EchoServer:
         """Serve in the calling thread until :meth:`shutdown` is called from another one."""
         if self._serving is not None:
             raise RuntimeError("EchoServer is already serving")
-        self.bind()
         with self._lock:
+            # Checked and marked under the lock shutdown() takes: it either sees us serving (and
+            # stops the loop) or has already cancelled this run.
+            if self._cancelled:
+                self._cancelled = False
+                return
+            self.bind()
             self._stopped.clear()
             self._serving = threading.current_thread()
         self._serve()
@@ -179,7 +225,9 @@ class EchoServer:
         """Stop accepting, end every open connection ("server shutdown"), wait for threads.
 
         Safe to call more than once, before serving, or from a client thread's log callback
-        (then it signals and returns without waiting, since waiting would deadlock).
+        (then it signals and returns without waiting, since waiting would deadlock). Called after
+        bind() and before serve_forever(), it cancels that serve_forever() (which then returns at
+        once) until bind() is called again.
         """
         with self._lock:
             if self._listener is None:
@@ -191,6 +239,8 @@ class EchoServer:
                 self._wake_w = None
             serving = self._serving
             waiting_is_safe = threading.current_thread() not in (serving, *self._clients)
+            if serving is None:
+                self._cancelled = True
         if serving is None:
             self._release()  # bound but never served: nothing else will close the sockets
             return
@@ -205,7 +255,8 @@ class EchoServer:
     def _serve(self) -> None:
         listener = self._listener
         assert listener is not None and self._wake_r is not None
-        selector = selectors.DefaultSelector()
+        # poll, not epoll: a poll set is no file descriptor, so the loop keeps working at RLIMIT_NOFILE.
+        selector = selectors.PollSelector()
         selector.register(self._wake_r, selectors.EVENT_READ)
         try:
             while not self._stopping.is_set():
@@ -225,8 +276,12 @@ class EchoServer:
                 except (BlockingIOError, InterruptedError):
                     continue
                 except OSError as err:
-                    # e.g. ECONNABORTED (client reset while queued) or EMFILE: one failed
-                    # accept must not end the server.
+                    if err.errno in _OUT_OF_FDS:
+                        # The connection stays queued; retrying now would fail now: wait for an fd.
+                        self._pause_accepting(err)
+                        continue
+                    # e.g. ECONNABORTED (client reset while queued): one failed accept must not end
+                    # the server, and it concerns that one connection only.
                     self._log(f"accept failed: {err}")
                     continue
                 self._start_client(conn, peer)
@@ -240,16 +295,47 @@ class EchoServer:
         if self.max_clients is None:
             return True
         with self._lock:
+            full = len(self._clients) >= self.max_clients
+        if full and not self._full_logged:
+            # Once: under churn the server is full again after every departure, and a line each
+            # time would be a flood saying nothing new.
+            self._full_logged = True
+            self._log(f"max-clients {self.max_clients} reached: further clients wait in the listen "
+                      f"backlog (said once)")
+        with self._lock:
             while len(self._clients) >= self.max_clients and not self._stopping.is_set():
                 self._lock.wait()
         return not self._stopping.is_set()
+
+    def _pause_accepting(self, err: OSError) -> None:
+        """Out of fds: wait until a client leaves (its fd is free then), at most _FD_BACKOFF."""
+        now = time.monotonic()
+        self._fd_pauses += 1
+        if self._fd_logged_at is None or now - self._fd_logged_at >= _FD_LOG_EVERY:
+            times = "" if self._fd_pauses == 1 else f" ({self._fd_pauses} pauses since the last such line)"
+            self._log(f"accept paused: {err.strerror or err}; new clients wait in the listen backlog "
+                      f"until a client leaves{times}")
+            self._fd_logged_at, self._fd_pauses = now, 0
+        with self._lock:
+            left = self._left
+            self._lock.wait_for(lambda: self._left != left or self._stopping.is_set(), _FD_BACKOFF)
 
     def _start_client(self, conn: socket.socket, peer: tuple[object, ...]) -> None:
         thread = threading.Thread(target=self._handle, args=(conn, peer),
                                   name=f"echo-client-{format_peer(peer)}", daemon=True)
         with self._lock:
             self._clients[thread] = conn
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as err:
+            # No thread for it ("can't start new thread"): close it rather than leak the socket
+            # and a max_clients slot with it.
+            with self._lock:
+                self._clients.pop(thread, None)
+                self._left += 1
+                self._lock.notify_all()
+            conn.close()
+            self._log(f"disconnect {format_peer(peer)} (error: {err})")
 
     def _close_all(self) -> None:
         """Runs when the accept loop ends: give clients a grace period, then force them."""
@@ -295,7 +381,7 @@ class EchoServer:
     def _handle(self, conn: socket.socket, peer: tuple[object, ...]) -> None:
         who = format_peer(peer)
         reason = CLOSED_BY_PEER
-        selector = selectors.DefaultSelector()
+        selector: Optional[selectors.BaseSelector] = None
         try:
             self._log(f"connect {who}")  # inside try: a failing log callback still cleans up
             # A global socket.setdefaulttimeout() would leak into accepted sockets; the loop
@@ -303,6 +389,9 @@ class EchoServer:
             conn.settimeout(None)
             self._configure(conn)
             assert self._wake_r is not None
+            # Made inside the try: whatever fails here still closes the socket and frees the slot.
+            # poll needs no fd of its own (epoll does, and failed with EMFILE when fds ran out).
+            selector = selectors.PollSelector()
             selector.register(conn, selectors.EVENT_READ)
             selector.register(self._wake_r, selectors.EVENT_READ)
             reason = self._echo_loop(conn, selector)
@@ -316,14 +405,16 @@ class EchoServer:
         except OSError as err:
             reason = SERVER_SHUTDOWN if self._stopping.is_set() else f"error: {err}"
         finally:
-            selector.close()
+            if selector is not None:
+                selector.close()
             try:
                 conn.close()  # sends our FIN (or nothing more after a reset)
             finally:
-                self._log(f"disconnect {who} ({reason})")
                 with self._lock:
                     self._clients.pop(threading.current_thread(), None)
-                    self._lock.notify_all()  # a max_clients slot is free
+                    self._left += 1
+                    self._lock.notify_all()  # a max_clients slot and an fd are free
+                self._log(f"disconnect {who} ({reason})")
 
     def _echo_loop(self, conn: socket.socket, selector: selectors.BaseSelector) -> str:
         """Serve one connection until it ends; returns why it ended."""

@@ -285,7 +285,7 @@ def render_ladder(ladder: Ladder, width: int = DEFAULT_WIDTH) -> str:
     head = [("", f"flow {ladder.number}: client {ladder.client}"), (" ", f"-> server {ladder.server}")]
     if ladder.direction != "observed":
         head.append((", ", f"direction {ladder.direction}"))
-    head += [(", ", f"{ladder.packets} segments"), (", ", f"close: {ladder.close}"), (", ", ladder.numbering)]
+    head += [(", ", f"{ladder.packets} segment" + ("" if ladder.packets == 1 else "s")), (", ", f"close: {ladder.close}"), (", ", ladder.numbering)]
     out = _split_header(head, width)
 
     names: List[str] = []

@@ -84,7 +84,7 @@ class _Block:
     def _title_lines(self) -> List[str]:
         lad = self.ladder
         first = f"flow {lad.number}: client {lad.client} \u2192 server {lad.server}"
-        second = f"{lad.packets} segments \u00b7 close: {lad.close} \u00b7 {lad.numbering}"
+        second = f"{lad.packets} segment{'' if lad.packets == 1 else 's'} \u00b7 close: {lad.close} \u00b7 {lad.numbering}"
         if lad.direction != "observed":
             second += f" \u00b7 direction {lad.direction}"
         return [first, second]

@@ -45,8 +45,8 @@ def analyze_one(path: str, options: Dict[str, Any]) -> FileResult:
         rec["file"] = path
         records.append(rec)
     records.sort(key=lambda r: r["flow"])
-    return FileResult(path, records, summary_line(analysis), analysis.warnings, analysis.error,
-                      analysis.damaged)
+    return FileResult(path, records, summary_line(analysis), analysis.warnings,
+                      analysis.error, analysis.damaged)
 
 
 def analyze_many(paths: Sequence[str], jobs: int, options: Dict[str, Any]) -> Iterator[FileResult]:

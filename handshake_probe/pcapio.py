@@ -456,15 +456,21 @@ _PCAP_RECORD = struct.Struct("<IIII")  # seconds, microseconds, caplen, wirelen
 class PcapWriter:
     """Writes a classic little-endian microsecond pcap (version 2.4) that tcpdump and tshark read.
 
-    The global header is written and flushed at construction, so a file interrupted at any
-    point is valid up to its last full record. A path is opened (and closed) by the writer;
-    a binary file object passed in is flushed on close but left open for its owner.
+    The global header is written and flushed at construction. Records collect in the writer's
+    own buffer and reach a path in whole records only: every write(2) ends on a record boundary
+    (a file object's own buffer would cut a record wherever its 8 KiB filled up), so a file
+    whose writer is killed at any moment, SIGKILL included, ends with a whole record and every
+    reader accepts all of it. A path is opened (and closed) by the writer; a binary file object
+    passed in gets the same whole-record writes, is flushed on close but left open for its owner.
     """
+
+    FLUSH_AT = 1 << 16     # buffered bytes that trigger a write: big writes, few system calls
 
     def __init__(self, path_or_file: Union[str, "os.PathLike[str]", BinaryIO], linktype: int,
                  snaplen: int = 262144) -> None:
         if isinstance(path_or_file, (str, os.PathLike)):
-            self._f: BinaryIO = open(path_or_file, "wb")
+            # Unbuffered: each write() below is one write(2) of whole records.
+            self._f: BinaryIO = open(path_or_file, "wb", buffering=0)
             self._owns = True
         else:
             self._f = path_or_file
@@ -472,8 +478,8 @@ class PcapWriter:
         self.linktype = linktype
         self.snaplen = snaplen
         self._closed = False
-        self._f.write(_PCAP_GLOBAL.pack(0xA1B2C3D4, 2, 4, 0, 0, snaplen, linktype))
-        self._f.flush()
+        self._pending = bytearray(_PCAP_GLOBAL.pack(0xA1B2C3D4, 2, 4, 0, 0, snaplen, linktype))
+        self.flush()
 
     def write(self, ts: float, data: bytes, wirelen: Optional[int] = None,
               flush: bool = False) -> None:
@@ -488,22 +494,32 @@ class PcapWriter:
         sec, usec = divmod(round(ts * 1_000_000), 1_000_000)
         if not 0 <= sec <= 0xFFFFFFFF:
             raise ValueError(f"timestamp {ts} does not fit a pcap record (0 .. 2**32 s)")
-        self._f.write(_PCAP_RECORD.pack(sec, usec, len(data), wirelen))
-        self._f.write(data)
-        if flush:
-            self._f.flush()
+        self._pending += _PCAP_RECORD.pack(sec, usec, len(data), wirelen)
+        self._pending += data
+        if flush or len(self._pending) >= self.FLUSH_AT:
+            self.flush()
 
     def flush(self) -> None:
+        """Hand every whole record collected so far to the file (one write when the OS takes it all)."""
+        data, done = bytes(self._pending), 0
+        try:
+            while done < len(data):
+                # A raw file may take less than asked (a full disk, a signal): write the rest.
+                written = self._f.write(data[done:] if done else data)
+                done += len(data) - done if written is None else written
+        finally:
+            del self._pending[:done]     # what did not reach the file is still pending
         self._f.flush()
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        if self._owns:
-            self._f.close()
-        else:
-            self._f.flush()
+        try:
+            self.flush()
+        finally:
+            if self._owns:
+                self._f.close()
 
     def __enter__(self) -> "PcapWriter":
         return self

@@ -286,10 +286,10 @@ def test_invalid_expectation_file(text: str, line: int, message: str, tmp_path: 
 def test_unreadable_files_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run([tmp_path / "nope.pcap", "--flows", "1"], capsys)
     assert (code, out) == (2, "")
-    assert err == f"handshake-probe: error: {tmp_path / 'nope.pcap'}: byte offset 0: No such file or directory\n"
+    assert err == f"handshake-probe: error: cannot open {tmp_path / 'nope.pcap'}: No such file or directory\n"
     code, out, err = run([CLIENT_CLOSE, "--expect", tmp_path / "nope.toml"], capsys)
     assert (code, out) == (2, "")
-    assert err == f"handshake-probe: error: {tmp_path / 'nope.toml'}: cannot read: No such file or directory\n"
+    assert err == f"handshake-probe: error: cannot open {tmp_path / 'nope.toml'}: No such file or directory\n"
 
 
 def test_damaged_capture_is_never_a_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -298,7 +298,7 @@ def test_damaged_capture_is_never_a_pass(tmp_path: Path, capsys: pytest.CaptureF
     code, out, err = run([cut, "--all-flows", "handshake_complete=true"], capsys)
     assert code == 2
     assert "PASSED" in out          # the verdict on what could be read is still shown
-    assert "checked the 1 flows before it" in err
+    assert "checked the 1 flow before it" in err
 
 
 @pytest.mark.skipif("check" not in COMMANDS, reason="`check` is not registered in handshake_probe/commands yet")
@@ -366,12 +366,53 @@ anomalies.duplicate_ack = 1
 
 
 def test_missing_fields_say_why() -> None:
-    found = {what: f for _, what, _, f in _failures('[all]\nconn_state = "SF"\nclsoe = "fin"\n'
-                                                     'handshake.complet = true\n', [_record()])}
+    # A field the record could hold but this one lacks (an older analyzer's record) fails at run time.
+    found = {what: f for _, what, _, f in _failures('[all]\nconn_state = "SF"\n', [_record()])}
     assert found["conn_state = SF"] == \
         "no field 'conn_state' in the flow record (this version of handshake-probe does not produce it)"
-    assert found["clsoe = fin"] == "no field 'clsoe' in the flow record; did you mean 'close'?"
-    assert found["handshake.complet = true"] == "'handshake' has no field 'complet'; did you mean 'complete'?"
+
+
+@pytest.mark.parametrize("text,message", [
+    ('[all]\nclsoe = "fin"\n', "line 2: [all]: clsoe: not an expectation key nor a flow record field; "
+                                "did you mean 'close'?"),
+    ('[all]\nclent_final = "CLOSED"\n', "line 2: [all]: clent_final: not an expectation key nor a flow record "
+                                        "field; did you mean 'client_final'?"),
+    ('[all]\nhandshake.complet = true\n', "line 2: [all]: handshake.complet: 'handshake' has no field 'complet' "
+                                         "(it has complete, status, syn_to_synack_ms, synack_to_ack_ms, syn_count, "
+                                         "synack_count); did you mean 'complete'?"),
+    ('[all]\nmax = {duraton_ms = 5}\n', "line 2: [all]: max.duraton_ms: not an expectation key nor a flow "
+                                        "record field; did you mean 'duration_ms'?"),
+])
+def test_an_unknown_key_is_an_invalid_file(text: str, message: str) -> None:
+    """A typo is exit 2 (invalid file), as the README says, not an expectation no flow can meet (exit 1)."""
+    with pytest.raises(SpecError) as err:
+        load_spec(text)
+    assert str(err.value) == message
+
+
+def test_an_unknown_key_exits_2_from_the_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = write(tmp_path, '[all]\nclose = "fin"\nclent_final = "TIME-WAIT"\n', "typo.toml")
+    code, out, err = run([CLIENT_CLOSE, "--expect", bad], capsys)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"handshake-probe: error: {bad}: line 3: [all]: clent_final: ")
+
+
+def test_the_known_fields_are_the_records_fields() -> None:
+    from handshake_probe.analysis import analyze_file
+    from handshake_probe.check import HANDSHAKE_FIELDS, RECORD_FIELDS
+    from handshake_probe.core.record import flow_record
+    rec = flow_record(analyze_file(str(CLIENT_CLOSE)).flows[0])
+    assert set(rec) | {"file"} == RECORD_FIELDS                   # "file": with several files
+    assert tuple(rec["handshake"]) == HANDSHAKE_FIELDS
+
+
+def test_one_of_final_states_reads_as_a_choice_not_a_path(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run([CLIENT_CLOSE, "--all-flows", "client_final=SYN-SENT,CLOSED"], capsys)
+    assert code == 1
+    assert "  FAIL  --all-flows: client_final in [SYN-SENT, CLOSED]  (1 of 1 flow failed: 1)" in out
+    assert "SYN-SENT > CLOSED" not in out                       # which would read as a path
+    code, out, _ = run([CLIENT_CLOSE, "--all-flows", "client_final=TIME-WAIT,CLOSED"], capsys)
+    assert code == 0 and "ok    --all-flows: client_final in [TIME-WAIT, CLOSED]" in out
 
 
 def test_no_retransmission_without_anomaly_counts_says_what_it_checked() -> None:

@@ -136,20 +136,22 @@ def test_truncated_file_keeps_flows_read_before_the_fault(two_flows: Path, tmp_p
 
 
 @pytest.mark.parametrize("content,reason", [
-    (b"", "empty file"),
+    (b"", "empty file, not a pcap or pcapng file"),          # judged before the reader: no byte offset
     (b"GET / HTTP/1.1\r\n\r\n", "not a pcap or pcapng file"),
-    (bytes.fromhex("d4c3b2a1020004"), "truncated global header"),
+    (bytes.fromhex("d4c3b2a1020004"), "byte offset 0: truncated global header"),
     (bytes.fromhex("d4c3b2a10200040000000000000000000000040001000000") + b"\x00" * 8,
-     "truncated record header"),
+     "byte offset 24: truncated record header"),
     (bytes.fromhex("d4c3b2a10200040000000000000000000000040001000000")
-     + bytes.fromhex("00000000 00000000 ffffff7f ffffff7f"), "impossible captured length"),
+     + bytes.fromhex("00000000 00000000 ffffff7f ffffff7f"), "byte offset 24: impossible captured length"),
 ])
 def test_bad_files_give_one_line_and_exit_2(tmp_path: Path, capsys, content: bytes, reason: str):
+    """Nothing could be read: one line on stderr naming the file, nothing on stdout (no empty table)."""
     path = tmp_path / "bad.pcap"
     path.write_bytes(content)
     code, out, err = run(["analyze", str(path)], capsys)
-    assert code == 2
-    assert len(err.strip().splitlines()) == 1 and reason in err and str(path) in err and "byte offset" in err
+    assert (code, out) == (2, "")
+    assert len(err.strip().splitlines()) == 1 and err.startswith(f"handshake-probe: error: {path}: ")
+    assert reason in err and "flows before it" not in err
 
 
 def test_missing_file_and_directory(tmp_path: Path, capsys):
@@ -227,3 +229,92 @@ def test_check_checksums_counts_bad_ones(two_flows: Path, capsys):
     _, off, _ = run(["analyze", str(anomalies), "--format", "jsonl"], capsys)
     assert sum(json.loads(l)["anomalies"]["bad_checksum"] for l in on.splitlines()) == 2
     assert sum(json.loads(l)["anomalies"]["bad_checksum"] for l in off.splitlines()) == 0
+
+
+@pytest.mark.parametrize("argv", [
+    ["analyze", "F", "--max-open", "-1"],       # was a traceback (StopIteration in the flow table's sweep)
+    ["analyze", "F", "--max-open", "0"],
+    ["analyze", "F", "--msl", "nan"],           # nan <= 0 is False: it slipped through
+    ["analyze", "F", "--linger", "nan"],
+    ["analyze", "F", "--idle-timeout", "inf"],
+    ["analyze", "F", "--jobs", "0"],
+    ["analyze", "F", "--flow", "0"],
+    ["check", "F", "--msl", "nan"],
+    ["ladder", "F", "--msl", "-inf"],
+    ["capture", "--duration", "nan"],
+    ["serve", "--port", "70000"],               # was accepted and listened on 70000 - 65536 = 4464
+    ["serve", "--port", "-1"],
+    ["serve", "--max-clients", "0"],
+    ["serve", "--backlog", "0"],
+    ["client", "--port", "0"],
+    ["client", "--port", "65536"],
+    ["client", "--timeout", "nan"],
+    ["client", "--count", "-2"],
+])
+def test_out_of_range_numbers_are_usage_errors(argv: List[str], capsys):
+    from handshake_probe.cli import build_parser
+    with pytest.raises(SystemExit) as exc:
+        build_parser(argv[0]).parse_args(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    last = err.splitlines()[-1]
+    assert last.startswith("handshake-probe: error: argument ") and argv[-2] in last.split(":")[2]
+
+
+# ------------------------------------------------------------------------------- fitting the terminal
+CAPTURES = Path(__file__).resolve().parents[1] / "captures"
+ECHO = CAPTURES / "echo-client-close.pcap"
+CLIENT_PATH = "CLOSED>SYN-SENT>ESTABLISHED>FIN-WAIT-1>FIN-WAIT-2>TIME-WAIT"
+
+
+def _cell_text(out: str, start: int, end: int) -> str:
+    """One column's text from a fitted table (its lines joined): a wrapped path read back whole."""
+    body = out.split("\n\n")[0].splitlines()[2:]
+    return "".join(line[start:end].strip() for line in body)
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_the_table_fits_the_terminal_and_wraps_paths_inside_cells(width: int, monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", str(width))
+    code, out, _ = run(["analyze", str(ECHO)], capsys)
+    assert code == 0 and max(map(len, out.splitlines())) <= width
+    header = out.splitlines()[0]
+    assert header.split()[:3] == ["#", "client", "server"] and "client states" in header
+    start = header.index("client states")
+    end = header.index("server states")
+    assert _cell_text(out, start, end) == CLIENT_PATH          # every state, in order, nothing cut
+    assert out.split("\n\n")[-1].replace("\n    ", " ") == f"{ECHO}: 10 frames, 10 TCP segments, 1 flow\n"
+
+
+def test_the_flow_listing_fits_80_columns(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run(["analyze", str(ECHO), "--flow", "1"], capsys)
+    assert code == 0 and max(map(len, out.splitlines())) <= 80
+    rows = [l.split() for l in out.splitlines() if l[:2].strip().isdigit()]
+    assert rows[0][:4] == ["1", "0.000", "->", "S"] and rows[1][2:4] == ["<-", "S."]
+    assert "SYN-SENT *" in out and "ESTABLISHED -> FIN-WAIT-1  (snd FIN)" in out
+
+
+def test_wide_is_everything_on_one_line(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run(["analyze", str(ECHO), "--wide"], capsys)
+    header = out.splitlines()[0]
+    assert code == 0 and len(header) > 200
+    for title in ("pkts", "ms", "handshake (SYN>SYN-ACK / SYN-ACK>ACK)", "close", "conn_state", "history",
+                  "compl.", "anomalies", "viol.", "client states", "server states"):
+        assert title in header
+    assert CLIENT_PATH in out.splitlines()[2]
+    code, out, _ = run(["analyze", str(ECHO), "--flow", "1", "--wide"], capsys)
+    assert "client->server" in out and "seq (abs)" in out
+
+
+def test_a_pipe_gets_the_full_default_table(capsys):
+    code, out, _ = run(["analyze", str(ECHO)], capsys)            # no COLUMNS, not a terminal
+    assert code == 0 and "handshake (SYN>SYN-ACK / SYN-ACK>ACK)" in out and CLIENT_PATH in out.splitlines()[2]
+
+
+@pytest.mark.parametrize("extra", [["--format", "csv"], ["--format", "jsonl"], ["--flow", "1"]])
+def test_columns_where_they_do_not_apply_is_a_usage_error(extra: List[str], capsys):
+    code, out, err = run(["analyze", str(ECHO), "--columns", "flow,close", *extra], capsys)
+    assert (code, out) == (2, "")
+    assert err.startswith("handshake-probe: error: --columns chooses the flow table's columns")

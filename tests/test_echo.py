@@ -5,6 +5,7 @@ No mocks: the failure modes under test (resets, backlog queueing, FIN) are the k
 
 from __future__ import annotations
 
+import re
 import socket
 import struct
 import threading
@@ -338,3 +339,100 @@ def test_server_can_be_restarted(log: LogSink) -> None:
             server.__enter__()  # one accept loop per server
     with server as second:
         assert roundtrip(second) == b"PYTHON"
+
+
+# ---------------------------------------------------------------- resources and logging
+
+
+def test_default_backlog_is_somaxconn() -> None:
+    # A backlog of 16 lost a quarter of 1,000 simultaneous clients; the kernel caps any larger value.
+    with open("/proc/sys/net/core/somaxconn") as f:
+        assert EchoServer().backlog == int(f.read())
+    assert EchoServer(backlog=5).backlog == 5
+    with pytest.raises(ValueError):
+        EchoServer(backlog=0)
+
+
+def test_a_client_whose_setup_fails_still_frees_its_slot(log: LogSink, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anything failing while a client is set up (here: its poll set, as EMFILE did to epoll) ends only
+    that client: its socket is closed, the disconnect logged, and the max_clients slot is free again."""
+    import selectors
+    from handshake_probe import echo
+
+    with EchoServer(max_clients=1, log=log) as address:
+        real = {name: getattr(selectors, name) for name in ("PollSelector", "DefaultSelector")}
+        failures = []
+
+        def fail_once(name: str):
+            def make() -> selectors.BaseSelector:
+                if not failures:
+                    failures.append(name)
+                    raise OSError(24, "Too many open files")
+                return real[name]()
+            return make
+        for name in real:                      # whichever selector the client thread makes
+            monkeypatch.setattr(echo.selectors, name, fail_once(name))
+        with connect(address) as first:
+            assert first.recv(1) == b""        # closed by the server, not left hanging
+        log.wait_for("disconnect")
+        assert "Too many open files" in log.wait_for("disconnect")
+        assert roundtrip(address) == b"PYTHON"   # the only slot was given back
+
+
+def test_log_lines_never_interleave(log: LogSink) -> None:
+    """The log callback is called by one client thread at a time: a callback that writes a line in two
+    pieces (as print writes the text, then the newline) still writes whole lines."""
+    written: list[str] = []
+
+    def slow_print(line: str) -> None:
+        written.append(line)
+        time.sleep(0.002)                      # another thread would get in here
+        written.append("\n")
+
+    count = 16
+    with EchoServer(log=slow_print) as address:
+        threads = [threading.Thread(target=roundtrip, args=(address,)) for _ in range(count)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(TIMEOUT)
+        deadline = time.monotonic() + TIMEOUT
+        while "".join(written).count("disconnect") < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+    lines = "".join(written).splitlines()
+    assert len(lines) == 2 * count
+    assert all(re.fullmatch(r"(connect|disconnect) 127\.0\.0\.1:\d+( \(closed by peer\))?", l) for l in lines), lines
+
+
+def test_a_full_max_clients_is_logged_once(log: LogSink) -> None:
+    with EchoServer(max_clients=1, log=log) as address:
+        for _ in range(3):                     # full three times over
+            with connect(address) as first, connect(address) as second:
+                first.sendall(b"a")
+                assert first.recv(1) == b"A"
+                log.wait_for("max-clients")
+                first.close()
+                second.sendall(b"b")
+                assert second.recv(1) == b"B"
+    assert [l for l in log.lines if "max-clients" in l] == [
+        "max-clients 1 reached: further clients wait in the listen backlog (said once)"]
+
+
+def test_shutdown_before_serving_cancels_serve_forever() -> None:
+    """A stop request that lands between bind() and serve_forever() (a signal right after start-up) is
+    not lost: serve_forever returns at once instead of binding again and serving on."""
+    server = EchoServer()
+    server.bind()
+    server.shutdown()
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (server.serve_forever(), done.set()), daemon=True)
+    thread.start()
+    assert done.wait(TIMEOUT)
+    server.bind()                              # a new run after an explicit bind() serves again
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert roundtrip(server.address) == b"PYTHON"
+    finally:
+        server.shutdown()
+        thread.join(TIMEOUT)

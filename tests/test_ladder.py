@@ -464,7 +464,7 @@ def test_command_unknown_flow_is_exit_2_with_one_line(capsys):
     code, out, err = run([str(CAPTURES / "echo-client-close.pcap"), "--flow", "2"], capsys)
     assert code == 2 and out == ""
     assert err.splitlines() == ["handshake-probe: error: " + str(CAPTURES / "echo-client-close.pcap")
-                                + ": no flow 2 (the capture has 1 flows)"]
+                                + ": no flow 2 (the capture has 1 flow)"]
 
 
 def test_command_unwritable_svg_is_exit_2(tmp_path: Path, capsys):

@@ -34,7 +34,7 @@ def test_json_array_and_table_per_file(capsys):
     assert [r["file"] for r in json.loads(capsys.readouterr().out)] == [str(A), str(B)]
     assert main(["analyze", str(A), str(B)]) == 0
     out = capsys.readouterr().out
-    assert out.index(f"== {A}") < out.index(f"== {B}") and "1 flows" in out
+    assert out.index(f"== {A}") < out.index(f"== {B}") and "1 flow\n" in out
 
 
 def test_a_broken_file_does_not_lose_the_others(tmp_path: Path, capsys):
@@ -50,3 +50,29 @@ def test_a_broken_file_does_not_lose_the_others(tmp_path: Path, capsys):
 def test_flow_needs_one_file(capsys):
     assert main(["analyze", str(A), str(B), "--flow", "1"]) == 2
     assert "--flow N needs exactly one file" in capsys.readouterr().err
+
+
+def test_each_files_summary_keeps_its_violations(capsys):
+    """Each file's flows stream out of its worker's flow table; the summary line still counts the
+    violations (it once summed over the empty list of flows kept and said nothing)."""
+    violating = CAPTURES / "rst-out-of-window.pcap"
+    assert main(["analyze", str(violating)]) == 0
+    alone = capsys.readouterr().out.splitlines()[-1]
+    assert alone.endswith("1 flow; 1 violation (segments that fit no RFC 9293 transition; see --flow N)")
+    assert main(["analyze", str(A), str(violating), "--jobs", "2"]) == 0
+    summaries = [l for l in capsys.readouterr().out.splitlines() if l.startswith(str(CAPTURES))]
+    assert summaries == [f"{A}: 10 frames, 10 TCP segments, 1 flow", alone]
+
+
+def test_stdin_and_a_wrong_path_among_several_files(tmp_path: Path):
+    """`-` is one of the files (named <stdin>); a wrong path costs one line and exit 2, not the others."""
+    import os
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "handshake_probe", "analyze", str(A), "-", str(tmp_path / "nope"),
+                           "--format", "jsonl"], input=B.read_bytes(), capture_output=True, timeout=60,
+                          cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    files = [json.loads(l)["file"] for l in done.stdout.decode().splitlines()]
+    assert files == [str(A), "<stdin>"] and done.returncode == 2
+    assert done.stderr.decode() == f"handshake-probe: error: cannot open {tmp_path / 'nope'}: No such file or directory\n"

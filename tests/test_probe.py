@@ -374,6 +374,11 @@ def _links() -> str:
     return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
 
 
+def _devices() -> Set[str]:
+    """Probe devices as "index: name": an index is never handed out twice, a name is at once."""
+    return set(re.findall(r"^(\d+: hprobe\d+)", _links(), re.M))
+
+
 def _firewall() -> Tuple[str, str]:
     ipt = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout if shutil.which("iptables-save") else ""
     nft = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout if shutil.which("nft") else ""
@@ -432,8 +437,13 @@ def _env() -> Dict[str, str]:
                                    pytest.param("nft", marks=needs_nft)])
 def test_killed_mid_scenario_leaves_nothing(guard: str, sig: int) -> None:
     """SIGTERM: the probe removes what it added before it exits (143). SIGKILL: the TUN device goes with
-    the process (not persistent); a firewall rule stays until the next start sweeps it."""
-    before, table_before = _ours(), _filter_table()
+    the process (not persistent); a firewall rule stays until the next start sweeps it.
+
+    Only this probe's own additions are judged: its device by interface index (the kernel hands a freed
+    name such as hprobe0 to the next device at once, and probes of other runs on the host come and go)
+    and its rules by its pid. The kernel unregisters a device asynchronously, waiting for the last
+    reference (routes, sockets) to go, which can take seconds on a loaded host: the wait is 10 s."""
+    table_before = _filter_table()
     proc = subprocess.Popen(_probe_cmd("--rst-guard", guard, "--scenario", "no-answer"), cwd=ROOT, env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -443,10 +453,15 @@ def test_killed_mid_scenario_leaves_nothing(guard: str, sig: int) -> None:
             line = proc.stdout.readline()
             assert line, f"the probe ended before its setup line: {setup!r}"
             setup += line
-        mine = set(re.findall(r"hprobe\d+", setup))
+        names = set(re.findall(r"hprobe\d+", setup))
+        mine: Set[str] = set()
 
         def present() -> Set[str]:
-            return mine & set(re.findall(r"hprobe\d+", _links())) if guard == "tun" else _ours(proc.pid)
+            if guard != "tun":
+                return _ours(proc.pid)
+            if not mine:                                  # "index: name" of our device, once it shows
+                mine.update(d for d in _devices() if d.split(": ")[1] in names)
+            return mine & _devices()
         assert _wait_for(lambda: bool(present()), 3.0), f"nothing of pid {proc.pid} found while running: {setup}"
         time.sleep(0.5)                               # well inside no-answer's 7.5 s
         proc.send_signal(sig)
@@ -465,9 +480,9 @@ def test_killed_mid_scenario_leaves_nothing(guard: str, sig: int) -> None:
             lines: List[str] = []
             run_probe(ProbeOptions(["closed-port"]), emit=lines.append)
             assert any(f"dead pid {proc.pid}" in line for line in lines), lines
-    # The kernel unregisters a closed TUN device asynchronously: give it a moment.
-    assert _wait_for(lambda: not present() and _ours() == before and _filter_table() == table_before, 3.0), (
-        present(), _ours(), before)
+    # The kernel unregisters a closed TUN device asynchronously: give it time.
+    assert _wait_for(lambda: not present() and not _ours(proc.pid)
+                     and (guard == "tun" or _filter_table() == table_before), 10.0), (present(), _ours(proc.pid))
 
 
 def _wait_for(condition: Callable[[], bool], within: float) -> bool:
@@ -584,6 +599,9 @@ def test_without_privilege_exit_77_and_one_line(guard: str, cap: str) -> None:
     ["--scenario", "all", "--target", "10.1.2.3:80"],                  # not loopback, no --allow-remote
     ["--scenario", "all", "--target", "10.1.2.3:80", "--allow-remote"],  # the tun guard stays on this host
     ["--scenario", "no-answer", "--target", "10.1.2.3:80", "--allow-remote", "--rst-guard", "nft"],
+    ["--scenario", "handshake", "--target", "198.18.5.2:80"],         # TUN range, but not this run's peer
+    ["--scenario", "handshake", "--target", "198.19.255.1:80", "--rst-guard", "nft"],
+    ["--scenario", "handshake", "--target", "[::1]:80"],               # IPv4 only
     ["--scenario", "all", "--target", "localhost"],
     ["--scenario", "all", "--isn", str(1 << 32)],
     ["--scenario", "all", "--rst-guard", "pf"],
@@ -591,9 +609,22 @@ def test_without_privilege_exit_77_and_one_line(guard: str, cap: str) -> None:
     [],
 ])
 def test_bad_arguments_exit_2(args: List[str]) -> None:
-    done = subprocess.run(_probe_cmd(*args), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
+    """Judged before the privilege is (as root and as any user alike): exit 2, one error line, no packet."""
+    done = _unprivileged(args) if IS_ROOT else subprocess.run(_probe_cmd(*args), cwd=ROOT, env=_env(),
+                                                               capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, (done.stdout, done.stderr)
-    assert "error" in done.stderr
+    assert done.stderr.splitlines()[-1].startswith("handshake-probe: error: ") and done.stdout == ""
+
+
+@pytest.mark.parametrize("names,message", [
+    (["no-answer"], "no-answer needs this host's kernel, not a remote --target"),
+    (["closed-port", "no-answer"], "closed-port, no-answer need this host's kernel, not a remote --target"),
+])
+def test_scenarios_a_remote_target_cannot_run(names: List[str], message: str) -> None:
+    from handshake_probe.prober.engine import check_options
+    with pytest.raises(ValueError) as err:
+        check_options(ProbeOptions(names, target=("10.1.2.3", 80), guard="nft", allow_remote=True))
+    assert str(err.value) == message
 
 
 @needs_root
@@ -605,3 +636,79 @@ def test_ladder_option_draws_the_exchange(capsys) -> None:
     arrows = [l for l in out.splitlines() if "|---" in l or "|<--" in l]
     assert len(arrows) >= 6 and "[S] seq=0" in arrows[0] and "[S.] seq=0 ack=1" in arrows[1]
     assert "TIME-WAIT" in out and "verdict: PASS client-close" in out
+
+
+@needs_root
+@needs_tun
+def test_only_the_own_tun_peer_is_a_target_in_the_tun_range() -> None:
+    """The kernel's end of this run's TUN device (198.18.X.1, X from the pid) is a target like loopback;
+    any other 198.18.0.0/15 address is refused before a packet is sent: written into the device, the
+    kernel would forward it out of another interface."""
+    from handshake_probe.prober.tun import pick_subnet
+    peer = str(next(iter(pick_subnet(os.getpid()).hosts())))
+    listener = socket.socket()
+    # IP_FREEBIND: listen on the address before the device that carries it exists.
+    listener.setsockopt(socket.SOL_IP, getattr(socket, "IP_FREEBIND", 15), 1)
+    listener.bind((peer, 0))
+    listener.listen()
+    try:
+        lines: List[str] = []
+        outcomes = run_probe(ProbeOptions(["handshake"], target=(peer, listener.getsockname()[1])),
+                             emit=lines.append)
+        assert [o.ok for o in outcomes] == [True], [o.problems for o in outcomes]
+        assert any(f"kernel {peer}," in line for line in lines), lines
+    finally:
+        listener.close()
+    other = "198.18.5.2"                                  # a .2 is never the kernel's end (.1)
+    sent: List[Outcome] = []
+    with pytest.raises(ValueError, match="not loopback"):
+        run_probe(ProbeOptions(["handshake"], target=(other, 80)), emit=lambda s: None, on_outcome=sent.append)
+    assert sent == []
+
+
+@needs_root
+@pytest.mark.parametrize("tool", [pytest.param("iptables", marks=needs_iptables),
+                                  pytest.param("nft", marks=needs_nft)])
+def test_leftover_of_a_reused_pid_is_removed(tool: str) -> None:
+    """A rule names its process by pid and start time: a live process with the same pid but another
+    start time did not make it (the pid was reused), so the rule is a leftover and goes; the rule of the
+    process that really is alive stays."""
+    from handshake_probe.prober.guard import start_time
+    alive = subprocess.Popen(["sleep", "30"])
+    start = start_time(alive.pid)
+    assert start is not None
+    planted = []
+    table_before = _filter_table()
+    try:
+        for tick, port in ((start - 1, 9), (start, 7)):       # a dead run's rule, then the live one's
+            tag = f"handshake-probe:{alive.pid}:{tick}"
+            if tool == "iptables":
+                rule = ["OUTPUT", "-o", "lo", "-p", "tcp", "--sport", str(port), "--tcp-flags", "RST", "RST",
+                        "-m", "comment", "--comment", tag, "-j", "DROP"]
+                subprocess.run(["iptables", "-w", "5", "-I", *rule], check=True)
+                planted.append(["iptables", "-w", "5", "-D", *rule])
+            else:
+                table = f"handshake_probe_{alive.pid}_{tick}"
+                subprocess.run(["nft", "-f", "-"], check=True, text=True, input=(
+                    f"table ip {table} {{\n chain output {{\n"
+                    f"  type filter hook output priority 0; policy accept;\n"
+                    f"  oifname \"lo\" tcp sport {port} tcp flags & rst == rst drop comment \"{tag}\"\n"
+                    f" }}\n}}\n"))
+                planted.append(["nft", "delete", "table", "ip", table])
+        lines: List[str] = []
+        run_probe(ProbeOptions(["closed-port"]), emit=lines.append)
+        ipt, nft = _firewall()
+        found = ipt if tool == "iptables" else nft
+        assert f"handshake-probe:{alive.pid}:{start - 1}" not in found, "the reused pid's leftover survived"
+        assert f"handshake-probe:{alive.pid}:{start}" in found, "the live process's rule must stay"
+        assert any(f"dead pid {alive.pid}" in line for line in lines), lines
+    finally:
+        alive.kill()
+        alive.wait()
+        for cmd in planted:
+            subprocess.run(cmd, capture_output=True)
+        if tool == "iptables" and not table_before:
+            subprocess.run(["iptables", "-w", "5", "-X", "OUTPUT"], capture_output=True)
+            if shutil.which("nft") and "chain" not in subprocess.run(
+                    ["nft", "list", "table", "ip", "filter"], capture_output=True, text=True).stdout:
+                subprocess.run(["nft", "delete", "table", "ip", "filter"], capture_output=True)

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
 import time
-from typing import Any, Callable, Dict, Optional, TextIO, Tuple
+from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
 import handshake_probe
 
 from handshake_probe.core.flows import DEFAULT_IDLE_TIMEOUT, DEFAULT_LINGER, DEFAULT_MAX_OPEN, DEFAULT_MSL
-from handshake_probe.exitcodes import ExitStatus
 from handshake_probe.flowsource import flows_with_rows
+from handshake_probe.exitcodes import ExitStatus
 from handshake_probe.parallel import analyze_many, expand
-from handshake_probe.render import COLUMNS, DEFAULT_COLUMNS, FORMATS, flow_detail, summary_line, write_records
-from handshake_probe.commands.argtypes import positive_float
+from handshake_probe.render import (COLUMNS, DEFAULT_COLUMNS, FORMATS, fitted, flow_detail, summary_line,
+                                    table_width, write_records)
+from handshake_probe.commands.argtypes import positive_float, positive_int
+from handshake_probe.commands.inputs import Input, InputError, opened, opened_all
+from handshake_probe.messages import error, plural, warning
 
 
 
@@ -32,17 +36,21 @@ def column_list(text: str) -> Tuple[str, ...]:
 def add_arguments(an: argparse.ArgumentParser) -> None:
     an.description = ("Read a capture, split it into TCP flows and run an RFC 9293 state machine for the "
                       "client and the server of each.")
-    an.add_argument("file", nargs="+", help="pcap or pcapng files, or directories of them")
-    an.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1, metavar="N",
+    an.add_argument("file", nargs="+", help="pcap or pcapng files, or directories of them; - reads standard input")
+    an.add_argument("--jobs", "-j", type=positive_int, default=os.cpu_count() or 1, metavar="N",
                     help="with several files: analyze N at once, one process each (default: the core count); "
                          "output keeps the order of the files and names the file in each record")
-    an.add_argument("--flow", type=int, metavar="N",
+    an.add_argument("--flow", type=positive_int, metavar="N",
                     help="show flow N (1-based): every segment with seq/ack and both endpoints' states")
     an.add_argument("--ladder", action="store_true",
                     help="with --flow N: draw the flow as a client/server ladder diagram instead of the table")
     an.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
-    an.add_argument("--columns", type=column_list, default=DEFAULT_COLUMNS, metavar="A,B,...",
-                    help="table columns, from: " + ", ".join(COLUMNS) + f" (default: {','.join(DEFAULT_COLUMNS)})")
+    an.add_argument("--columns", type=column_list, metavar="A,B,...",
+                    help="table columns, from: " + ", ".join(COLUMNS) + f" (default: {','.join(DEFAULT_COLUMNS)}, "
+                         "as many as fit the terminal)")
+    an.add_argument("--wide", action="store_true",
+                    help="the table and --flow N in full: every column, nothing wrapped, whatever the terminal's "
+                         "width (piped output is never fitted to a width)")
     an.add_argument("--check-checksums", action="store_true",
                     help="verify TCP checksums and count bad ones (off by default: NIC offload and loopback "
                          "captures carry checksums the kernel never filled in)")
@@ -56,45 +64,65 @@ def add_arguments(an: argparse.ArgumentParser) -> None:
     limits.add_argument("--idle-timeout", type=positive_float, default=DEFAULT_IDLE_TIMEOUT,
                         metavar="SECONDS", help="a flow silent this long is finished and written "
                         f"(default {DEFAULT_IDLE_TIMEOUT:g}, Zeek's tcp_inactivity_timeout)")
-    limits.add_argument("--max-open", type=int, default=DEFAULT_MAX_OPEN, metavar="N",
+    limits.add_argument("--max-open", type=positive_int, default=DEFAULT_MAX_OPEN, metavar="N",
                         help=f"at most N open flows; beyond, the least recently active is finished early "
                              f"with a warning (default {DEFAULT_MAX_OPEN})")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.ladder and args.flow is None:
+        error("--ladder needs --flow N")
+        return ExitStatus.BAD_INPUT
+    if args.columns is not None and (args.format != "table" or args.flow is not None):
+        # Silently ignored before: csv has its own fixed columns (the README lists them), jsonl/json
+        # every field, --flow N its segment listing.
+        error("--columns chooses the flow table's columns; it does not apply to "
+              + ("--flow N" if args.flow is not None else f"--format {args.format}"))
+        return ExitStatus.BAD_INPUT
+    # --wide without --columns: every column there is; with them, those, unwrapped.
+    args.columns = args.columns or (tuple(COLUMNS) if args.wide else None)
+    args.width = None if args.wide else table_width(sys.stdout)
     paths = expand(args.file)
     if len(paths) != 1:
         return run_many(paths, args)
-    args.file = paths[0]
-    wanted: Optional[int] = args.flow
-    if args.ladder and wanted is None:
-        print("handshake-probe: error: --ladder needs --flow N", file=sys.stderr)
+    try:
+        # Checked before anything is printed: a wrong path or a text file is one line, no table.
+        with opened(paths[0]) as source:
+            return run_one(source, args)
+    except InputError as err:
+        error(str(err))
         return ExitStatus.BAD_INPUT
+
+
+def run_one(source: Input, args: argparse.Namespace) -> int:
+    name = source.shown
+    wanted: Optional[int] = args.flow
     out = sys.stdout
     if wanted is None:
-        return run_engine(args, out)
-    views, analysis = flows_with_rows(args.file, (wanted,), progress=progress_line(args.file),
+        return run_engine(source, args, out)
+    views, analysis = flows_with_rows(source.path, (wanted,), progress=progress_line(source.path, name),
                                       **engine_options(args))
     if sys.stderr.isatty() and analysis.frames >= 1 << 16:
         sys.stderr.write("\r\033[K")          # clear the progress line
-    for warning in analysis.warnings:
-        print(f"handshake-probe: warning: {warning}", file=sys.stderr)
+    for line in analysis.warnings:
+        warning(source.text(line))
     status = ExitStatus.BAD_INPUT if analysis.damaged else ExitStatus.OK
+    if analysis.error and analysis.frames == 0:
+        error(source.text(analysis.error))
+        return status
     if not views:
-        print(f"handshake-probe: error: {args.file}: no flow {wanted} "
-              f"(the capture has {analysis.flow_count} flows)", file=sys.stderr)
+        error(f"{name}: no flow {wanted} (the capture has {plural(analysis.flow_count, 'flow')})")
         return ExitStatus.BAD_INPUT
     rec, rows = views[0]
     if args.ladder:
         from handshake_probe.ladder import ladder_text
         out.write(ladder_text(rec, rows) + "\n")
     elif args.format == "table":
-        out.write(flow_detail(rec, rows) + "\n")
+        out.write(flow_detail(rec, rows, args.width) + "\n")
     else:
         write_records([rec], args.format, out)
     if analysis.error:
-        print(f"handshake-probe: error: {analysis.error} "
-              f"(the {analysis.flow_count} flows before it are reported)", file=sys.stderr)
+        error(source.text(analysis.error) + _before_it(analysis.flow_count))
     return status
 
 
@@ -104,17 +132,20 @@ def engine_options(args: argparse.Namespace) -> Dict[str, Any]:
                 idle_timeout=args.idle_timeout, max_open=args.max_open)
 
 
-def run_engine(args: argparse.Namespace, out: TextIO) -> int:
+def run_engine(source: Input, args: argparse.Namespace, out: TextIO) -> int:
     """The whole file in the engine. jsonl and csv stream: each flow is written when it finishes, in
     that order (its "flow" number still says where it began), as text the engine writes itself;
     table and json need every flow and print them in flow order."""
+    name = source.shown
     streaming = args.format in ("jsonl", "csv")
-    analysis = handshake_probe.analyze(args.file, streaming=streaming, **engine_options(args))
-    show = progress_line(args.file)
+    analysis = handshake_probe.analyze(source.path, streaming=streaming, **engine_options(args))
+    show = progress_line(source.path, name)
     if streaming:
-        if args.format == "csv":
-            out.write(_engine().csv_header() + "\n")
+        header = args.format == "csv"
         while (chunk := analysis.chunk(args.format)) is not None:
+            if header:          # not before the first read: a file with nothing in it prints nothing
+                out.write(_engine().csv_header() + "\n")
+                header = False
             out.write(chunk.decode())
             if show is not None:
                 show(analysis.frames, analysis.offset)
@@ -124,29 +155,39 @@ def run_engine(args: argparse.Namespace, out: TextIO) -> int:
                 show(analysis.frames, analysis.offset)
     if show is not None:
         sys.stderr.write("\r\033[K")          # clear the progress line
-    for warning in analysis.warnings:
-        print(f"handshake-probe: warning: {warning}", file=sys.stderr)
+    for line in analysis.warnings:
+        warning(source.text(line))
     if analysis.evicted:
-        print(f"handshake-probe: warning: {args.file}: {analysis.evicted} flows finished early: more than "
-              f"--max-open {args.max_open} were open at once", file=sys.stderr)
+        warning(f"{name}: {plural(analysis.evicted, 'flow')} finished early: more than "
+                f"--max-open {args.max_open} were open at once")
+    status = ExitStatus.BAD_INPUT if analysis.damaged else ExitStatus.OK
+    if analysis.error and analysis.frames == 0:
+        # Nothing was read: an empty table and a "0 frames" line would only bury the one line that
+        # matters.
+        error(source.text(analysis.error))
+        return status
     if not streaming:
-        write_records(analysis, args.format, out, columns=args.columns)
+        write_records(analysis, args.format, out, columns=args.columns, width=args.width)
         if args.format == "table":
-            out.write("\n" + summary_line(analysis) + "\n")
+            out.write("\n" + fitted(summary_line(analysis, name), args.width) + "\n")
     if analysis.error:
-        print(f"handshake-probe: error: {analysis.error} "
-              f"(the {analysis.flow_count} flows before it are reported)", file=sys.stderr)
-    return ExitStatus.BAD_INPUT if analysis.damaged else ExitStatus.OK
+        error(source.text(analysis.error) + _before_it(analysis.flow_count))
+    return status
 
 
 def _engine() -> Any:
-    from handshake_probe import _engine as engine
-    return engine
+    return importlib.import_module("handshake_probe._engine")
 
 
-def progress_line(path: str) -> Optional[Callable[[int, int], None]]:
+def _before_it(flows: int) -> str:
+    """What the error line says about the output above it (nothing when there is none)."""
+    return f" (the {plural(flows, 'flow')} before it {'is' if flows == 1 else 'are'} reported)" if flows else ""
+
+
+def progress_line(path: str, shown: str = "") -> Optional[Callable[[int, int], None]]:
     """Packets, MB/s and ETA on stderr, rewritten in place, only when stderr is a terminal and the
     file is big enough to wait for; silent otherwise (logs and pipes stay clean)."""
+    shown = shown or path
     try:
         size = os.path.getsize(path)
     except OSError:
@@ -159,7 +200,7 @@ def progress_line(path: str) -> Optional[Callable[[int, int], None]]:
         elapsed = max(time.monotonic() - start, 1e-6)
         rate = offset / elapsed
         eta = (size - offset) / rate if rate else 0.0
-        sys.stderr.write(f"\r{path}: {frames:,} packets, {offset / size:5.1%}, {rate / 1e6:.1f} MB/s, "
+        sys.stderr.write(f"\r{shown}: {frames:,} packets, {offset / size:5.1%}, {rate / 1e6:.1f} MB/s, "
                          f"ETA {eta:4.0f} s ")
         sys.stderr.flush()
     return show
@@ -168,25 +209,40 @@ def progress_line(path: str) -> Optional[Callable[[int, int], None]]:
 def run_many(paths: list[str], args: argparse.Namespace) -> int:
     """Several files: each in its own process; records carry a "file" key; output in file order."""
     if not paths:
-        print("handshake-probe: error: no capture files found", file=sys.stderr)
+        error("no capture files found")
         return ExitStatus.BAD_INPUT
     if args.flow is not None:
-        print("handshake-probe: error: --flow N needs exactly one file", file=sys.stderr)
+        error("--flow N needs exactly one file")
         return ExitStatus.BAD_INPUT
+    bad: List[str] = []
+    with opened_all(paths, bad) as sources:
+        for line in bad:                  # a wrong path among several: its line, and the others go on
+            error(line)
+        status = _run_many(sources, args)
+    return ExitStatus.BAD_INPUT if bad else status
+
+
+def _run_many(sources: List[Input], args: argparse.Namespace) -> int:
+    if not sources:
+        return ExitStatus.OK
     options = dict(msl=args.msl, check_checksums=args.check_checksums, linger=args.linger,
                    idle_timeout=args.idle_timeout, max_open=args.max_open)
+    by_path = {s.path: s for s in sources}
     status = ExitStatus.OK
     out = sys.stdout
     if args.format == "json":
         out.write("[")
     first = True
-    for result in analyze_many(paths, args.jobs, options):
-        for warning in result.warnings:
-            print(f"handshake-probe: warning: {warning}", file=sys.stderr)
+    for result in analyze_many([s.path for s in sources], args.jobs, options):
+        source = by_path[result.path]
+        for rec in result.records:
+            rec["file"] = source.shown
+        for line in result.warnings:
+            warning(source.text(line))
         if args.format == "table":
-            out.write(f"== {result.path}\n")
-            write_records(result.records, "table", out, columns=args.columns)
-            out.write(result.summary + "\n\n")
+            out.write(f"== {source.shown}\n")
+            write_records(result.records, "table", out, columns=args.columns, width=args.width)
+            out.write(fitted(source.text(result.summary), args.width) + "\n\n")
         elif args.format == "json":
             for rec in result.records:
                 out.write(("\n" if first else ",\n") + json.dumps(rec, separators=(",", ":")))
@@ -196,8 +252,7 @@ def run_many(paths: list[str], args: argparse.Namespace) -> int:
             first = False
         out.flush()
         if result.error:
-            print(f"handshake-probe: error: {result.error} "
-                  f"(the {len(result.records)} flows before it are reported)", file=sys.stderr)
+            error(source.text(result.error) + _before_it(len(result.records)))
         if result.damaged:
             status = ExitStatus.BAD_INPUT
     if args.format == "json":

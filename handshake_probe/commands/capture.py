@@ -27,7 +27,8 @@ from handshake_probe.exitcodes import ExitStatus
 from handshake_probe.live import (CapturePermissionError, InterfaceError, LibpcapMissingError,
                                   LiveCapture)
 from handshake_probe.pcapio import PcapWriter, RawFrame
-from handshake_probe.render import write_records
+from handshake_probe.messages import plural
+from handshake_probe.render import table_width, write_records
 from handshake_probe.commands.argtypes import positive_float, positive_int
 
 FLUSH_INTERVAL = 0.25  # seconds: how stale the pcap file and the printed lines may get under load
@@ -129,7 +130,7 @@ def _capture(cap: LiveCapture, writer: Optional[PcapWriter], args: argparse.Name
             print(f"handshake-probe: warning: {warning}", file=sys.stderr)
         if analysis.frames or table.flows:
             out.write("\n")
-        write_records((flow_record(f) for f in table.flows), "table", out)
+        write_records((flow_record(f) for f in table.flows), "table", out, width=table_width(out))
         out.write("\n" + _summary(args.iface, analysis.frames, analysis.segments, len(table.flows),
                                   received, dropped, analysis.skipped, table.flows) + "\n")
         out.flush()
@@ -142,13 +143,14 @@ def _capture(cap: LiveCapture, writer: Optional[PcapWriter], args: argparse.Name
 
 def _summary(iface: str, frames: int, segments: int, flows: int, received: int, dropped: int,
              skipped: Dict[str, int], flow_list: Iterable[Flow]) -> str:
-    text = (f"capture on {iface}: {frames} frames captured, {segments} TCP segments, {flows} flows, "
-            f"{dropped} packets dropped by the kernel ({received} received by the filter)")
+    text = (f"capture on {iface}: {plural(frames, 'frame')} captured, {plural(segments, 'TCP segment')}, "
+            f"{plural(flows, 'flow')}, {plural(dropped, 'packet')} dropped by the kernel "
+            f"({received} received by the filter)")
     if skipped:
         text += "; skipped " + ", ".join(f"{n} {why}" for why, n in sorted(skipped.items()))
     violations = sum(f.violation_count for f in flow_list)
     if violations:
-        text += f"; {violations} violations (segments that fit no RFC 9293 transition)"
+        text += f"; {plural(violations, 'violation')} (segments that fit no RFC 9293 transition)"
     return text
 
 

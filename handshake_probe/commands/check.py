@@ -16,18 +16,14 @@ from typing import Dict, Sequence, TextIO
 from handshake_probe.check import (Spec, SpecError, evaluate, flow_ladder, format_report, load_spec,
                                    spec_from_short_forms)
 from handshake_probe.core.flows import DEFAULT_MSL
+from handshake_probe.commands.argtypes import non_negative_int as _non_negative_int
 from handshake_probe.commands.argtypes import positive_float as _positive_float
+from handshake_probe.commands.inputs import Input, InputError, opened
 from handshake_probe.exitcodes import ExitStatus
 from handshake_probe.flowsource import flows_with_rows, records_and_summary
+from handshake_probe.messages import error, plural, warning
 
 DEFAULT_MAX_FLOWS = 10
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, not {text}")
-    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                 "  handshake-probe check cap.pcap --expect cap.expect.toml\n"
                 "  handshake-probe check cap.pcap --flows 3 --all-flows conn_state=SF \\\n"
                 "      --all-flows 'duration_ms<=500' --flow 1 client_final=TIME-WAIT\n")
-    p.add_argument("file", help="pcap or pcapng file")
+    p.add_argument("file", help="pcap or pcapng file; - reads standard input")
     p.add_argument("--expect", metavar="EXPECT.toml",
                    help="expectation file, TOML (or JSON when the name ends in .json)")
     p.add_argument("--flows", type=_non_negative_int, metavar="N", help="the capture has exactly N flows")
@@ -57,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _error(message: str) -> int:
-    print(f"handshake-probe: error: {message}", file=sys.stderr)
+    error(message)
     return ExitStatus.BAD_INPUT
 
 
@@ -66,9 +62,10 @@ def _read_expect_file(path: str) -> Spec:
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
-    except (OSError, UnicodeDecodeError) as err:
-        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-        raise SpecError((), f"cannot read: {reason}") from None
+    except OSError as err:
+        raise InputError(f"cannot open {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise SpecError((), f"cannot read: {err}") from None
     return load_spec(text, fmt)
 
 
@@ -94,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
             spec.extend(_read_expect_file(args.expect))
         except SpecError as err:
             return _error(f"{args.expect}: {err}")
+        except InputError as err:
+            return _error(str(err))
     try:
         short = spec_from_short_forms(args.flows, args.all_flows, args.flow, args.server_port)
     except SpecError as err:
@@ -103,26 +102,33 @@ def run(args: argparse.Namespace) -> int:
         return _error("nothing to check: give --expect FILE, or --flows N / --all-flows KEY=VALUE / "
                       "--flow N KEY=VALUE")
 
-    records, analysis = records_and_summary(args.file, msl=args.msl)
+    try:
+        # Checked before anything is printed: a wrong path or a text file is one line.
+        with opened(args.file) as source:
+            return _check(source, args, spec, short)
+    except InputError as err:
+        return _error(str(err))
+
+
+def _check(source: Input, args: argparse.Namespace, spec: Spec, short: Spec) -> int:
+    records, analysis = records_and_summary(source.path, msl=args.msl)
     if analysis.error and analysis.frames == 0:
         # Nothing was read: judging zero flows would bury the real problem under failures.
-        return _error(analysis.error)
-    for warning in analysis.warnings:
-        print(f"handshake-probe: warning: {warning}", file=sys.stderr)
+        return _error(source.text(analysis.error))
+    for line in analysis.warnings:
+        warning(source.text(line))
 
     report = evaluate(spec, records)
     sources = ([args.expect] if args.expect else []) + (["the command line"] if short.rules else [])
-    plural = "" if len(records) == 1 else "s"
-    title = f"check {args.file}: {len(records)} flow{plural}; expectations from {' and '.join(sources)}"
+    title = f"check {source.shown}: {plural(len(records), 'flow')}; expectations from {' and '.join(sources)}"
     out = sys.stdout
     shown = report.failed_flows[:args.max_flows]
-    out.write(format_report(report, title=title, ladders=_ladders(args.file, args.msl, shown),
+    out.write(format_report(report, title=title, ladders=_ladders(source.path, args.msl, shown),
                             max_flows=args.max_flows, color=_use_color(out)) + "\n")
 
     if analysis.damaged:
         # The verdict above covers only what could be read; a damaged capture is never a pass.
         if analysis.error:
-            print(f"handshake-probe: error: {analysis.error} (checked the {len(records)} flows before it)",
-                  file=sys.stderr)
+            error(f"{source.text(analysis.error)} (checked the {plural(len(records), 'flow')} before it)")
         return ExitStatus.BAD_INPUT
     return ExitStatus.OK if report.ok else ExitStatus.CHECK_FAILED

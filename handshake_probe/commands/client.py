@@ -11,15 +11,17 @@ import socket
 import sys
 from typing import Iterable, Optional
 
+from handshake_probe.commands.argtypes import positive_float, positive_int, server_port
+from handshake_probe.echo import format_peer
 from handshake_probe.exitcodes import ExitStatus
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="server port (default 8000)")
+    p.add_argument("--port", type=server_port, default=8000, help="server port (default 8000)")
     p.add_argument("--send", metavar="MSG", help="send MSG instead of reading lines from the terminal")
-    p.add_argument("--count", type=int, default=1, metavar="N", help="with --send: send it N times (default 1)")
-    p.add_argument("--timeout", type=float, default=5.0, metavar="S", help="reply timeout (default 5 s)")
+    p.add_argument("--count", type=positive_int, default=1, metavar="N", help="with --send: send it N times (default 1)")
+    p.add_argument("--timeout", type=positive_float, default=5.0, metavar="S", help="reply timeout (default 5 s)")
 
 
 def _receive(sock: socket.socket, size: int) -> bytes:
@@ -49,7 +51,7 @@ def _lines(args: argparse.Namespace) -> Iterable[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    where = f"{args.host}:{args.port}"
+    where = format_peer((args.host, args.port))          # [::1]:8000: IPv6 needs the brackets
     try:
         sock = socket.create_connection((args.host, args.port), timeout=args.timeout)
     except OSError as err:
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         return ExitStatus.UNAVAILABLE
     with sock:
         local = sock.getsockname()
-        print(f"connected to {where} from {local[0]}:{local[1]}", file=sys.stderr)
+        print(f"connected to {where} from {format_peer(local)}", file=sys.stderr)
         try:
             for line in _lines(args):
                 if not line:

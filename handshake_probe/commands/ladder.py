@@ -7,9 +7,11 @@ import sys
 from typing import List, Optional
 
 from handshake_probe.core.flows import DEFAULT_MSL
+from handshake_probe.commands.inputs import Input, InputError, opened
 from handshake_probe.exitcodes import ExitStatus
 from handshake_probe.flowsource import FlowView, flows_with_rows
-from handshake_probe.commands.argtypes import positive_float as _positive_float
+from handshake_probe.messages import error, plural, warning
+from handshake_probe.commands.argtypes import positive_float as _positive_float, positive_int as _positive_int
 from handshake_probe.ladder import (DEFAULT_HEAD, DEFAULT_MAX_FLOWS, DEFAULT_TAIL, DEFAULT_WIDTH, ladder_text,
                                     ladders_text)
 
@@ -32,8 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("Draw each TCP flow as a ladder (sequence) diagram: client and server columns, one arrow "
                      "per segment with flags, seq/ack and length, time in ms since the flow's first segment, "
                      "and each endpoint's RFC 9293 state where it changes.")
-    p.add_argument("file", help="pcap or pcapng file")
-    p.add_argument("--flow", type=int, metavar="N", help="draw flow N only (1-based, as `analyze` numbers them)")
+    p.add_argument("file", help="pcap or pcapng file; - reads standard input")
+    p.add_argument("--flow", type=_positive_int, metavar="N", help="draw flow N only (1-based, as `analyze` numbers them)")
     p.add_argument("--absolute", action="store_true",
                    help="absolute seq/ack numbers (default: relative to each side's ISN, SYN seq=0)")
     p.add_argument("--svg", metavar="OUT.svg",
@@ -80,19 +82,32 @@ def _write_svg(args: argparse.Namespace, flows: List[FlowView], total: Optional[
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        # Checked before anything is printed: a wrong path or a text file is one line.
+        with opened(args.file) as source:
+            return _draw(source, args)
+    except InputError as err:
+        error(str(err))
+        return ExitStatus.BAD_INPUT
+
+
+def _draw(source: Input, args: argparse.Namespace) -> int:
     wanted: Optional[int] = args.flow
     limit: int = args.max_flows
     numbers = (wanted,) if wanted is not None else range(1, limit + 1)
-    flows, analysis = flows_with_rows(args.file, numbers, msl=args.msl)
-    for warning in analysis.warnings:
-        print(f"handshake-probe: warning: {warning}", file=sys.stderr)
+    flows, analysis = flows_with_rows(source.path, numbers, msl=args.msl)
+    for line in analysis.warnings:
+        warning(source.text(line))
     status = ExitStatus.BAD_INPUT if analysis.damaged else ExitStatus.OK
     total: Optional[int] = None
+    if analysis.error and analysis.frames == 0:
+        error(source.text(analysis.error))            # nothing was read: nothing to draw
+        return status
     if wanted is not None:
         if not flows:
-            reason = f"; {analysis.error}" if analysis.error else ""
-            print(f"handshake-probe: error: {args.file}: no flow {wanted} "
-                  f"(the capture has {analysis.flow_count} flows){reason}", file=sys.stderr)
+            reason = f"; {source.text(analysis.error)}" if analysis.error else ""
+            error(f"{source.shown}: no flow {wanted} "
+                  f"(the capture has {plural(analysis.flow_count, 'flow')}){reason}")
             return ExitStatus.BAD_INPUT
     else:
         total = analysis.flow_count
@@ -108,8 +123,9 @@ def run(args: argparse.Namespace) -> int:
                 text = ladders_text(flows, total, args.absolute, max_rows, head, tail, args.width)
             sys.stdout.write(text + "\n")
     elif analysis.error is None:
-        print(f"{args.file}: no TCP flows")
+        print(f"{source.shown}: no TCP flows")
     if analysis.error:
-        print(f"handshake-probe: error: {analysis.error} "
-              f"(the {analysis.flow_count} flows before it are drawn)", file=sys.stderr)
+        read = analysis.flow_count
+        before = f" (the {plural(read, 'flow')} before it {'is' if read == 1 else 'are'} drawn)" if read else ""
+        error(source.text(analysis.error) + before)
     return status

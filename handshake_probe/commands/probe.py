@@ -13,6 +13,7 @@ import sys
 from typing import List, Tuple
 
 from handshake_probe.exitcodes import ExitStatus
+from handshake_probe.messages import PROG, error, plural
 
 MAX_MESSAGE = 1000      # one segment, well under the MSS we announce (1460)
 
@@ -62,7 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write every frame sent and received as a pcap (raw IP on the TUN, Ethernet on lo)")
     p.add_argument("--target", type=_target, metavar="HOST:PORT",
                    help="probe this server instead of the in-process echo servers "
-                        "(loopback or the TUN network unless --allow-remote)")
+                        "(loopback or this run's own TUN peer; anything else needs --allow-remote)")
     p.add_argument("--message", type=_message, default=b"python", metavar="TEXT",
                    help="what to send in the data scenarios; the server echoes it uppercased (default python)")
     p.add_argument("--ladder", action="store_true",
@@ -94,11 +95,11 @@ def _selected(values: List[str], parser_names: List[str]) -> List[str]:
 
 def run(args: argparse.Namespace) -> int:
     from handshake_probe.prober import caps, guard
-    from handshake_probe.prober.engine import ProbeOptions, Terminated, check_target, run_probe
+    from handshake_probe.prober.engine import ProbeOptions, Terminated, check_options, check_target, run_probe
     from handshake_probe.prober.scenarios import LOCAL_ONLY
 
     def fail(status: int, message: str) -> int:
-        print(f"handshake-probe probe: error: {message}", file=sys.stderr)
+        error(message)
         return status
 
     try:
@@ -106,12 +107,15 @@ def run(args: argparse.Namespace) -> int:
         if args.target is not None and not check_target(args.target[0], args.guard, args.allow_remote):
             if any(v.strip() == "all" for value in args.scenario for v in value.split(",")):
                 names = [n for n in names if n not in LOCAL_ONLY]   # `all` = what a remote target allows
-        caps.require(args.guard)    # before anything heavy is imported or touched: one line, exit 77
-        from handshake_probe.prober import report
         opts = ProbeOptions(names, args.write, args.target, args.message, args.isn, args.timeout,
                             args.guard, args.allow_remote)
+        check_options(opts)         # arguments first: bad ones exit 2 for every user, root or not
+        caps.require(args.guard)    # then the privilege, before anything is touched: one line, exit 77
+        from handshake_probe.prober import report
+        from handshake_probe.render import table_width
         outcomes = run_probe(opts, emit=lambda line: print(line, flush=True),
-                             on_outcome=lambda o: print(report.render(o, args.ladder), end="\n\n", flush=True))
+                             on_outcome=lambda o: print(report.render(o, args.ladder, table_width(sys.stdout)),
+                                                        end="\n\n", flush=True))
     except ValueError as err:
         return fail(ExitStatus.BAD_INPUT, str(err))
     except caps.MissingCapability as err:
@@ -124,10 +128,10 @@ def run(args: argparse.Namespace) -> int:
     except PermissionError as err:
         return fail(ExitStatus.NO_PERMISSION, f"{err.strerror or err}: run as root (sudo handshake-probe probe ...)")
     except Terminated as err:
-        print(f"handshake-probe probe: {signal.Signals(err.signum).name}: stopped; "
+        print(f"{PROG}: stopped by {signal.Signals(err.signum).name}; "
               "everything the probe added (TUN device, firewall rule) was removed", file=sys.stderr)
         return 128 + err.signum
     print(report.summary(outcomes))
     if args.write:
-        print(f"probe: wrote {sum(len(o.frames) for o in outcomes)} frames to {args.write}")
+        print(f"probe: wrote {plural(sum(len(o.frames) for o in outcomes), 'frame')} to {args.write}")
     return ExitStatus.OK if all(o.ok for o in outcomes) else ExitStatus.CHECK_FAILED

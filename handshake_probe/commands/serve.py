@@ -9,9 +9,9 @@ import threading
 from types import FrameType
 from typing import Optional, Tuple
 
-from handshake_probe.echo import EchoServer
+from handshake_probe.echo import EchoServer, format_peer
 from handshake_probe.exitcodes import ExitStatus
-from handshake_probe.commands.argtypes import positive_float
+from handshake_probe.commands.argtypes import port, positive_float, positive_int
 
 
 def keepalive_triple(text: str) -> Tuple[int, int, int]:
@@ -27,11 +27,13 @@ def keepalive_triple(text: str) -> Tuple[int, int, int]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; ::1 for IPv6)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one and prints it)")
-    p.add_argument("--backlog", type=int, default=16, help="listen backlog (default 16)")
+    p.add_argument("--port", type=port, default=8000, help="port (default 8000; 0 picks a free one and prints it)")
+    p.add_argument("--backlog", type=positive_int, metavar="N",
+                   help="listen backlog: clients the kernel queues until the server accepts them "
+                        "(default: the system's net.core.somaxconn, the most the kernel allows)")
     p.add_argument("--mode", choices=("upper", "echo"), default="upper",
                    help="upper: reply with the data uppercased (the lesson's default); echo: unchanged")
-    p.add_argument("--max-clients", type=int, metavar="N",
+    p.add_argument("--max-clients", type=positive_int, metavar="N",
                    help="serve at most N clients at once; others wait in the listen backlog")
     p.add_argument("--idle-timeout", type=positive_float, metavar="S",
                    help="close a connection first when its client has been silent S seconds")
@@ -52,18 +54,16 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as err:
         print(f"handshake-probe: error: cannot serve on {args.host}:{args.port}: {err}", file=sys.stderr)
         return ExitStatus.UNAVAILABLE if isinstance(err, OSError) else ExitStatus.BAD_INPUT
-    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    print(f"listening on {shown} (mode {args.mode}, backlog {args.backlog}); Ctrl-C stops", flush=True)
-
-    stopped = threading.Event()
-
     def stop(signum: int, frame: Optional[FrameType]) -> None:
         # shutdown() waits for the accept loop, which runs in this very thread: signal it from elsewhere.
-        stopped.set()
         threading.Thread(target=server.shutdown, daemon=True).start()
 
+    # Handlers first, then the line that tells a script the server is up: a signal sent as soon as
+    # the line is read must stop the server cleanly, not kill it half-way.
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        print(f"listening on {format_peer((host, port))} (mode {args.mode}, backlog {server.backlog}); "
+              "Ctrl-C stops", flush=True)
         server.serve_forever()
     finally:
         for sig, handler in previous.items():

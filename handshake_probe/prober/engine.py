@@ -11,6 +11,7 @@ Teardown runs in reverse with SIGTERM/SIGHUP/SIGINT held off, so a second signal
 from __future__ import annotations
 
 import ipaddress
+import os
 import random
 import signal
 import socket
@@ -30,10 +31,10 @@ from handshake_probe.prober.kernel import Address, HeldServer, Oracle, diag_stat
 from handshake_probe.prober.link import Link, RawLink, TunLink
 from handshake_probe.prober.peer import ProbeFailure
 from handshake_probe.prober.scenarios import LOCAL_ONLY, SCENARIOS
-from handshake_probe.prober.tun import TUN_NETWORK, TunDevice
+from handshake_probe.prober.tun import TUN_NETWORK, TunDevice, pick_subnet
 from handshake_probe.prober.verdict import Outcome, analyze, judge, ladder_of
 
-__all__ = ["ProbeOptions", "Terminated", "run_probe", "IDLE_TIMEOUT", "check_target"]
+__all__ = ["ProbeOptions", "Terminated", "run_probe", "IDLE_TIMEOUT", "check_target", "check_options"]
 
 IDLE_TIMEOUT = 0.3        # the idle echo server closes first after this long (server-close, simultaneous-close)
 _LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
@@ -59,23 +60,47 @@ class ProbeOptions:
     allow_remote: bool = False
 
 
+def _own_tun_peer() -> str:
+    """The kernel's end (198.18.X.1) of the TUN device this process will make: TunDevice picks its /30
+    from the pid (pick_subnet), so it is known before the device exists (and checked again after)."""
+    return str(next(iter(pick_subnet(os.getpid()).hosts())))
+
+
 def check_target(host: str, guard: str, allow_remote: bool) -> bool:
     """Validate --target's host; True when it is this host's kernel (the oracle can be asked).
 
-    Raises ValueError with the reason for a target the network-safety rule does not allow."""
+    The network-safety rule: packets go to loopback (127.0.0.0/8) or to the kernel's end of this
+    run's own TUN device, nowhere else without --allow-remote. Any other address in the TUN range
+    (198.18.0.0/15) is *not* ours: written into the TUN device, the kernel would route it on, out of
+    another interface. Raises ValueError with the reason for a target the rule does not allow."""
     addr = ipaddress.ip_address(host)
     if addr.version != 4:
         raise ValueError(f"{host}: the prober speaks IPv4 only")
-    local = addr in _LOOPBACK or (guard == "tun" and addr in TUN_NETWORK)
-    if local:
+    if addr in _LOOPBACK:
+        return True
+    if guard == "tun" and addr in TUN_NETWORK and host == _own_tun_peer():
         return True
     if not allow_remote:
-        raise ValueError(f"{host} is neither loopback nor the TUN network ({TUN_NETWORK}); "
-                         "add --allow-remote to probe another host")
+        mine = f", nor this probe's own TUN peer ({_own_tun_peer()})" if addr in TUN_NETWORK else ""
+        raise ValueError(f"{host} is not loopback (127.0.0.0/8){mine}; "
+                         "add --allow-remote (with --rst-guard iptables or nft) to probe another host")
     if guard == "tun":
         raise ValueError("the tun guard reaches only this host; use --rst-guard iptables or nft "
                          "for a remote --target")
     return False
+
+
+def check_options(opts: "ProbeOptions") -> bool:
+    """Everything about the options that can be judged before any privilege is used or anything is
+    touched (so bad arguments exit 2 for any user, not 77 for an unprivileged one): the target, and
+    the scenarios a remote target cannot run. True when the target is this host's kernel."""
+    local = True if opts.target is None else check_target(opts.target[0], opts.guard, opts.allow_remote)
+    if not local:
+        bad = [n for n in opts.scenarios if n in LOCAL_ONLY]
+        if bad:
+            raise ValueError(f"{', '.join(bad)} {'needs' if len(bad) == 1 else 'need'} this host's kernel, "
+                             "not a remote --target")
+    return local
 
 
 # ------------------------------------------------------------------------- signals
@@ -150,6 +175,11 @@ def _make_link(opts: ProbeOptions, nports: int, local: bool, stack: ExitStack,
         except PermissionError as err:
             raise caps.explain(err, opts.guard) from None
         stack.callback(tun.close)
+        host = opts.target[0] if opts.target is not None else None
+        if host is not None and ipaddress.ip_address(host) in TUN_NETWORK and host != tun.kernel_addr:
+            # Predicted before the device existed (check_target); a route added since moved it.
+            raise ValueError(f"{host} is not this probe's own TUN peer ({tun.kernel_addr}); "
+                             "nothing was sent")
         link: Link = TunLink(tun)
         stack.callback(link.close)
         emit(f"probe: TUN device {tun.name}: kernel {tun.kernel_addr}, prober {tun.peer_addr} "
@@ -165,7 +195,7 @@ def _make_link(opts: ProbeOptions, nports: int, local: bool, stack: ExitStack,
     stack.callback(rule.remove)
     rule.install()
     emit(f"probe: {opts.guard} guard: drop outgoing RSTs from {addr} ports {','.join(map(str, ports))} "
-         f"on {iface} (comment {guards.comment_for(rule.pid)})")
+         f"on {iface} (comment {guards.comment_for(rule.pid, start=rule.start)})")
     try:
         link = RawLink(addr, addr, iface)
     except PermissionError as err:
@@ -231,12 +261,8 @@ def run_probe(opts: ProbeOptions, emit: Callable[[str], None] = print,
     asked when the target is this host's kernel. Raises caps.MissingCapability, guards.GuardError,
     ValueError (bad target) and Terminated / KeyboardInterrupt, always after tearing everything down.
     """
-    local = True if opts.target is None else check_target(opts.target[0], opts.guard, opts.allow_remote)
+    local = check_options(opts)
     names = list(opts.scenarios)
-    if not local:
-        bad = [n for n in names if n in LOCAL_ONLY]
-        if bad:
-            raise ValueError(f"{', '.join(bad)} need this host's kernel, not a remote --target")
     caps.require(opts.guard)
     signals = _Signals()
     outcomes: List[Outcome] = []

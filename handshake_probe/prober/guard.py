@@ -5,9 +5,13 @@ for port P, so it answers with RST (RFC 9293 §3.10.7.1), killing the handshake 
 `iptables` and `nft` guards drop exactly those RSTs: outgoing on the interface, TCP source port one of
 this run's ports, RST flag set, and not carrying PROBE_MARK (the prober's own RSTs carry it and pass).
 
-Each rule carries the comment `handshake-probe:<pid>` (nft: in a table named `handshake_probe_<pid>`),
-is removed on every exit path the process lives through, and rules left by a process that no longer
-exists (SIGKILL) are found and removed by `sweep` at the next start. iptables-nft creates the filter
+Each rule carries the comment `handshake-probe:<pid>:<start>` (nft: in a table named
+`handshake_probe_<pid>_<start>`), where <start> is the process's start time (field 22 of
+/proc/<pid>/stat, clock ticks since boot). It is removed on every exit path the process lives
+through, and rules left by a process that no longer exists (SIGKILL) are found and removed by `sweep`
+at the next start. "No longer exists" means no process with that pid *and* that start time: pids are
+reused, and judged by the pid alone a dead run's rule stayed as long as some unrelated process
+happened to get its pid. (Rules of older versions carry only the pid and are judged by it.) iptables-nft creates the filter
 table and its OUTPUT chain on demand; when it did so for us, the comment says `:made-chain` or
 `:made-table`, so that even after a SIGKILL the next start can take those away again too.
 (The `tun` guard needs no rule: see tun.py.)
@@ -32,19 +36,40 @@ PROBE_MARK = 0x68707262          # "hprb"
 TAG = "handshake-probe"
 NFT_TABLE_PREFIX = "handshake_probe_"
 _MADE_CHAIN, _MADE_TABLE = "made-chain", "made-table"
-_IPT_COMMENT = re.compile(r'--comment "?' + TAG + r':(\d+)(?::(made-chain|made-table))?"?')
-_NFT_TABLE = re.compile(r"^table ip " + NFT_TABLE_PREFIX + r"(\d+)\b", re.M)
+_IPT_COMMENT = re.compile(r'--comment "?' + TAG + r':(\d+)(?::(\d+))?(?::(made-chain|made-table))?"?')
+_NFT_TABLE = re.compile(r"^table ip (" + NFT_TABLE_PREFIX + r"(\d+)(?:_(\d+))?)\b", re.M)
 
 
 class GuardError(Exception):
     """A firewall tool is missing or refused; the message names it and how to get it."""
 
 
-def comment_for(pid: int, made: str = "") -> str:
-    return f"{TAG}:{pid}" + (f":{made}" if made else "")
+def start_time(pid: int) -> Optional[int]:
+    """When the process started (clock ticks since boot, /proc/<pid>/stat field 22), None if it is gone.
+    With the pid it names one process for good: a reused pid comes with a later start time."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces or ')': count from the last ')'.
+    fields = stat.rsplit(")", 1)[-1].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
 
 
-def _alive(pid: int) -> bool:
+def comment_for(pid: int, made: str = "", start: Optional[int] = None) -> str:
+    start = start_time(pid) if start is None else start
+    return f"{TAG}:{pid}" + (f":{start}" if start is not None else "") + (f":{made}" if made else "")
+
+
+def _alive(pid: int, start: Optional[int] = None) -> bool:
+    """Is the process that made a rule still running? With its start time known: a process with that pid
+    and that start time; without (a rule of an older version): any process with that pid."""
+    if start is not None:
+        return start_time(pid) == start
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -119,6 +144,7 @@ class IptablesGuard(Guard):
     def __init__(self, ports: Iterable[int], iface: str = "lo", pid: Optional[int] = None) -> None:
         self.tool = _need("iptables")
         self.pid = os.getpid() if pid is None else pid
+        self.start = start_time(self.pid)
         self.ports = sorted(ports)
         if not 1 <= len(self.ports) <= 15:            # the multiport match takes at most 15 ports
             raise GuardError(f"the iptables guard covers 1 to 15 ports, not {len(self.ports)}")
@@ -131,7 +157,7 @@ class IptablesGuard(Guard):
         return ["OUTPUT", "-o", self.iface, "-p", "tcp", "-m", "multiport",
                 "--sports", ",".join(map(str, self.ports)), "--tcp-flags", "RST", "RST",
                 "-m", "mark", "!", "--mark", f"0x{PROBE_MARK:x}",
-                "-m", "comment", "--comment", comment_for(self.pid, self.made), "-j", "DROP"]
+                "-m", "comment", "--comment", comment_for(self.pid, self.made, self.start), "-j", "DROP"]
 
     def install(self) -> None:
         if "nf_tables" in _run([self.tool, "--version"]).stdout:   # legacy tables are never created or removed
@@ -161,7 +187,8 @@ class NftGuard(Guard):
     def __init__(self, ports: Iterable[int], iface: str = "lo", pid: Optional[int] = None) -> None:
         self.tool = _need("nft")
         self.pid = os.getpid() if pid is None else pid
-        self.table = f"{NFT_TABLE_PREFIX}{self.pid}"
+        self.start = start_time(self.pid)
+        self.table = f"{NFT_TABLE_PREFIX}{self.pid}" + (f"_{self.start}" if self.start is not None else "")
         port_set = ", ".join(map(str, sorted(ports)))
         # Our own table: removing it removes the chain and rule in one step, whatever else is loaded.
         self.ruleset = (
@@ -169,7 +196,7 @@ class NftGuard(Guard):
             f"  chain output {{\n"
             f"    type filter hook output priority 0; policy accept;\n"
             f"    oifname \"{iface}\" tcp sport {{ {port_set} }} tcp flags & rst == rst "
-            f"meta mark != 0x{PROBE_MARK:x} drop comment \"{comment_for(self.pid)}\"\n"
+            f"meta mark != 0x{PROBE_MARK:x} drop comment \"{comment_for(self.pid, start=self.start)}\"\n"
             f"  }}\n"
             f"}}\n")
         self._installed = False
@@ -188,6 +215,10 @@ class NftGuard(Guard):
 
 
 # ----------------------------------------------------------------------------------------- leftovers
+def _start(text: Optional[str]) -> Optional[int]:
+    return int(text) if text is not None else None
+
+
 def sweep() -> List[str]:
     """Remove guard rules and tables whose process is gone; return one line per removal."""
     removed: List[str] = []
@@ -195,15 +226,15 @@ def sweep() -> List[str]:
     if ipt and save:
         for line in _run([save, "-t", "filter"]).stdout.splitlines():
             m = _IPT_COMMENT.search(line)
-            if line.startswith("-A ") and m and not _alive(int(m.group(1))):
+            if line.startswith("-A ") and m and not _alive(int(m.group(1)), _start(m.group(2))):
                 if not _run([ipt, "-w", "5", "-t", "filter", "-D", *shlex.split(line)[1:]]).returncode:
                     removed.append(f"iptables rule of dead pid {m.group(1)}: {line}")
-                    _undo_made(ipt, m.group(2) or "")
+                    _undo_made(ipt, m.group(3) or "")
     nft = shutil.which("nft")
     if nft:
         for m in _NFT_TABLE.finditer(_run([nft, "list", "tables"]).stdout):
-            if not _alive(int(m.group(1))):
-                table = NFT_TABLE_PREFIX + m.group(1)
+            table, pid, start = m.group(1), m.group(2), _start(m.group(3))
+            if not _alive(int(pid), start):
                 if not _run([nft, "delete", "table", "ip", table]).returncode:
-                    removed.append(f"nft table ip {table} of dead pid {m.group(1)}")
+                    removed.append(f"nft table ip {table} of dead pid {pid}")
     return removed

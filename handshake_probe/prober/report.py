@@ -3,7 +3,7 @@ kernel said at each checkpoint, and one verdict line (what was expected, what ha
 
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 from handshake_probe.flowsource import core_flow_view
 from handshake_probe.ladder import ladder_text
@@ -36,16 +36,16 @@ def verdict_line(out: Outcome) -> str:
             f"{'; '.join(out.problems)} ({out.seconds:.2f} s)")
 
 
-def render(out: Outcome, ladder: bool = False) -> str:
-    """The scenario's flows as `analyze --flow N` shows them (or as a ladder diagram), then the kernel
-    checkpoints and the verdict."""
+def render(out: Outcome, ladder: bool = False, width: Optional[int] = None) -> str:
+    """The scenario's flows as `analyze --flow N` shows them (fitted to `width` columns, as there), or as
+    a ladder diagram, then the kernel checkpoints and the verdict."""
     sc = out.scenario
     lines: List[str] = [f"== scenario {sc.name}: {sc.does}", ""]
     for flow in out.analysis.flows:
         # The prober still runs the Python core on its frames: its flows reach the views as (record,
         # rows), the engine's boundary, like every other edge's.
         rec, rows = core_flow_view(flow)
-        lines += [ladder_text(rec, rows) if ladder else flow_detail(rec, rows), ""]
+        lines += [ladder_text(rec, rows) if ladder else flow_detail(rec, rows, width), ""]
     if not out.analysis.flows:
         lines += ["(no TCP segment was recorded)", ""]
     for cp in out.checkpoints:
