@@ -67,6 +67,14 @@ impl<T: Into<Value>> From<Option<T>> for Value {
 }
 
 impl Value {
+    /// The text of a string value, owned or from the vocabulary.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            Value::Static(s) => Some(s),
+            _ => None,
+        }
+    }
     pub fn get(&self, key: &str) -> Option<&Value> {
         match self {
             Value::Obj(f) => f.iter().find(|(k, _)| *k == key).map(|(_, v)| v),
@@ -291,10 +299,7 @@ fn states_text(v: Option<&Value>) -> (Value, Value) {
     };
     let names: Vec<&str> = items
         .iter()
-        .filter_map(|i| match i {
-            Value::Str(s) => Some(s.as_str()),
-            _ => None,
-        })
+        .filter_map(Value::as_str)
         .collect();
     (
         names
