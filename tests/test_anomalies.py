@@ -32,7 +32,7 @@ from handshake_probe.core.flow import Flow
 from handshake_probe.core.flows import FlowTable
 from handshake_probe.core.segment import NO_OPTIONS, Segment, TcpOptions
 from handshake_probe.pcapio import read_frames
-from tests.talk import Talk
+from tests.talk_core import Talk
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPTURES = ROOT / "captures"

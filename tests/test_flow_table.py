@@ -9,7 +9,7 @@ from handshake_probe.analysis import analyze_file
 from handshake_probe.cli import main
 from handshake_probe.core.flows import FlowTable
 from handshake_probe.core.record import flow_record
-from tests.talk import Talk
+from tests.talk_core import Talk
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 

@@ -20,7 +20,7 @@ from handshake_probe.flowsource import (FlowView, core_flow_view, flow_with_rows
 from handshake_probe.ladder import ladder_steps, ladder_text, ladders_text
 from handshake_probe.ladder_svg import COLOURS, ladder_svg, ladders_svg
 from handshake_probe.pcapio import PcapWriter
-from tests.talk import Talk
+from tests.talk_core import Talk
 
 CAPTURES = Path(__file__).resolve().parent.parent / "captures"
 SVG = "{http://www.w3.org/2000/svg}"

@@ -8,7 +8,7 @@ import pytest
 
 import handshake_probe.core.flow as flow_mod
 from handshake_probe.core.states import TRANSITIONS, Cue, State, next_state
-from tests.talk import Talk
+from tests.talk_core import Talk
 
 # The arrows of RFC 9293 §3.3.2 figure 5, restated from the RFC (not from our table).
 RFC_FIGURE_5 = [

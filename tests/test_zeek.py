@@ -19,7 +19,7 @@ from handshake_probe.core.completeness import (ACK, DATA, FIN, RST, SYNACK, SYNS
 from handshake_probe.core.flows import FlowTable
 from handshake_probe.core.segment import NO_OPTIONS, Segment
 from handshake_probe.core.zeek import LIKELY_SERVER_PORTS, ZeekObserver, zeek_row_tuple
-from tests.talk import Talk, flags_of
+from tests.talk_core import Talk, flags_of
 
 CONN_STATES = {"S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH"}
 
