@@ -458,6 +458,11 @@ impl Engine {
     fn flow_count(&self) -> u64 {
         self.table.count
     }
+    /// Flows finished early because more than `max_open` were open (as Analysis.evicted).
+    #[getter]
+    fn evicted(&self) -> u64 {
+        self.table.evicted
+    }
     #[getter]
     fn violations(&self) -> u64 {
         self.violations

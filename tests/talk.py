@@ -144,6 +144,7 @@ class Wire:
         self.frames: List[Tuple[bytes, float, Optional[int]]] = []
         self.events: List[Event] = []
         self.finished: Optional[List[Record]] = None
+        self.handed_out: List[Record] = []      # streaming: records of the flows finished so far
         self._replay: Optional[Tuple[int, Any, List[Record]]] = None
 
     def feed(self, data: bytes, ts: float, wirelen: Optional[int] = None) -> List[Event]:
@@ -152,6 +153,12 @@ class Wire:
         events: List[Event] = self.engine.feed(data, ts, wirelen)
         self.events.extend(events)
         return events
+
+    def finished_so_far(self) -> List[Record]:
+        """Streaming: every record the engine handed out before the end, in the order the flows
+        finished (each once)."""
+        self.handed_out += self.engine.finished()
+        return self.handed_out
 
     def finish(self) -> List[Record]:
         """End the capture: every record not handed out yet (all of them, in flow order, unless
