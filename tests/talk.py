@@ -281,3 +281,17 @@ def paths(records: Sequence[Record], index: int = 0) -> Tuple[List[str], List[st
     """(client path, server path) of one record."""
     rec = records[index]
     return rec["client_states"], rec["server_states"]
+
+
+# --------------------------------------------------------------------------- reading records
+def endpoint(text: str) -> Endpoint:
+    """A record's "10.0.0.1:40000" or "[::1]:80" as (address, port)."""
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def zeek_row_tuple(record: Record) -> Tuple[str, int, str, int]:
+    """(orig_h, orig_p, resp_h, resp_p) as Zeek would log this flow's connection: the record's
+    `zeek_orig` says which of its endpoints Zeek calls the originator."""
+    orig, resp = ("client", "server") if record["zeek_orig"] == "client" else ("server", "client")
+    return (*endpoint(record[orig]), *endpoint(record[resp]))
