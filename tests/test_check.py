@@ -398,10 +398,9 @@ def test_an_unknown_key_exits_2_from_the_command(tmp_path: Path, capsys: pytest.
 
 
 def test_the_known_fields_are_the_records_fields() -> None:
-    from handshake_probe.analysis import analyze_file
+    import handshake_probe
     from handshake_probe.check import HANDSHAKE_FIELDS, RECORD_FIELDS
-    from handshake_probe.core.record import flow_record
-    rec = flow_record(analyze_file(str(CLIENT_CLOSE)).flows[0])
+    rec = next(iter(handshake_probe.analyze(str(CLIENT_CLOSE))))
     assert set(rec) | {"file"} == RECORD_FIELDS                   # "file": with several files
     assert tuple(rec["handshake"]) == HANDSHAKE_FIELDS
 
