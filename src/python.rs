@@ -17,7 +17,7 @@ use crate::record::{write_csv_cell, write_json, Value};
 use crate::states::{rows, ALL_CUES, ALL_STATES};
 
 create_exception!(
-    _engine,
+    handshake_probe._engine,
     EngineError,
     PyException,
     "An internal error of the engine (a bug): never bad input."
@@ -480,13 +480,13 @@ fn skipped_dict<'py>(py: Python<'py>, counts: &[u64; 5]) -> PyResult<Bound<'py, 
 }
 
 create_exception!(
-    _engine,
+    handshake_probe._engine,
     DecodeError,
     pyo3::exceptions::PyValueError,
     "A malformed frame: args are (offset, reason)."
 );
 create_exception!(
-    _engine,
+    handshake_probe._engine,
     CaptureError,
     PyException,
     "A file-level fault: str() is the one-line message."
