@@ -29,6 +29,8 @@ Progress = Callable[[int, int], None]   # (frames, byte offset), for a progress 
 # unreadable anyway. The ladder's last line says how many of the capture's flows were drawn.
 MAX_KEPT_FLOWS = 1 << 16
 
+PROGRESS_EVERY = 1 << 16    # frames read between two progress reports
+
 
 @dataclass(frozen=True)
 class Summary:
@@ -55,10 +57,10 @@ def summary_of(analysis: Any) -> Summary:
 
 
 def _run(analysis: Any, progress: Optional[Progress]) -> None:
-    """Read the whole input, reporting (frames, byte offset) after every step of the engine's."""
+    """Read the whole input, reporting (frames read, bytes read) every PROGRESS_EVERY frames."""
     if progress is None:
         return
-    while not analysis.advance():
+    while not analysis.advance(PROGRESS_EVERY):
         progress(analysis.frames, analysis.offset)
 
 
