@@ -16,10 +16,15 @@
 //! the snaplen, and reported as a warning; beyond that largest snaplen the record header is corrupt
 //! and reading stops with a `CaptureError`.
 //!
-//! Streaming: one buffer, reused; a record or packet block is read whole into it and handed out as
-//! a slice. The buffer grows only as bytes arrive, so a corrupt 32-bit length read from a pipe cannot
-//! make it allocate gigabytes; on a regular file such a length is refused before reading
-//! (`check_fits`).
+//! Streaming: a record or packet block is read whole into one reused buffer and handed out as a
+//! slice (no allocation per frame). The buffer grows only as bytes arrive, so a corrupt 32-bit
+//! length read from a pipe cannot make it allocate gigabytes; on a regular file such a length is
+//! refused before reading (`check_fits`). A regular file opened by path is read ahead by a thread
+//! into a few recycled chunks (`ahead.rs`), so that the kernel's copy overlaps the parsing.
+//!
+//! `open`/`new` read the magic number and the pcap file header (their faults come from there); a
+//! pcapng's first Section Header Block is read by the first `next_frame`, as Python's loop reads it.
+//! After an error or the end, `next_frame` returns Ok(None), as a finished Python generator.
 
 use std::fmt;
 use std::fs::File;
@@ -209,7 +214,7 @@ pub struct Reader<R: Read> {
     warnings: Vec<String>,
 }
 
-impl fmt::Debug for Reader<File> {
+impl<R: Read> fmt::Debug for Reader<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reader")
             .field("path", &self.path)
