@@ -190,6 +190,16 @@ fn json_str(s: &str, out: &mut String) {
     out.push('"');
 }
 
+/// A vocabulary string or key: printable ASCII without quotes or backslashes by construction (the
+/// vocabulary tests check every one), so it is copied without a scan.
+#[inline]
+fn static_str(s: &'static str, out: &mut String) {
+    debug_assert!(s.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'));
+    out.push('"');
+    out.push_str(s);
+    out.push('"');
+}
+
 /// Compact JSON, as Python's `json.dumps(value, separators=(",", ":"))`.
 pub fn write_json(v: &Value, out: &mut String) {
     match v {
@@ -198,7 +208,7 @@ pub fn write_json(v: &Value, out: &mut String) {
         Value::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
         Value::Float(f) => py_float(*f, out),
         Value::Str(s) => json_str(s, out),
-        Value::Static(s) => json_str(s, out),
+        Value::Static(s) => static_str(s, out),
         Value::List(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -215,7 +225,7 @@ pub fn write_json(v: &Value, out: &mut String) {
                 if i > 0 {
                     out.push(',');
                 }
-                json_str(k, out);
+                static_str(k, out);
                 out.push(':');
                 write_json(item, out);
             }
