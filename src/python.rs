@@ -13,7 +13,7 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 
 use crate::analysis::{FileAnalysis, Options, SKIP_REASONS};
 use crate::flows::{RowFilter, TableOptions};
-use crate::record::{write_csv_cell, write_json, Value};
+use crate::record::{write_csv_cell, Value};
 use crate::states::{rows, ALL_CUES, ALL_STATES};
 
 create_exception!(
@@ -116,7 +116,7 @@ struct Analysis {
 impl Analysis {
     /// Where a panic would have happened, for the internal-error line: file and next frame.
     fn at(&self) -> String {
-        format!("{}: frame {}", self.inner.path, self.inner.frames + 1)
+        format!("{}: frame {}", self.inner.path, self.inner.c.frames + 1)
     }
 }
 
@@ -171,17 +171,11 @@ impl Analysis {
 
     /// Up to `max_flows` finished records written as JSON Lines or CSV rows (bytes), None at the end.
     /// The engine writes the text itself: no Python object per flow on the fast path.
-    #[pyo3(signature = (fmt, max_flows=4096, file=None))]
-    fn chunk(
-        &mut self,
-        py: Python<'_>,
-        fmt: &str,
-        max_flows: usize,
-        file: Option<&str>,
-    ) -> PyResult<Option<PyObject>> {
-        let csv = match fmt {
-            "jsonl" => false,
-            "csv" => true,
+    #[pyo3(signature = (fmt, max_flows=4096))]
+    fn chunk(&mut self, py: Python<'_>, fmt: &str, max_flows: usize) -> PyResult<Option<PyObject>> {
+        let format = match fmt {
+            "jsonl" => crate::analysis::Format::Jsonl,
+            "csv" => crate::analysis::Format::Csv,
             _ => {
                 return Err(pyo3::exceptions::PyValueError::new_err(format!(
                     "no chunk format {fmt}"
@@ -193,21 +187,8 @@ impl Analysis {
         let text = guard(
             || at,
             || {
-                let mut out = String::new();
-                for _ in 0..max_flows {
-                    let Some(mut rec) = inner.next_record() else {
-                        break;
-                    };
-                    if let (Some(f), Value::Obj(fields)) = (file, &mut rec) {
-                        fields.push(("file", f.to_string().into()));
-                    }
-                    if csv {
-                        crate::record::write_csv_row(&rec, &mut out);
-                    } else {
-                        write_json(&rec, &mut out);
-                    }
-                    out.push('\n');
-                }
+                let mut out = String::with_capacity(1 << 20);
+                inner.write_records(format, max_flows, &mut out);
                 Ok(out)
             },
         )?;
@@ -225,7 +206,8 @@ impl Analysis {
         guard(
             || at,
             || {
-                inner.step(max_frames);
+                let _ = max_frames; // the worker thread sets the pace: one batch per call
+                inner.step();
                 Ok(inner.done())
             },
         )
@@ -235,7 +217,7 @@ impl Analysis {
     /// or None when that flow's rows were not kept or it does not exist.
     fn rows(&self, py: Python<'_>, number: u64) -> PyResult<Option<PyObject>> {
         match self.inner.kept.get(&number) {
-            Some(flow) => to_py(py, &crate::rows::rows_value(flow)).map(Some),
+            Some(rows) => to_py(py, rows).map(Some),
             None => Ok(None),
         }
     }
@@ -246,24 +228,24 @@ impl Analysis {
     }
     #[getter]
     fn frames(&self) -> u64 {
-        self.inner.frames
+        self.inner.c.frames
     }
     #[getter]
     fn segments(&self) -> u64 {
-        self.inner.segments
+        self.inner.c.segments
     }
     /// reason -> count, only the reasons that occurred.
     #[getter]
     fn skipped<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        skipped_dict(py, &self.inner.skipped)
+        skipped_dict(py, &self.inner.c.skipped)
     }
     #[getter]
     fn warnings(&self) -> Vec<String> {
-        self.inner.warnings.clone()
+        self.inner.c.warnings.clone()
     }
     #[getter]
     fn error(&self) -> Option<String> {
-        self.inner.error.clone()
+        self.inner.c.error.clone()
     }
     #[getter]
     fn flow_count(&self) -> u64 {
@@ -275,7 +257,7 @@ impl Analysis {
     }
     #[getter]
     fn violations(&self) -> u64 {
-        self.inner.violations
+        self.inner.c.violations
     }
     #[getter]
     fn damaged(&self) -> bool {
