@@ -69,6 +69,11 @@ pub struct Handshake {
     pub synack_count: u64,
 }
 
+/// The record's `handshake.status` values (see `Handshake::status`).
+pub const HANDSHAKE_STATUSES: [&str; 3] = ["complete", "partial", "none"];
+/// The record's `direction` values: the client was seen sending the SYN, or was inferred.
+pub const DIRECTIONS: [&str; 2] = ["observed", "inferred"];
+
 impl Handshake {
     pub fn complete(&self) -> bool {
         self.syn_ts.is_some() && self.synack_ts.is_some() && self.ack_ts.is_some()

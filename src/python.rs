@@ -632,6 +632,11 @@ fn add_vocabulary(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CLOSE_KINDS", PyList::new(py, crate::flow::CLOSE_KINDS)?)?;
     m.add("CONN_STATES", PyList::new(py, crate::zeek::CONN_STATES)?)?;
     m.add(
+        "HANDSHAKE_STATUSES",
+        PyList::new(py, crate::flow::HANDSHAKE_STATUSES)?,
+    )?;
+    m.add("DIRECTIONS", PyList::new(py, crate::flow::DIRECTIONS)?)?;
+    m.add(
         "ANOMALY_KINDS",
         PyList::new(py, crate::anomalies::ANOMALY_KINDS)?,
     )?;
