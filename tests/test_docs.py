@@ -29,3 +29,15 @@ def test_vocabulary_is_exported_once() -> None:
     assert "zero_window_probe_ack" in handshake_probe.ANOMALY_KINDS
     assert set(handshake_probe.CLOSE_KINDS) == {"fin", "client-rst", "server-rst", "rejected", "none"}
     assert "RSTOS0" in handshake_probe.CONN_STATES
+
+
+def test_readme_python_api_example_runs(monkeypatch) -> None:
+    """The README's API example, run as written (from the repository root, as a reader would)."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Python API"):]
+    code = section[section.index("```python") + len("```python"):section.index("```", section.index("```python") + 9)]
+    monkeypatch.chdir(ROOT)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["analysis"].frames == 10
+    assert len(scope["rows"]) == 10 and scope["rows"][0]["tcpdump_flags"] == "S"
