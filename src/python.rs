@@ -387,7 +387,7 @@ impl Engine {
                 let events: Vec<Value> = self
                     .table
                     .drain_events()
-                    .map(|(n, t)| crate::rows::event_value(n, &t))
+                    .map(|e| crate::rows::event_value(&e))
                     .collect();
                 self.collect();
                 Ok(events)
@@ -598,6 +598,13 @@ impl Frames {
     }
 }
 
+/// tcpdump's flag letters for a flags field (`S.`, `FP.`, `R`): the one spelling, for edges that
+/// hold a decoded segment rather than a row (the prober's ladders and messages).
+#[pyfunction]
+fn tcpdump_flags(flags: u16) -> String {
+    crate::segment::tcpdump_flags(flags)
+}
+
 /// CSV header row (the flat columns of `--format csv`).
 #[pyfunction]
 fn csv_header() -> String {
@@ -651,6 +658,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Engine>()?;
     m.add_function(wrap_pyfunction!(csv_header, m)?)?;
     m.add_function(wrap_pyfunction!(decode, m)?)?;
+    m.add_function(wrap_pyfunction!(tcpdump_flags, m)?)?;
     m.add_class::<Frames>()?;
     m.add("DecodeError", m.py().get_type::<DecodeError>())?;
     m.add("CaptureError", m.py().get_type::<CaptureError>())?;
