@@ -299,6 +299,12 @@ impl Engine {
             self.kept.insert(flow.number, flow);
         }
     }
+    fn drain_events(&mut self) -> Vec<Value> {
+        self.table
+            .drain_events()
+            .map(|e| crate::rows::event_value(&e))
+            .collect()
+    }
     fn collect(&mut self) {
         let done: Vec<crate::flow::Flow> = self.table.drain_finished().collect();
         for f in done {
@@ -384,11 +390,7 @@ impl Engine {
                         }
                     }
                 }
-                let events: Vec<Value> = self
-                    .table
-                    .drain_events()
-                    .map(|e| crate::rows::event_value(&e))
-                    .collect();
+                let events = self.drain_events();
                 self.collect();
                 Ok(events)
             },
@@ -413,6 +415,15 @@ impl Engine {
         self.finished(py)
     }
 
+    /// The transitions no frame handed out: those `finish` made (a held FIN decided at the end of
+    /// input, the 2MSL timers the capture outlived), as `feed` returns them.
+    fn events(&mut self, py: Python<'_>) -> PyResult<PyObject> {
+        let events = self.drain_events();
+        to_py(py, &Value::List(events))
+    }
+
+    /// A kept flow's segments with both endpoints' states after each (as `Analysis.rows`), once
+    /// the flow is finished; None when its rows were not kept or it has not finished.
     fn rows(&self, py: Python<'_>, number: u64) -> PyResult<Option<PyObject>> {
         match self.kept.get(&number) {
             Some(flow) => to_py(py, &crate::rows::rows_value(flow)).map(Some),
