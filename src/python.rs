@@ -361,16 +361,19 @@ impl Engine {
 
     /// One frame: returns the transitions it caused, as dicts (flow, client, server, ts, frame,
     /// endpoint, from, to, cause). A malformed frame is counted and named in `warnings`.
-    #[pyo3(signature = (data, ts, wirelen=None))]
+    /// `frame`: its number where the edge numbers frames itself (the prober, as in the pcap it
+    /// writes); by default the count of frames fed so far, this one included.
+    #[pyo3(signature = (data, ts, wirelen=None, frame=None))]
     fn feed(
         &mut self,
         py: Python<'_>,
         data: &[u8],
         ts: f64,
         wirelen: Option<u32>,
+        frame: Option<u64>,
     ) -> PyResult<PyObject> {
         self.frames += 1;
-        let frame = self.frames;
+        let frame = frame.unwrap_or(self.frames);
         let events = guard(
             || format!("frame {frame}"),
             || {
