@@ -27,12 +27,11 @@ Row = Dict[str, Any]
 @dataclass
 class Analysis:
     """What the engine made of a scenario's frames: the flow records (the JSON contract), each flow's
-    rows (one per segment, with both endpoints' states after it), the transition events, the counters."""
+    rows (one per segment, with both endpoints' states after it), the counters."""
 
     name: str
     records: List[Record]
     rows: Dict[int, List[Row]]
-    events: List[Dict[str, Any]]
     frames: int = 0
     segments: int = 0
     warnings: List[str] = field(default_factory=list)
@@ -67,13 +66,11 @@ def analyze(frames: Sequence[RawFrame], name: str) -> Analysis:
     rows; the records come in flow order once the input ends."""
     linktype = frames[0].linktype if frames else 101
     engine = _engine.Engine(linktype, keep_rows=True)
-    events: List[Dict[str, Any]] = []
     for f in frames:
-        events += engine.feed(f.data, f.ts, f.wirelen, f.frame)   # numbered as in the -w pcap
+        engine.feed(f.data, f.ts, f.wirelen, f.frame)   # numbered as in the -w pcap
     records = engine.finish()
-    events += engine.events()
     rows = {rec["flow"]: engine.rows(rec["flow"]) or [] for rec in records}
-    return Analysis(name, records, rows, events, engine.frames, engine.segments, list(engine.warnings))
+    return Analysis(name, records, rows, engine.frames, engine.segments, list(engine.warnings))
 
 
 def ladder_of(frames: Sequence[RawFrame], prober: Address) -> str:
