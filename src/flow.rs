@@ -1300,7 +1300,7 @@ pub(crate) mod tests {
         .handshake();
         t.table.drain_events().for_each(drop);
         t.c("FA"); // frame 4
-        let now: Vec<State> = t.table.drain_events().map(|(_, x)| x.to).collect();
+        let now: Vec<State> = t.table.drain_events().map(|e| e.transition.to).collect();
         assert_eq!(now, [State::FinWait1]); // the server's CLOSE-WAIT is held: not final yet
         assert_eq!(t.flow().state_of(Role::Server), State::CloseWait);
         t.s("A"); // frame 5: acks the FIN; the client moves; the server's state is unchanged
@@ -1308,7 +1308,7 @@ pub(crate) mod tests {
         let later: Vec<(State, State, Option<u64>)> = t
             .table
             .drain_events()
-            .map(|(_, x)| (x.from, x.to, x.frame))
+            .map(|e| (e.transition.from, e.transition.to, e.transition.frame))
             .collect();
         assert_eq!(
             later,
@@ -1374,7 +1374,7 @@ pub(crate) mod tests {
         assert!(t
             .table
             .drain_events()
-            .all(|(_, x)| x.to != State::CloseWait));
+            .all(|e| e.transition.to != State::CloseWait));
         // the client's FIN row shows the server as it really was: ESTABLISHED
         let rows = flows[0].rows.as_ref().expect("rows");
         assert_eq!(rows[3].server_state, State::Established);

@@ -299,6 +299,12 @@ impl Engine {
             self.kept.insert(flow.number, flow);
         }
     }
+    fn drain_events(&mut self) -> Vec<Value> {
+        self.table
+            .drain_events()
+            .map(|e| crate::rows::event_value(&e))
+            .collect()
+    }
     fn collect(&mut self) {
         let done: Vec<crate::flow::Flow> = self.table.drain_finished().collect();
         for f in done {
@@ -355,16 +361,19 @@ impl Engine {
 
     /// One frame: returns the transitions it caused, as dicts (flow, client, server, ts, frame,
     /// endpoint, from, to, cause). A malformed frame is counted and named in `warnings`.
-    #[pyo3(signature = (data, ts, wirelen=None))]
+    /// `frame`: its number where the edge numbers frames itself (the prober, as in the pcap it
+    /// writes); by default the count of frames fed so far, this one included.
+    #[pyo3(signature = (data, ts, wirelen=None, frame=None))]
     fn feed(
         &mut self,
         py: Python<'_>,
         data: &[u8],
         ts: f64,
         wirelen: Option<u32>,
+        frame: Option<u64>,
     ) -> PyResult<PyObject> {
         self.frames += 1;
-        let frame = self.frames;
+        let frame = frame.unwrap_or(self.frames);
         let events = guard(
             || format!("frame {frame}"),
             || {
@@ -384,11 +393,7 @@ impl Engine {
                         }
                     }
                 }
-                let events: Vec<Value> = self
-                    .table
-                    .drain_events()
-                    .map(|(n, t)| crate::rows::event_value(n, &t))
-                    .collect();
+                let events = self.drain_events();
                 self.collect();
                 Ok(events)
             },
@@ -413,6 +418,15 @@ impl Engine {
         self.finished(py)
     }
 
+    /// The transitions no frame handed out: those `finish` made (a held FIN decided at the end of
+    /// input, the 2MSL timers the capture outlived), as `feed` returns them.
+    fn events(&mut self, py: Python<'_>) -> PyResult<PyObject> {
+        let events = self.drain_events();
+        to_py(py, &Value::List(events))
+    }
+
+    /// A kept flow's segments with both endpoints' states after each (as `Analysis.rows`), once
+    /// the flow is finished; None when its rows were not kept or it has not finished.
     fn rows(&self, py: Python<'_>, number: u64) -> PyResult<Option<PyObject>> {
         match self.kept.get(&number) {
             Some(flow) => to_py(py, &crate::rows::rows_value(flow)).map(Some),
@@ -598,6 +612,13 @@ impl Frames {
     }
 }
 
+/// tcpdump's flag letters for a flags field (`S.`, `FP.`, `R`): the one spelling, for edges that
+/// hold a decoded segment rather than a row (the prober's ladders and messages).
+#[pyfunction]
+fn tcpdump_flags(flags: u16) -> String {
+    crate::segment::tcpdump_flags(flags)
+}
+
 /// CSV header row (the flat columns of `--format csv`).
 #[pyfunction]
 fn csv_header() -> String {
@@ -656,6 +677,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Engine>()?;
     m.add_function(wrap_pyfunction!(csv_header, m)?)?;
     m.add_function(wrap_pyfunction!(decode, m)?)?;
+    m.add_function(wrap_pyfunction!(tcpdump_flags, m)?)?;
     m.add_class::<Frames>()?;
     m.add("DecodeError", m.py().get_type::<DecodeError>())?;
     m.add("CaptureError", m.py().get_type::<CaptureError>())?;
