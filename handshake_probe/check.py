@@ -64,6 +64,8 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from handshake_probe import _engine
+
 __all__ = ["SpecError", "Selector", "Expectation", "Rule", "Spec", "Failure", "Outcome", "Report",
            "load_spec", "spec_from_document", "spec_from_short_forms", "parse_expectations",
            "parse_assignment", "evaluate", "check_record", "format_report", "format_flow_failures",
@@ -72,17 +74,13 @@ __all__ = ["SpecError", "Selector", "Expectation", "Rule", "Spec", "Failure", "O
 Record = Mapping[str, Any]
 
 # Values the record can hold for fields whose vocabulary is fixed: a typo in an expectation file is then an
-# invalid file (exit 2) instead of an expectation that can never be met.
-STATES = frozenset(("CLOSED", "LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2",
-                    "CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT", "UNKNOWN"))
-CLOSE_KINDS = ("fin", "client-rst", "server-rst", "rejected", "none")
-HANDSHAKE_STATUSES = ("complete", "partial", "none")
-DIRECTIONS = ("observed", "inferred")
-CONN_STATES = ("S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH")
-KNOWN_ANOMALIES = ("retransmission", "retransmission_syn", "retransmission_fin", "retransmission_data",
-                   "fast_retransmission", "spurious_retransmission", "out_of_order", "lost_segment",
-                   "ack_lost_segment", "duplicate_ack", "zero_window", "zero_window_probe", "window_full",
-                   "window_update", "keep_alive", "keep_alive_ack", "reused_ports", "bad_checksum")
+# invalid file (exit 2) instead of an expectation that can never be met. Defined once, in the engine.
+STATES = frozenset(_engine.STATES)
+CLOSE_KINDS = tuple(_engine.CLOSE_KINDS)
+HANDSHAKE_STATUSES = tuple(_engine.HANDSHAKE_STATUSES)
+DIRECTIONS = tuple(_engine.DIRECTIONS)
+CONN_STATES = tuple(_engine.CONN_STATES)
+KNOWN_ANOMALIES = tuple(_engine.ANOMALY_KINDS)
 RETRANSMISSION_KINDS = ("retransmission", "retransmission_syn", "retransmission_fin", "retransmission_data",
                         "fast_retransmission", "spurious_retransmission")
 # Fields that newer analyzers add to the record; when one is absent the message says the version is too

@@ -502,3 +502,14 @@ def test_ladder_falls_back_to_the_segment_listing(monkeypatch: pytest.MonkeyPatc
     rec, rows = view
     monkeypatch.setitem(sys.modules, "handshake_probe.ladder", None)   # import now fails
     assert flow_ladder(rec, rows) == flow_detail(rec, rows)
+
+
+def test_every_anomaly_kind_the_engine_counts_is_a_valid_expectation(tmp_path) -> None:
+    """The vocabulary comes from the engine: zero_window_probe_ack (missing from an earlier hand-kept
+    list) is accepted, and so is every other kind the record carries."""
+    import handshake_probe
+    from handshake_probe.check import load_spec
+    text = "[all]\n" + "".join(f"anomalies.{k} = 0\n" for k in handshake_probe.ANOMALY_KINDS)
+    spec = load_spec(text)
+    assert len(spec.rules) == 1
+    assert "zero_window_probe_ack" in text
