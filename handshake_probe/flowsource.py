@@ -29,8 +29,6 @@ Progress = Callable[[int, int], None]   # (frames, byte offset), for a progress 
 # unreadable anyway. The ladder's last line says how many of the capture's flows were drawn.
 MAX_KEPT_FLOWS = 1 << 16
 
-PROGRESS_EVERY = 1 << 16    # frames read between two progress reports
-
 
 @dataclass(frozen=True)
 class Summary:
@@ -57,10 +55,11 @@ def summary_of(analysis: Any) -> Summary:
 
 
 def _run(analysis: Any, progress: Optional[Progress]) -> None:
-    """Read the whole input, reporting (frames read, bytes read) every PROGRESS_EVERY frames."""
+    """Read the whole input, reporting (frames read, bytes read) after every batch the engine's
+    reading thread hands over."""
     if progress is None:
         return
-    while not analysis.advance(PROGRESS_EVERY):
+    while not analysis.advance():
         progress(analysis.frames, analysis.offset)
 
 

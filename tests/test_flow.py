@@ -367,4 +367,8 @@ def test_on_transition_reports_each_transition_as_it_happens():
         [("client", "SYN-SENT")], [("server", "SYN-RECEIVED"), ("client", "ESTABLISHED")],
         [("server", "ESTABLISHED")]]
     assert [e["frame"] for e in t.events] == [1, 1, 2, 3]
-    assert t.events == [{"flow": 1, **x} for x in t.finish()[0]["transitions"]]
+    rec = t.finish()[0]
+    # each event is the record's transition, with its flow's number and ends
+    assert [{k: e[k] for k in ("flow", "client", "server", *x)} for e, x in zip(t.events, rec["transitions"])] == \
+        [{"flow": 1, "client": rec["client"], "server": rec["server"], **x} for x in rec["transitions"]]
+    assert len(t.events) == len(rec["transitions"])
