@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
 import handshake_probe
 
-from handshake_probe.core.flows import DEFAULT_IDLE_TIMEOUT, DEFAULT_LINGER, DEFAULT_MAX_OPEN, DEFAULT_MSL
+from handshake_probe import DEFAULT_IDLE_TIMEOUT, DEFAULT_LINGER, DEFAULT_MAX_OPEN, DEFAULT_MSL  # the engine's
 from handshake_probe.flowsource import flows_with_rows
 from handshake_probe.exitcodes import ExitStatus
 from handshake_probe.parallel import analyze_many, expand
