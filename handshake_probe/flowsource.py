@@ -9,15 +9,13 @@ an analysis' counters. This module is the one place that chooses the analysis be
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, AbstractSet, Any, Callable, Collection, Dict, List, Mapping, Optional, Tuple
+from typing import AbstractSet, Any, Callable, Collection, Dict, List, Mapping, Optional, Tuple
 
 import handshake_probe
 
-if TYPE_CHECKING:   # only named in a hint: importing this module must not import the core
-    from handshake_probe.core.flow import Flow
 
 __all__ = ["Record", "Row", "FlowView", "Summary", "summary_of", "records_and_summary", "flows_with_rows",
-           "flow_with_rows", "core_flow_view", "MAX_KEPT_FLOWS"]
+           "flow_with_rows", "MAX_KEPT_FLOWS"]
 
 Record = Dict[str, Any]             # a flow record: the JSON object of `--format jsonl`
 Row = Dict[str, Any]                # one segment of a kept flow (keys: see src/rows.rs)
@@ -100,10 +98,3 @@ def flow_with_rows(path: str, number: int, **options: Any) -> Optional[FlowView]
     return views[0] if views else None
 
 
-def core_flow_view(flow: "Flow") -> FlowView:
-    """MIGRATION AID: (record, rows) of a Python core Flow object, for the edges that still receive
-    one (`assert_flow` given a Flow, the prober). Rows are [] when the flow kept none. Goes with the
-    core."""
-    from handshake_probe.core.record import flow_record, rows_of
-
-    return flow_record(flow), rows_of(flow)

@@ -31,7 +31,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 import pytest
 
 import handshake_probe
-from handshake_probe.flowsource import Row, Summary, core_flow_view, summary_of
+from handshake_probe.flowsource import Row, Summary, summary_of
 from handshake_probe.check import (SpecError, check_record, flow_ladder, format_flow_failures,
                                    parse_expectations)
 from handshake_probe.echo import EchoServer
@@ -95,7 +95,7 @@ def _ladder_of(record: Mapping[str, Any], rows: Optional[List[Row]]) -> str:
     return flow_ladder(*view)
 
 
-def assert_flow(flow: Union[Mapping[str, Any], Any], **expectations: Any) -> None:
+def assert_flow(flow: Union[Mapping[str, Any], Tuple[Mapping[str, Any], List[Row]]], **expectations: Any) -> None:
     """Assert that one flow meets `expectations` (the keys of `handshake-probe check`):
 
         assert_flow(cap.flows[0], close="fin", handshake_complete=True, client_final="TIME-WAIT",
@@ -116,9 +116,7 @@ def assert_flow(flow: Union[Mapping[str, Any], Any], **expectations: Any) -> Non
     if isinstance(flow, Mapping):
         record = flow
     else:
-        # MIGRATION AID, goes with the Python core: a core Flow object is taken too, seen through the
-        # same (record, rows) boundary as everything else (flowsource.core_flow_view).
-        record, rows = core_flow_view(flow)
+        record, rows = flow          # a (record, rows) view, as flowsource.flow_with_rows gives it
     failures = check_record(record, parsed)
     if failures:
         count = f"{len(failures)} of {len(parsed)} expectations" if len(parsed) > 1 else "expectation"

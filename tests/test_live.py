@@ -23,14 +23,13 @@ from typing import Iterator, List, Optional, Tuple
 
 import pytest
 
-from handshake_probe.analysis import analyze_frames
-from handshake_probe.core.decode import decode
-from handshake_probe.core.flows import FlowTable
-from handshake_probe.core.segment import Segment
+from handshake_probe import _engine
+from handshake_probe.prober.verdict import analyze as analyze_frames
 from handshake_probe.echo import EchoServer
 from handshake_probe.live import (DEFAULT_SNAPLEN, BpfInsn, InterfaceError, LiveCapture, compile_bpf,
                                   has_capture_privilege)
-from handshake_probe.pcapio import CaptureError, RawFrame, read_frames
+from handshake_probe.pcapwriter import RawFrame
+from tests.frames import decoded, read_frames, segments_of
 from scripts.record_captures import Tcpdump
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,12 +114,6 @@ def capturing(bpf: Optional[str],
             assert not reader.is_alive(), "frames() ignored its stop event"
 
 
-def segments_of(frames: List[RawFrame]) -> List[Segment]:
-    segs = [decode(f.data, f.linktype, f.ts, f.frame, f.wirelen) for f in frames]
-    assert all(isinstance(s, Segment) for s in segs)
-    return segs  # type: ignore[return-value]
-
-
 def python_env() -> dict:
     """`python -m handshake_probe` from this checkout, installed or not."""
     env = dict(os.environ)
@@ -181,7 +174,7 @@ def frames_on_disk(path: Path) -> int:
     """Whole records in a pcap still being written (-1 while it ends mid-record)."""
     try:
         return len(list(read_frames(str(path))))
-    except CaptureError:
+    except _engine.CaptureError:
         return -1
 
 
@@ -291,18 +284,17 @@ def test_every_segment_exactly_once_and_nothing_lost(tmp_path: Path):
     assert all(started <= f.ts <= ended for f in frames)
     assert all(b.ts - a.ts > -0.005 for a, b in zip(frames, frames[1:]))
 
-    table = FlowTable()
-    analysis = analyze_frames(frames, "lo", table)
-    assert analysis.segments == len(frames) and not analysis.skipped
-    flows = table.flows
+    analysis = analyze_frames(frames, "lo")
+    assert analysis.segments == len(frames) and analysis.frames == len(frames)
+    flows = analysis.records
     assert len(flows) == n
     for flow in flows:
-        assert flow.handshake.complete, flow.number
-        assert flow.close_kind == "fin", flow.number
-        assert flow.violation_count == 0, flow.number
-        assert (flow.client.payload_bytes, flow.server.payload_bytes) == (6, 6)
+        assert flow["handshake"]["complete"], flow["flow"]
+        assert flow["close"] == "fin", flow["flow"]
+        assert flow["violation_count"] == 0, flow["flow"]
+        assert (flow["client_bytes"], flow["server_bytes"]) == (6, 6)
     # Per connection: SYN, SYN-ACK, ACK, "python", its ACK, "PYTHON", its ACK, FIN, FIN, last ACK.
-    assert Counter(f.packets for f in flows) == {10: n}
+    assert Counter(f["packets"] for f in flows) == {10: n}
     assert len(frames) == 10 * n
 
 
@@ -329,8 +321,8 @@ def test_without_a_filter_loopback_packets_still_come_once():
             time.sleep(SETTLE)
     port = address[1]
     # Everything on lo is here (other programs' UDP, ICMP, ...): keep our connection's segments.
-    decoded = (decode(f.data, f.linktype, f.ts, f.frame, f.wirelen) for f in frames)
-    ours = [s for s in decoded if isinstance(s, Segment) and port in (s.sport, s.dport)]
+    segs = (decoded(f) for f in frames)
+    ours = [s for s in segs if s is not None and port in (s.sport, s.dport)]
     assert len(ours) == 10  # other traffic on lo may be there too; ours is there exactly once
     assert len({(s.src, s.sport, s.seq, s.ack, s.flags, s.payload_len) for s in ours}) == 10
 
@@ -481,7 +473,7 @@ def _record_ends(data: bytes) -> List[int]:
 def test_the_writer_puts_whole_records_only_on_disk(tmp_path: Path):
     """Whatever moment the writer dies at, the file on disk ends on a record boundary: it writes whole
     records (a file object's 8 KiB buffer would write whenever it fills, cutting a record)."""
-    from handshake_probe.pcapio import PcapWriter
+    from handshake_probe.pcapwriter import PcapWriter
     path = tmp_path / "w.pcap"
     sizes = []
     with PcapWriter(str(path), 1) as w:

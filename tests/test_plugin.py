@@ -9,7 +9,7 @@ from typing import Tuple
 
 import pytest
 
-from handshake_probe.analysis import analyze_file
+from handshake_probe.flowsource import flow_with_rows
 from handshake_probe.pytest_plugin import _live_capture_unavailable, assert_flow
 
 pytest_plugins = ["pytester"]
@@ -149,8 +149,9 @@ def test_loopback_capture_skips_without_live_capture(pytester: pytest.Pytester) 
 # ------------------------------------------------------------------------------ assert_flow directly
 
 
-def test_assert_flow_takes_a_flow_object() -> None:
-    flow = analyze_file(str(CLIENT_CLOSE), keep_rows=lambda n: True).flows[0]
+def test_assert_flow_takes_a_flow_with_its_rows() -> None:
+    flow = flow_with_rows(str(CLIENT_CLOSE), 1)
+    assert flow is not None
     assert_flow(flow, close="fin", server_final="CLOSED")
     with pytest.raises(AssertionError, match=r"(?s)expected: LISTEN.*ladder:.*SYN-RECEIVED"):
         assert_flow(flow, server_final="LISTEN")

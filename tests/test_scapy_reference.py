@@ -70,7 +70,7 @@ def _raw_frames(path: Path) -> Iterator[Tuple[int, int, bytes, int]]:
     try:
         reader = RawPcapReader(str(path))  # a RawPcapNgReader for pcapng files
     except Scapy_Exception as error:
-        # e.g. a deliberately corrupt file kept for the pcapio tests: nothing to compare here
+        # e.g. a deliberately corrupt file kept for the reader tests: nothing to compare here
         pytest.skip(f"scapy cannot read {path.name}: {error}")
     with reader:
         for number, (data, meta) in enumerate(reader, 1):
