@@ -165,7 +165,9 @@ impl Analysis {
     fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<PyObject>> {
         let at = self.at();
         let inner = &mut self.inner;
-        let rec = guard(|| at, || Ok(inner.next_record()))?;
+        // Without the GIL while waiting for the engine's thread: a Python thread may be the one
+        // feeding the pipe the engine reads.
+        let rec = py.allow_threads(|| guard(|| at, || Ok(inner.next_record())))?;
         rec.map(|r| to_py(py, &r)).transpose()
     }
 
@@ -184,33 +186,38 @@ impl Analysis {
         };
         let at = self.at();
         let inner = &mut self.inner;
-        let text = guard(
-            || at,
-            || {
-                let mut out = String::with_capacity(1 << 20);
-                inner.write_records(format, max_flows, &mut out);
-                Ok(out)
-            },
-        )?;
+        let text = py.allow_threads(|| {
+            guard(
+                || at,
+                || {
+                    let mut out = String::with_capacity(1 << 20);
+                    inner.write_records(format, max_flows, &mut out);
+                    Ok(out)
+                },
+            )
+        })?;
         if text.is_empty() && self.inner.done() {
             return Ok(None);
         }
         Ok(Some(PyBytes::new(py, text.as_bytes()).into_any().unbind()))
     }
 
-    /// Read and analyze up to `max_frames` more frames (for a progress line); True once the input ended.
+    /// Take the next batch of analyzed frames from the engine's thread (the worker sets the batch size;
+    /// `max_frames` is kept for callers that pass it); True once the input ended. For a progress line.
     #[pyo3(signature = (max_frames=65536))]
-    fn advance(&mut self, max_frames: usize) -> PyResult<bool> {
+    fn advance(&mut self, py: Python<'_>, max_frames: usize) -> PyResult<bool> {
         let at = self.at();
         let inner = &mut self.inner;
-        guard(
-            || at,
-            || {
-                let _ = max_frames; // the worker thread sets the pace: one batch per call
-                inner.step();
-                Ok(inner.done())
-            },
-        )
+        py.allow_threads(|| {
+            guard(
+                || at,
+                || {
+                    let _ = max_frames; // the worker thread sets the pace: one batch per call
+                    inner.step();
+                    Ok(inner.done())
+                },
+            )
+        })
     }
 
     /// The kept flow `number`'s segments with both endpoints' states after each (for `--flow N`),
