@@ -943,12 +943,12 @@ def _selection_hint(rule: Rule, records: Sequence[Record]) -> str:
 
 def flow_ladder(rec: Record, rows: Optional[Sequence[Mapping[str, Any]]]) -> str:
     """The flow drawn for a failure message, from its record and its kept rows (flowsource): the ladder
-    diagram when handshake_probe.ladder exists, else `analyze --flow N`'s segment listing. Rendering
+    diagram when handshake_probe.views.ladder exists, else `analyze --flow N`'s segment listing. Rendering
     only (no I/O)."""
-    from handshake_probe.render import flow_detail
+    from handshake_probe.views.table import flow_detail
 
     try:
-        from handshake_probe.ladder import ladder_text
+        from handshake_probe.views.ladder import ladder_text
     except ImportError:
         return flow_detail(rec, rows)
     try:

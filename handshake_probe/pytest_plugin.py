@@ -31,11 +31,11 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 import pytest
 
 import handshake_probe
-from handshake_probe.flowsource import Row, Summary, summary_of
+from handshake_probe.files.flowsource import Row, Summary, summary_of
 from handshake_probe.check import (SpecError, check_record, flow_ladder, format_flow_failures,
                                    parse_expectations)
-from handshake_probe.echo import EchoServer
-from handshake_probe.pcapwriter import PcapWriter
+from handshake_probe.echo.server import EchoServer
+from handshake_probe.files.pcapwriter import PcapWriter
 
 __all__ = ["FlowRecord", "LoopbackCapture", "assert_flow", "records_of"]
 
@@ -130,7 +130,7 @@ def assert_flow(flow: Union[Mapping[str, Any], Tuple[Mapping[str, Any], List[Row
 def _live_capture_unavailable() -> Optional[str]:
     """Why this test cannot capture on loopback, or None when it can."""
     try:
-        from handshake_probe import live
+        from handshake_probe.live import capture as live
     except ImportError as err:
         return f"live capture is not available (handshake_probe.live cannot be imported: {err})"
     has_privilege = getattr(live, "has_capture_privilege", None)
@@ -170,7 +170,7 @@ class LoopbackCapture:
         return self._flows
 
     def __enter__(self) -> "LoopbackCapture":
-        from handshake_probe import live
+        from handshake_probe.live import capture as live
 
         try:
             # The socket is open, filtered and bound when the constructor returns: traffic that

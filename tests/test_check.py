@@ -494,13 +494,13 @@ def test_colour_only_when_asked() -> None:
 
 def test_ladder_falls_back_to_the_segment_listing(monkeypatch: pytest.MonkeyPatch) -> None:
     from handshake_probe.check import flow_ladder
-    from handshake_probe.flowsource import flow_with_rows
-    from handshake_probe.render import flow_detail
+    from handshake_probe.files.flowsource import flow_with_rows
+    from handshake_probe.views.table import flow_detail
 
     view = flow_with_rows(str(CLIENT_CLOSE), 1)
     assert view is not None
     rec, rows = view
-    monkeypatch.setitem(sys.modules, "handshake_probe.ladder", None)   # import now fails
+    monkeypatch.setitem(sys.modules, "handshake_probe.views.ladder", None)   # import now fails
     assert flow_ladder(rec, rows) == flow_detail(rec, rows)
 
 

@@ -9,7 +9,7 @@ from typing import Tuple
 
 import pytest
 
-from handshake_probe.flowsource import flow_with_rows
+from handshake_probe.files.flowsource import flow_with_rows
 from handshake_probe.pytest_plugin import _live_capture_unavailable, assert_flow
 
 pytest_plugins = ["pytester"]

@@ -20,7 +20,7 @@ from handshake_probe.commands.argtypes import non_negative_int as _non_negative_
 from handshake_probe.commands.argtypes import positive_float as _positive_float
 from handshake_probe.commands.inputs import Input, InputError, opened
 from handshake_probe.exitcodes import ExitStatus
-from handshake_probe.flowsource import flows_with_rows, records_and_summary
+from handshake_probe.files.flowsource import flows_with_rows, records_and_summary
 from handshake_probe.messages import error, plural, warning
 
 DEFAULT_MAX_FLOWS = 10
