@@ -300,8 +300,8 @@ def exercise(path: str) -> Any:
     """
     import handshake_probe
     from handshake_probe._engine import CaptureError, DecodeError, Frames, decode
-    from handshake_probe.ladder import ladder_text
-    from handshake_probe.render import flow_detail, summary_line, write_records
+    from handshake_probe.views.ladder import ladder_text
+    from handshake_probe.views.table import flow_detail, summary_line, write_records
 
     try:
         for number, ts, linktype, data, wirelen, _offset in Frames(path):
@@ -473,11 +473,11 @@ def instrument() -> None:
     """Import the project under atheris' coverage instrumentation (before anything else imports it)."""
     import atheris
 
-    assert "handshake_probe.render" not in sys.modules, "instrument before importing the project"
+    assert "handshake_probe.views.table" not in sys.modules, "instrument before importing the project"
     with atheris.instrument_imports(include=["handshake_probe"]):
-        import handshake_probe.flowsource  # noqa: F401 - the Python side: the engine is compiled
-        import handshake_probe.ladder  # noqa: F401
-        import handshake_probe.render  # noqa: F401
+        import handshake_probe.files.flowsource  # noqa: F401 - the Python side: the engine is compiled
+        import handshake_probe.views.ladder  # noqa: F401
+        import handshake_probe.views.table  # noqa: F401
 
 
 def run_atheris(run: Run, seeds: Dict[str, bytes], command: str, extra: List[str]) -> None:

@@ -37,8 +37,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout: sys.path[0] is bench/
 
 from handshake_probe import _engine  # noqa: E402
-from handshake_probe.echo import EchoServer  # noqa: E402
-from handshake_probe.live import LiveCapture  # noqa: E402
+from handshake_probe.echo.server import EchoServer  # noqa: E402
+from handshake_probe.live.capture import LiveCapture  # noqa: E402
 
 SETTLE = 0.5  # after the load stops: the last segments reach both captures
 

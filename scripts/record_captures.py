@@ -49,7 +49,7 @@ if str(ROOT) not in sys.path:
     # Run as `python scripts/record_captures.py` from a checkout: sys.path[0] is scripts/.
     sys.path.insert(0, str(ROOT))
 
-from handshake_probe.echo import EchoLog, EchoServer  # noqa: E402
+from handshake_probe.echo.server import EchoLog, EchoServer  # noqa: E402
 
 CAPTURES = ROOT / "captures"
 V4 = "127.0.0.1"

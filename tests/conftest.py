@@ -7,6 +7,6 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _no_terminal_width(monkeypatch: pytest.MonkeyPatch) -> None:
-    # An exported COLUMNS fits the flow table to that width (render.table_width); tests that want a
+    # An exported COLUMNS fits the flow table to that width (views.table.table_width); tests that want a
     # width set it themselves, the others read full, unwrapped tables as a pipe gets them.
     monkeypatch.delenv("COLUMNS", raising=False)

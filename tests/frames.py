@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
 from handshake_probe import _engine
-from handshake_probe.pcapwriter import RawFrame
+from handshake_probe.files.pcapwriter import RawFrame
 
 # The nine flag bits, named as the engine names them.
 Flags = enum.IntFlag("Flags", dict(_engine.FLAGS))

@@ -1,5 +1,5 @@
 """`handshake-probe check`: expectation files and short forms against the project's captures, exit codes
-0/1/2, one-line errors for invalid files, and the logic of handshake_probe/check.py on synthetic records
+0/1/2, one-line errors for invalid files, and the logic of handshake_probe/checks/ on synthetic records
 (for the record fields other engineers are adding: conn_state, history, anomalies)."""
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from typing import Any, Dict, List, Tuple
 
 import pytest
 
-from handshake_probe.check import (Selector, SpecError, evaluate, format_report, load_spec, parse_assignment,
-                                   parse_expectations, spec_from_short_forms)
+from handshake_probe.checks.evaluate import evaluate
+from handshake_probe.checks.report import format_report
+from handshake_probe.checks.spec import (Selector, SpecError, load_spec, parse_assignment, parse_expectations,
+                                         spec_from_short_forms)
 from handshake_probe.cli import _Parser
 from handshake_probe.commands import COMMANDS
 from handshake_probe.commands import check as check_command
@@ -399,7 +401,7 @@ def test_an_unknown_key_exits_2_from_the_command(tmp_path: Path, capsys: pytest.
 
 def test_the_known_fields_are_the_records_fields() -> None:
     import handshake_probe
-    from handshake_probe.check import HANDSHAKE_FIELDS, RECORD_FIELDS
+    from handshake_probe.checks.spec import HANDSHAKE_FIELDS, RECORD_FIELDS
     rec = next(iter(handshake_probe.analyze(str(CLIENT_CLOSE))))
     assert set(rec) | {"file"} == RECORD_FIELDS                   # "file": with several files
     assert tuple(rec["handshake"]) == HANDSHAKE_FIELDS
@@ -493,14 +495,14 @@ def test_colour_only_when_asked() -> None:
 
 
 def test_ladder_falls_back_to_the_segment_listing(monkeypatch: pytest.MonkeyPatch) -> None:
-    from handshake_probe.check import flow_ladder
-    from handshake_probe.flowsource import flow_with_rows
-    from handshake_probe.render import flow_detail
+    from handshake_probe.checks.report import flow_ladder
+    from handshake_probe.files.flowsource import flow_with_rows
+    from handshake_probe.views.table import flow_detail
 
     view = flow_with_rows(str(CLIENT_CLOSE), 1)
     assert view is not None
     rec, rows = view
-    monkeypatch.setitem(sys.modules, "handshake_probe.ladder", None)   # import now fails
+    monkeypatch.setitem(sys.modules, "handshake_probe.views.ladder", None)   # import now fails
     assert flow_ladder(rec, rows) == flow_detail(rec, rows)
 
 
@@ -508,7 +510,7 @@ def test_every_anomaly_kind_the_engine_counts_is_a_valid_expectation(tmp_path) -
     """The vocabulary comes from the engine: zero_window_probe_ack (missing from an earlier hand-kept
     list) is accepted, and so is every other kind the record carries."""
     import handshake_probe
-    from handshake_probe.check import load_spec
+    from handshake_probe.checks.spec import load_spec
     text = "[all]\n" + "".join(f"anomalies.{k} = 0\n" for k in handshake_probe.ANOMALY_KINDS)
     spec = load_spec(text)
     assert len(spec.rules) == 1

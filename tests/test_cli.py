@@ -15,7 +15,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
 from handshake_probe.cli import main
-from handshake_probe.pcapwriter import PcapWriter
+from handshake_probe.files.pcapwriter import PcapWriter
 
 C, S = ("127.0.0.1", 40000), ("127.0.0.1", 8000)
 

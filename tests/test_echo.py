@@ -14,12 +14,12 @@ from typing import Iterator
 
 import pytest
 
-from handshake_probe.echo import EchoLog, EchoServer, Mode, format_peer
+from handshake_probe.echo.server import EchoLog, EchoServer, Mode, format_peer
 
 TIMEOUT = 5.0  # generous upper bound for every blocking client call; loopback is fast
 
 
-LogSink = EchoLog   # the server's log, collected (handshake_probe.echo.EchoLog)
+LogSink = EchoLog   # the server's log, collected (handshake_probe.echo.server.EchoLog)
 
 
 def connect(address: tuple[str, int]) -> socket.socket:
@@ -357,7 +357,7 @@ def test_a_client_whose_setup_fails_still_frees_its_slot(log: LogSink, monkeypat
     """Anything failing while a client is set up (here: its poll set, as EMFILE did to epoll) ends only
     that client: its socket is closed, the disconnect logged, and the max_clients slot is free again."""
     import selectors
-    from handshake_probe import echo
+    from handshake_probe.echo import server as echo
 
     with EchoServer(max_clients=1, log=log) as address:
         real = {name: getattr(selectors, name) for name in ("PollSelector", "DefaultSelector")}

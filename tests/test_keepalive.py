@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 
-from handshake_probe.echo import EchoServer
+from handshake_probe.echo.server import EchoServer
 
 
 def test_keepalive_probes_are_seen_and_named(loopback_capture, assert_flow):

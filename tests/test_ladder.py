@@ -15,10 +15,10 @@ from scapy.layers.l2 import Ether
 from scapy.utils import PcapReader
 
 from handshake_probe.commands import COMMANDS
-from handshake_probe.flowsource import FlowView, flow_with_rows, flows_with_rows, records_and_summary
-from handshake_probe.ladder import ladder_steps, ladder_text, ladders_text
-from handshake_probe.ladder_svg import COLOURS, ladder_svg, ladders_svg
-from handshake_probe.pcapwriter import PcapWriter
+from handshake_probe.files.flowsource import FlowView, flow_with_rows, flows_with_rows, records_and_summary
+from handshake_probe.views.ladder import ladder_steps, ladder_text, ladders_text
+from handshake_probe.views.ladder_svg import COLOURS, ladder_svg, ladders_svg
+from handshake_probe.files.pcapwriter import PcapWriter
 from tests.talk import Talk
 
 CAPTURES = Path(__file__).resolve().parent.parent / "captures"

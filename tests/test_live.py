@@ -25,10 +25,10 @@ import pytest
 
 from handshake_probe import _engine
 from handshake_probe.prober.verdict import analyze as analyze_frames
-from handshake_probe.echo import EchoServer
-from handshake_probe.live import (DEFAULT_SNAPLEN, BpfInsn, InterfaceError, LiveCapture, compile_bpf,
+from handshake_probe.echo.server import EchoServer
+from handshake_probe.live.capture import (DEFAULT_SNAPLEN, BpfInsn, InterfaceError, LiveCapture, compile_bpf,
                                   has_capture_privilege)
-from handshake_probe.pcapwriter import RawFrame
+from handshake_probe.files.pcapwriter import RawFrame
 from tests.frames import decoded, read_frames, segments_of
 from scripts.record_captures import Tcpdump
 
@@ -473,7 +473,7 @@ def _record_ends(data: bytes) -> List[int]:
 def test_the_writer_puts_whole_records_only_on_disk(tmp_path: Path):
     """Whatever moment the writer dies at, the file on disk ends on a record boundary: it writes whole
     records (a file object's 8 KiB buffer would write whenever it fills, cutting a record)."""
-    from handshake_probe.pcapwriter import PcapWriter
+    from handshake_probe.files.pcapwriter import PcapWriter
     path = tmp_path / "w.pcap"
     sizes = []
     with PcapWriter(str(path), 1) as w:

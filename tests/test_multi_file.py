@@ -13,7 +13,7 @@ import pytest
 import handshake_probe
 from handshake_probe import _engine
 from handshake_probe.cli import main
-from handshake_probe.render import write_records
+from handshake_probe.views.table import write_records
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 A, B = CAPTURES / "echo-client-close.pcap", CAPTURES / "closed-port.pcap"
@@ -54,7 +54,7 @@ def test_a_broken_file_does_not_lose_the_others(tmp_path: Path, capsys):
 
 @pytest.mark.parametrize("path", sorted(CAPTURES.rglob("*.pcap")), ids=lambda p: p.name)
 def test_csv_of_one_file_and_of_several_agree(path: Path):
-    """One file's CSV is written by the engine itself (Analysis.chunk), several files' by render.csv_row
+    """One file's CSV is written by the engine itself (Analysis.chunk), several files' by views.table.csv_row
     from their records: two writers of the same cells, which must agree on every capture."""
     engine = handshake_probe.analyze(str(path))
     text = _engine.csv_header() + "\n"

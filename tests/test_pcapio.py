@@ -21,7 +21,7 @@ import pytest
 
 import handshake_probe
 from handshake_probe._engine import CaptureError, Frames
-from handshake_probe.pcapwriter import PcapWriter
+from handshake_probe.files.pcapwriter import PcapWriter
 
 # An Ethernet/IPv4/TCP SYN and its SYN-ACK (192.0.2.1:40000 <-> 192.0.2.2:80, MSS 1460).
 SYN = bytes.fromhex(

@@ -9,8 +9,8 @@ from typing import Tuple
 
 import pytest
 
-from handshake_probe.flowsource import flow_with_rows
-from handshake_probe.pytest_plugin import _live_capture_unavailable, assert_flow
+from handshake_probe.files.flowsource import flow_with_rows
+from handshake_probe.checks.plugin import _live_capture_unavailable, assert_flow
 
 pytest_plugins = ["pytester"]
 
@@ -38,7 +38,7 @@ def test_passes(analyze, assert_flow):
 
 
 def test_fails(analyze):
-    from handshake_probe.pytest_plugin import assert_flow   # the importable form
+    from handshake_probe.checks.plugin import assert_flow   # the importable form
     assert_flow(analyze(CAPTURE)[0], close="fin", client_final="CLOSED")
 '''
 
@@ -180,10 +180,11 @@ def test_assert_flow_rejects_bad_expectations(kwargs: dict, message: str) -> Non
 
 def test_assert_flow_fixture_is_the_function(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_same='''
-        from handshake_probe.pytest_plugin import assert_flow as imported
+        from handshake_probe.checks.plugin import assert_flow as imported
+        from handshake_probe.pytest_plugin import assert_flow as old_name   # the name before checks/
 
         def test_same(assert_flow):
-            assert assert_flow is imported
+            assert assert_flow is imported is old_name
     ''')
     pytester.runpytest_subprocess("-q").assert_outcomes(passed=1)
 

@@ -544,7 +544,7 @@ def test_command_with_a_loopback_target(capsys: pytest.CaptureFixture[str]) -> N
     """--target on 127.0.0.1 through the TUN guard (route_localnet on the device): a server whose timing
     we do not drive passes with the target ladders; a closed port fails the verdict, exit 1."""
     from handshake_probe.cli import main
-    from handshake_probe.echo import EchoServer
+    from handshake_probe.echo.server import EchoServer
 
     with EchoServer(host="127.0.0.1", idle_timeout=0.3) as (host, port):
         assert main(["probe", "--target", f"{host}:{port}", "--scenario",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import handshake_probe.flowsource as flowsource
+import handshake_probe.files.flowsource as flowsource
 from handshake_probe.cli import main
 
 CAPTURE = Path(__file__).resolve().parents[1] / "captures" / "echo-port-reuse-3000.pcap"

@@ -13,10 +13,10 @@ from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 import handshake_probe
 
 from handshake_probe import DEFAULT_IDLE_TIMEOUT, DEFAULT_LINGER, DEFAULT_MAX_OPEN, DEFAULT_MSL  # the engine's
-from handshake_probe.flowsource import flows_with_rows
+from handshake_probe.files.flowsource import flows_with_rows
 from handshake_probe.exitcodes import ExitStatus
-from handshake_probe.parallel import analyze_many, expand
-from handshake_probe.render import (COLUMNS, DEFAULT_COLUMNS, FORMATS, fitted, flow_detail, summary_line,
+from handshake_probe.files.parallel import analyze_many, expand
+from handshake_probe.views.table import (COLUMNS, DEFAULT_COLUMNS, FORMATS, fitted, flow_detail, summary_line,
                                     table_width, write_records)
 from handshake_probe.commands.argtypes import positive_float, positive_int
 from handshake_probe.commands.inputs import Input, InputError, opened, opened_all
@@ -115,7 +115,7 @@ def run_one(source: Input, args: argparse.Namespace) -> int:
         return ExitStatus.BAD_INPUT
     rec, rows = views[0]
     if args.ladder:
-        from handshake_probe.ladder import ladder_text
+        from handshake_probe.views.ladder import ladder_text
         out.write(ladder_text(rec, rows) + "\n")
     elif args.format == "table":
         out.write(flow_detail(rec, rows, args.width) + "\n")

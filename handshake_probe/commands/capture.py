@@ -22,11 +22,11 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optio
 
 from handshake_probe import DEFAULT_MSL, _engine
 from handshake_probe.exitcodes import ExitStatus
-from handshake_probe.live import (CapturePermissionError, InterfaceError, LibpcapMissingError,
+from handshake_probe.live.capture import (CapturePermissionError, InterfaceError, LibpcapMissingError,
                                   LiveCapture)
-from handshake_probe.pcapwriter import PcapWriter, RawFrame
+from handshake_probe.files.pcapwriter import PcapWriter, RawFrame
 from handshake_probe.messages import plural
-from handshake_probe.render import table_width, write_records
+from handshake_probe.views.table import table_width, write_records
 from handshake_probe.commands.argtypes import positive_float, positive_int
 
 FLUSH_INTERVAL = 0.25  # seconds: how stale the pcap file and the printed lines may get under load

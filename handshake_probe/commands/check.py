@@ -1,6 +1,6 @@
 """`handshake-probe check FILE --expect EXPECT.toml`: a CI verdict on a capture's flows.
 
-The expectation schema and all the logic are in handshake_probe/check.py (shared with the pytest plugin);
+The expectation schema and all the logic are in handshake_probe/checks/ (shared with the pytest plugin);
 this module reads the files, runs the analysis and prints. Exit status: 0 every expectation met, 1 one was
 not (a selector that picks no flow included), 2 the capture or the expectation file could not be read or
 is invalid (one line on stderr naming the file and, for TOML, the line).
@@ -13,14 +13,15 @@ import os
 import sys
 from typing import Dict, Sequence, TextIO
 
-from handshake_probe.check import (Spec, SpecError, evaluate, flow_ladder, format_report, load_spec,
-                                   spec_from_short_forms)
+from handshake_probe.checks.evaluate import evaluate
+from handshake_probe.checks.report import flow_ladder, format_report
+from handshake_probe.checks.spec import Spec, SpecError, load_spec, spec_from_short_forms
 from handshake_probe import DEFAULT_MSL  # the engine's
 from handshake_probe.commands.argtypes import non_negative_int as _non_negative_int
 from handshake_probe.commands.argtypes import positive_float as _positive_float
 from handshake_probe.commands.inputs import Input, InputError, opened
 from handshake_probe.exitcodes import ExitStatus
-from handshake_probe.flowsource import flows_with_rows, records_and_summary
+from handshake_probe.files.flowsource import flows_with_rows, records_and_summary
 from handshake_probe.messages import error, plural, warning
 
 DEFAULT_MAX_FLOWS = 10
@@ -31,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.description = ("Check a capture's flows against expectations: conn_state, close, handshake, state paths,\n"
                      "timings, anomaly counts. Exit 0 when all are met, 1 when one is not, 2 when the capture\n"
-                     "or the expectation file cannot be read. The schema: pydoc handshake_probe.check")
+                     "or the expectation file cannot be read. The schema: pydoc handshake_probe.checks.spec")
     p.epilog = ("examples:\n"
                 "  handshake-probe check cap.pcap --expect cap.expect.toml\n"
                 "  handshake-probe check cap.pcap --flows 3 --all-flows conn_state=SF \\\n"

@@ -12,7 +12,7 @@ import sys
 from typing import Iterable, Optional
 
 from handshake_probe.commands.argtypes import positive_float, positive_int, server_port
-from handshake_probe.echo import format_peer
+from handshake_probe.echo.server import format_peer
 from handshake_probe.exitcodes import ExitStatus
 
 

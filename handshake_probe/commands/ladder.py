@@ -9,10 +9,10 @@ from typing import List, Optional
 from handshake_probe import DEFAULT_MSL  # the engine's
 from handshake_probe.commands.inputs import Input, InputError, opened
 from handshake_probe.exitcodes import ExitStatus
-from handshake_probe.flowsource import FlowView, flows_with_rows
+from handshake_probe.files.flowsource import FlowView, flows_with_rows
 from handshake_probe.messages import error, plural, warning
 from handshake_probe.commands.argtypes import positive_float as _positive_float, positive_int as _positive_int
-from handshake_probe.ladder import (DEFAULT_HEAD, DEFAULT_MAX_FLOWS, DEFAULT_TAIL, DEFAULT_WIDTH, ladder_text,
+from handshake_probe.views.ladder import (DEFAULT_HEAD, DEFAULT_MAX_FLOWS, DEFAULT_TAIL, DEFAULT_WIDTH, ladder_text,
                                     ladders_text)
 
 
@@ -61,7 +61,7 @@ def _limits(args: argparse.Namespace, head: int, tail: int):
 
 
 def _write_svg(args: argparse.Namespace, flows: List[FlowView], total: Optional[int]) -> bool:
-    from handshake_probe.ladder_svg import SVG_HEAD, SVG_TAIL, ladder_svg, ladders_svg
+    from handshake_probe.views.ladder_svg import SVG_HEAD, SVG_TAIL, ladder_svg, ladders_svg
     max_rows, head, tail = _limits(args, SVG_HEAD, SVG_TAIL)
     if len(flows) == 1 and total is None:
         doc = ladder_svg(*flows[0], args.absolute, max_rows, head, tail)

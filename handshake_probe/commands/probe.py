@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         check_options(opts)         # arguments first: bad ones exit 2 for every user, root or not
         caps.require(args.guard)    # then the privilege, before anything is touched: one line, exit 77
         from handshake_probe.prober import report
-        from handshake_probe.render import table_width
+        from handshake_probe.views.table import table_width
         outcomes = run_probe(opts, emit=lambda line: print(line, flush=True),
                              on_outcome=lambda o: print(report.render(o, args.ladder, table_width(sys.stdout)),
                                                         end="\n\n", flush=True))

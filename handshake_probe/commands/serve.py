@@ -1,4 +1,4 @@
-"""`handshake-probe serve`: the socket lesson's echo server, done right (see handshake_probe/echo.py)."""
+"""`handshake-probe serve`: the socket lesson's echo server, done right (see handshake_probe/echo/server.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import threading
 from types import FrameType
 from typing import Optional, Tuple
 
-from handshake_probe.echo import EchoServer, format_peer
+from handshake_probe.echo.server import EchoServer, format_peer
 from handshake_probe.exitcodes import ExitStatus
 from handshake_probe.commands.argtypes import port, positive_float, positive_int
 

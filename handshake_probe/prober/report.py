@@ -1,12 +1,12 @@
-"""Text for a finished scenario: the analyzer's ladder (render.flow_detail, as `analyze --flow N`), what the
+"""Text for a finished scenario: the analyzer's ladder (views.table.flow_detail, as `analyze --flow N`), what the
 kernel said at each checkpoint, and one verdict line (what was expected, what happened)."""
 
 from __future__ import annotations
 
 from typing import List, Optional, Sequence
 
-from handshake_probe.ladder import ladder_text
-from handshake_probe.render import flow_detail
+from handshake_probe.views.ladder import ladder_text
+from handshake_probe.views.table import flow_detail
 from handshake_probe.prober.verdict import Outcome, state_after
 
 __all__ = ["render", "verdict_line", "summary"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from handshake_probe import _engine
-from handshake_probe.pcapwriter import RawFrame
+from handshake_probe.files.pcapwriter import RawFrame
 from handshake_probe.prober.context import Checkpoint
 from handshake_probe.prober.kernel import Address
 from handshake_probe.prober.link import decode_segment

@@ -36,7 +36,7 @@ class FileResult:
 
 
 def analyze_one(path: str, options: Dict[str, Any]) -> FileResult:
-    from handshake_probe.render import summary_line
+    from handshake_probe.views.table import summary_line
     import handshake_probe
     # Streamed out of the flow table: memory follows open flows; then put in flow order.
     analysis = handshake_probe.analyze(path, streaming=True, **options)

@@ -47,7 +47,7 @@ import time
 from types import TracebackType
 from typing import Callable, Iterator, List, NamedTuple, Optional, Tuple, Type
 
-from handshake_probe.pcapwriter import RawFrame
+from handshake_probe.files.pcapwriter import RawFrame
 
 __all__ = ["BpfInsn", "CapturePermissionError", "InterfaceError", "LibpcapMissingError",
            "LiveCapture", "compile_bpf", "has_capture_privilege", "DEFAULT_SNAPLEN"]

@@ -15,7 +15,7 @@ import textwrap
 from typing import Iterable, List, Optional, Sequence, Tuple
 from xml.sax.saxutils import escape, quoteattr
 
-from handshake_probe.ladder import Gap, Ladder, Record, Rows, Step, Timer, ladder_steps
+from handshake_probe.views.ladder import Gap, Ladder, Record, Rows, Step, Timer, ladder_steps
 
 __all__ = ["ladder_svg", "ladders_svg", "SVG_MAX_ROWS", "SVG_HEAD", "SVG_TAIL", "COLOURS"]
 

@@ -14,7 +14,7 @@ changes. Notes the analysis attached to a segment ("RST not acceptable", violati
     0.024              |------------------------ [.] seq=1 ack=1 ------------------------>| ESTABLISHED
 
 `ladder_steps` turns a flow (its record and its rows, as the engine hands them out: see
-handshake_probe.flowsource) into the diagram's items (shared with the SVG renderer, `ladder_svg`);
+handshake_probe.files.flowsource) into the diagram's items (shared with the SVG renderer, `ladder_svg`);
 `ladder_text` lays them out in at most `width` columns. Long flows keep the first `head` and last `tail`
 segments and say how many were left out. Only the standard library is used.
 """
