@@ -141,6 +141,9 @@ pub struct Flow {
     pub msl: f64,
     /// the 4-tuple carried an earlier flow in this capture
     pub reused_port: bool,
+    /// capture time of the segment that ended this incarnation (RST, rejection, FIN both ways):
+    /// the flow table's linger rule counts from here (src/flows.rs, `split`)
+    pub ended_at: Option<f64>,
     /// (ts, frame) of the client SYN the silent server has not reacted to yet
     pending_syn: Option<(f64, u64)>,
     held_fin: Option<HeldFin>,
@@ -200,6 +203,7 @@ impl Flow {
             rows: if keep_rows { Some(Vec::new()) } else { None },
             msl,
             reused_port,
+            ended_at: None,
             pending_syn: None,
             held_fin: None,
             seg_first: 0,
@@ -261,28 +265,6 @@ impl Flow {
             None if self.fins[0] && self.fins[1] => "fin",
             None => "none",
         }
-    }
-
-    /// Is this SYN (without ACK) the start of a new connection on the same 4-tuple?
-    pub fn starts_new_flow(&self, seg: &Segment) -> bool {
-        let from_client = seg.src == self.client.addr && seg.sport == self.client.port;
-        let sender = if from_client {
-            &self.client
-        } else {
-            &self.server
-        };
-        if sender.isn == Some(seg.seq) {
-            return false; // a retransmitted SYN (same ISN): same flow (RFC 9293 §3.8.1)
-        }
-        if self.ended() {
-            return true; // port reuse after RST, rejection, or FIN close / TIME-WAIT
-        }
-        // Simultaneous open (RFC 9293 §3.5 figure 7): the other side's SYN crosses the client's SYN.
-        let simultaneous = !from_client
-            && self.server.isn.is_none()
-            && self.state_of(Role::Client) == State::SynSent
-            && self.server.packets == 0;
-        !simultaneous
     }
 
     // ----------------------------------------------------------------- feeding
@@ -404,6 +386,17 @@ impl Flow {
         }
         if flags & FIN != 0 && flags & RST == 0 {
             self.fins[snd as usize] = true;
+        }
+        // Only this (slow) path can end a flow: the fast path above moves no state and sets no RST
+        // or FIN. A flow ends on a segment with RST or FIN, or on one that moved a state after a FIN
+        // (the ACK of the last FIN): without RST and FIN no endpoint reaches CLOSED or TIME-WAIT from
+        // where a flow starts, so other segments need no look.
+        if self.ended_at.is_none()
+            && (flags & (FIN | RST) != 0
+                || (self.fins[0] || self.fins[1]) && self.transitions.len() != n_before)
+            && (self.fins[0] && self.fins[1] || self.ended())
+        {
+            self.ended_at = Some(seg.ts);
         }
         for observer in &mut self.observers {
             observer.on_segment(&seg, from_client, self.reused_port, &mut notes);
@@ -965,8 +958,14 @@ pub(crate) mod tests {
             })
         }
         pub fn with(opts: TableOptions) -> Talk {
+            Talk::with_observers(opts, Box::new(Vec::new))
+        }
+        pub fn with_observers(
+            opts: TableOptions,
+            observers: crate::flows::ObserverFactory,
+        ) -> Talk {
             Talk {
-                table: FlowTable::new(opts, Box::new(Vec::new)),
+                table: FlowTable::new(opts, observers),
                 ts: 100.0,
                 frame: 0,
                 segments: Vec::new(),

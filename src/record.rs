@@ -297,10 +297,7 @@ fn states_text(v: Option<&Value>) -> (Value, Value) {
     let Some(Value::List(items)) = v else {
         return (Value::Null, Value::Null);
     };
-    let names: Vec<&str> = items
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let names: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
     (
         names
             .last()
