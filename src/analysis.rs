@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::decode::{decode, Decoded, Skip};
+use crate::decode::{Decoded, Decoder, Skip};
 use crate::flow::Flow;
 use crate::flows::{FlowTable, ObserverFactory, RowFilter, TableOptions};
 use crate::observe::Observer;
@@ -17,11 +17,12 @@ pub const MAX_FRAME_WARNINGS: usize = 10;
 const BATCH: usize = 4096;
 
 /// Skip reasons in the order the summary line sorts them (by name), malformed last-but-sorted too.
-pub const SKIP_REASONS: [&str; 5] = [
+pub const SKIP_REASONS: [&str; 6] = [
     "fragment",
     "malformed",
     "non-tcp",
     "truncated",
+    "tunnel-depth-exceeded",
     "unknown-link",
 ];
 
@@ -30,7 +31,8 @@ pub fn skip_index(s: Skip) -> usize {
         Skip::Fragment => 0,
         Skip::NotTcp => 2,
         Skip::Truncated => 3,
-        Skip::UnknownLink => 4,
+        Skip::TunnelDepth => 4,
+        Skip::UnknownLink => 5,
     }
 }
 pub const MALFORMED: usize = 1;
@@ -85,10 +87,10 @@ pub struct FileAnalysis {
     pub path: String,
     reader: Option<Input>,
     table: FlowTable,
-    verify: bool,
+    decoder: Decoder,
     pub frames: u64,
     pub segments: u64,
-    pub skipped: [u64; 5],
+    pub skipped: [u64; SKIP_REASONS.len()],
     pub warnings: Vec<String>,
     pub error: Option<String>,
     pub violations: u64,
@@ -110,10 +112,10 @@ impl FileAnalysis {
             path: path.to_string(),
             reader: None,
             table,
-            verify: opts.check_checksums,
+            decoder: Decoder::new(opts.check_checksums),
             frames: 0,
             segments: 0,
-            skipped: [0; 5],
+            skipped: [0; SKIP_REASONS.len()],
             warnings: Vec::new(),
             error: None,
             violations: 0,
@@ -175,17 +177,19 @@ impl FileAnalysis {
             let malformed = match reader.next_frame() {
                 Ok(Some(f)) => {
                     self.frames += 1;
-                    match decode(
-                        f.data,
-                        f.linktype,
-                        f.ts,
-                        f.frame,
-                        Some(f.wirelen),
-                        self.verify,
-                    ) {
+                    match self
+                        .decoder
+                        .decode(f.data, f.linktype, f.ts, f.frame, Some(f.wirelen))
+                    {
                         Ok(Decoded::Segment(seg)) => {
                             self.segments += 1;
                             self.table.add(seg);
+                            if self.decoder.has_extra() {
+                                for seg in self.decoder.take_extra() {
+                                    self.segments += 1;
+                                    self.table.add(seg);
+                                }
+                            }
                             None
                         }
                         Ok(Decoded::Skip(why)) => {

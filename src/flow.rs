@@ -9,10 +9,26 @@ use crate::observe::Observer;
 use crate::record::{Fields, Value};
 use crate::segment::{Addr, Segment, ACK, FIN, RST, SYN};
 use crate::states::{table, Cue, State};
+use crate::tunnel::{Tunnel, TunnelKind};
 
 const PLAIN_MASK: u16 = SYN | FIN | RST | ACK;
 /// A pathological flow must not grow without bound; the count is kept in full.
 pub const MAX_VIOLATIONS: usize = 50;
+/// Distinct tunnels listed per flow (a flow whose packets come through more is odd; the rest are
+/// not listed).
+pub const MAX_TUNNELS: usize = 16;
+
+/// A tunnel some of a flow's packets came through (src/tunnel.rs), named from the flow's side: the
+/// outer end on the inner client's side is `client`, as the first packet through it showed
+/// (for a tunnel whose one direction carries both inner directions, the first packet decides).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TunnelSeen {
+    pub kind: TunnelKind,
+    pub client: (Addr, u16),
+    pub server: (Addr, u16),
+    /// the flow's packets that came through it
+    pub packets: u64,
+}
 
 /// States in which a plain ACK, sent or received, can neither move the state nor acknowledge a SYN or
 /// FIN that would (the ACK-of-SYN and ACK-of-FIN cues belong to SYN-RECEIVED, FIN-WAIT-1, CLOSING,
@@ -144,6 +160,9 @@ pub struct Flow {
     /// capture time of the segment that ended this incarnation (RST, rejection, FIN both ways):
     /// the flow table's linger rule counts from here (src/flows.rs, `split`)
     pub ended_at: Option<f64>,
+    /// every tunnel the flow's packets came through, in order of first use, outermost layer first
+    /// within a packet; empty when none did. One inner 4-tuple is one flow whatever carried it.
+    pub tunnels: Vec<TunnelSeen>,
     /// (ts, frame) of the client SYN the silent server has not reacted to yet
     pending_syn: Option<(f64, u64)>,
     held_fin: Option<HeldFin>,
@@ -204,6 +223,7 @@ impl Flow {
             msl,
             reused_port,
             ended_at: None,
+            tunnels: Vec::new(),
             pending_syn: None,
             held_fin: None,
             seg_first: 0,
@@ -272,6 +292,9 @@ impl Flow {
         self.packets += 1;
         self.last_ts = seg.ts;
         let from_client = seg.sport == self.client.port && seg.src == self.client.addr;
+        if let Some(path) = &seg.tunnels {
+            self.note_tunnels(path, from_client);
+        }
         let (snd, rcv) = if from_client {
             (Role::Client, Role::Server)
         } else {
@@ -421,6 +444,34 @@ impl Flow {
                     server_state,
                     transitions: mine,
                     notes,
+                });
+            }
+        }
+    }
+
+    /// Count the packet in each tunnel of its path; a tunnel not seen before joins the list.
+    #[cold]
+    fn note_tunnels(&mut self, path: &[Tunnel], from_client: bool) {
+        for layer in path {
+            let (near, far) = ((layer.src, layer.sport), (layer.dst, layer.dport));
+            let (client, server) = if from_client {
+                (near, far)
+            } else {
+                (far, near)
+            };
+            let known = self.tunnels.iter().position(|t| {
+                t.kind == layer.kind
+                    && ((t.client, t.server) == (client, server)
+                        || (t.client, t.server) == (server, client))
+            });
+            if let Some(t) = known.and_then(|i| self.tunnels.get_mut(i)) {
+                t.packets += 1;
+            } else if self.tunnels.len() < MAX_TUNNELS {
+                self.tunnels.push(TunnelSeen {
+                    kind: layer.kind,
+                    client,
+                    server,
+                    packets: 1,
                 });
             }
         }
@@ -869,12 +920,39 @@ impl Flow {
             ("violations", Value::List(violations)),
             ("violation_count", self.violation_count.into()),
             ("reused_port", self.reused_port.into()),
+            (
+                "tunnels",
+                Value::List(self.tunnels.iter().map(tunnel_value).collect()),
+            ),
         ];
         for observer in &self.observers {
             observer.record(&mut rec);
         }
         Value::Obj(rec)
     }
+}
+
+/// One tunnel as the record writes it: `{kind, outer_client, outer_server, packets}`.
+pub fn tunnel_value(t: &TunnelSeen) -> Value {
+    let layer = Tunnel {
+        kind: t.kind,
+        src: t.client.0,
+        sport: t.client.1,
+        dst: t.server.0,
+        dport: t.server.1,
+    };
+    Value::Obj(vec![
+        ("kind", Value::Static(t.kind.name())),
+        (
+            "outer_client",
+            layer.end_label(t.client.0, t.client.1).into(),
+        ),
+        (
+            "outer_server",
+            layer.end_label(t.server.0, t.server.1).into(),
+        ),
+        ("packets", t.packets.into()),
+    ])
 }
 
 /// One transition as the record writes it.
@@ -1056,6 +1134,7 @@ pub(crate) mod tests {
                 options: Default::default(),
                 ip_version: 4,
                 checksum_ok: None,
+                tunnels: None,
             };
             let end = seq.wrapping_add(seg.seq_len());
             if crate::endpoint::seq_ge(end, conv.nxt[side]) {
@@ -1167,7 +1246,7 @@ pub(crate) mod tests {
             r#"{"ts":100.50300000000001,"frame":4,"endpoint":"server","from":"ESTABLISHED","to":"CLOSED","cause":"rcv RST"}],"#,
             r#""handshake":{"complete":true,"status":"complete","syn_to_synack_ms":1.0,"synack_to_ack_ms":1.0,"#,
             r#""syn_count":1,"synack_count":1},"close":"client-rst","violations":[],"violation_count":0,"#,
-            r#""reused_port":false}"#
+            r#""reused_port":false,"tunnels":[]}"#
         );
         assert_eq!(json(&rec), expected);
     }
