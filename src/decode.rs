@@ -28,6 +28,7 @@ use std::fmt;
 
 use crate::checksum::tcp_checksum_ok;
 use crate::segment::{Addr, Segment, TcpOptions};
+use crate::tunnel::fragments::{FragKey, Reassembler};
 use crate::tunnel::{self, Hop, Next, Stop, Tunnel, TunnelKind, TunnelPath, MAX_DEPTH};
 
 /// Why a frame produced no segment (the caller counts these).
@@ -218,12 +219,14 @@ pub fn decode(
     decode_general(data, linktype, ts, frame, wirelen, verify_checksum)
 }
 
-/// What decoding keeps from frame to frame: the more segments a frame carried (an 802.11 A-MSDU
-/// in Aruba's GRE holds several packets) until the caller takes them.
+/// What decoding keeps from frame to frame: the fragments of tunnel packets until they are whole
+/// (src/tunnel/fragments.rs), and the more segments a frame carried (an 802.11 A-MSDU in Aruba's
+/// GRE holds several packets) until the caller takes them.
 #[derive(Debug, Default)]
 pub struct Decoder {
     verify: bool,
     extra: Vec<Segment>,
+    frags: Reassembler,
 }
 
 impl Decoder {
@@ -232,6 +235,7 @@ impl Decoder {
         Decoder {
             verify: verify_checksum,
             extra: Vec::new(),
+            frags: Reassembler::new(),
         }
     }
 
@@ -253,6 +257,7 @@ impl Decoder {
         }
         let mut cx = Cx {
             extra: &mut self.extra,
+            frags: Some(&mut self.frags),
         };
         general(data, linktype, ts, frame, wirelen, self.verify, &mut cx)
     }
@@ -267,12 +272,19 @@ impl Decoder {
     pub fn take_extra(&mut self) -> std::vec::Drain<'_, Segment> {
         self.extra.drain(..)
     }
+
+    /// The fragments waiting for the rest of their datagram.
+    pub fn fragments(&self) -> &Reassembler {
+        &self.frags
+    }
 }
 
 /// What one frame's decoding writes besides its outcome.
 struct Cx<'c> {
     /// segments after the first (802.11 A-MSDU subframes)
     extra: &'c mut Vec<Segment>,
+    /// fragments of tunnel packets (None: a stateless decode, which counts them as fragments)
+    frags: Option<&'c mut Reassembler>,
 }
 
 /// Ethernet II, IPv4 without options, not a fragment, TCP header fully captured: Python's fast
@@ -354,7 +366,10 @@ pub fn decode_general(
     verify_checksum: bool,
 ) -> Result<Decoded, DecodeError> {
     let mut extra = Vec::new();
-    let mut cx = Cx { extra: &mut extra };
+    let mut cx = Cx {
+        extra: &mut extra,
+        frags: None,
+    };
     general(data, linktype, ts, frame, wirelen, verify_checksum, &mut cx)
 }
 
@@ -614,6 +629,38 @@ impl<'a> Ip<'a> {
         inner.next(cx, hop.next)
     }
 
+    /// A fragment of a tunnel carrier, its bytes `data[off..end]`, `piece` = (offset, more): to the
+    /// reassembler; the fragment that completes its datagram gives the datagram's outcome, the others
+    /// are counted as fragments. A fragment cut by the snaplen cannot complete anything.
+    #[cold]
+    fn fragment(&self, cx: &mut Cx<'_>, key: FragKey, piece: (usize, bool), end: i64) -> Outcome {
+        let bytes = usize::try_from(end)
+            .ok()
+            .and_then(|end| self.data.get(self.off..end));
+        let (Some(frags), Some(bytes)) = (cx.frags.as_deref_mut(), bytes) else {
+            return Ok(Decoded::Skip(Skip::Fragment));
+        };
+        let Some(whole) = frags.add(key, self.ts, piece.0, piece.1, bytes) else {
+            return Ok(Decoded::Skip(Skip::Fragment));
+        };
+        let ip = Ip {
+            data: &whole,
+            n: whole.len(),
+            off: 0,
+            cut: false,
+            wire_end: whole.len() as i64,
+            ..*self
+        };
+        ip.carrier(cx, key.proto, whole.len() as i64, key.src, key.dst)
+            .map_err(|e| DecodeError {
+                offset: e.offset,
+                reason: format!(
+                    "{} (in the datagram reassembled from fragments; the byte counts from its payload)",
+                    e.reason
+                ),
+            })
+    }
+
     /// A tunnel header that could not be followed: a header cut by the snaplen is `truncated`; one
     /// that runs past its carrier's payload is malformed where the IP protocol said a tunnel
     /// follows, and not a tunnel at all where only a UDP port guessed one (`guess`).
@@ -748,13 +795,21 @@ impl<'a> Ip<'a> {
             if !carrier(proto) {
                 return Ok(Decoded::Skip(Skip::NotTcp));
             }
-            if frag & 0x3FFF != 0 {
-                return Ok(Decoded::Skip(Skip::Fragment)); // a piece of a tunnel packet
-            }
             if n < off + ihl {
                 return short(self.cut, off, "IPv4 header with options", ihl, left(n, off));
             }
             let end = off as i64 + total;
+            if frag & 0x3FFF != 0 {
+                // MF or an offset: a piece of a tunnel packet (RFC 791 §3.2)
+                let key = FragKey {
+                    src: Addr::V4(src),
+                    dst: Addr::V4(dst),
+                    id: u32::from(u16::from_be_bytes([h[4], h[5]])),
+                    proto,
+                };
+                let piece = (usize::from(frag & 0x1FFF) * 8, frag & 0x2000 != 0);
+                return self.at(off + ihl).fragment(cx, key, piece, end);
+            }
             return self
                 .at(off + ihl)
                 .carrier(cx, proto, end, Addr::V4(src), Addr::V4(dst));
@@ -825,6 +880,18 @@ impl<'a> Ip<'a> {
                 let hdr_len = usize::from(byte(data, cur + 1));
                 if nh == IPV6_FRAGMENT {
                     let offset_flags = u16_at(data, cur + 2).unwrap_or(0);
+                    if carrier(next_nh) && offset_flags & 0xFFF9 != 0 {
+                        // An offset or M: a piece of a tunnel packet (RFC 8200 §4.5).
+                        let key = FragKey {
+                            src: Addr::V6(src),
+                            dst: Addr::V6(dst),
+                            id: u32_at(data, cur + 4).unwrap_or(0),
+                            proto: next_nh,
+                        };
+                        let piece = (usize::from(offset_flags >> 3) * 8, offset_flags & 1 != 0);
+                        let end = start as i64 + payload_len;
+                        return self.at(cur + 8).fragment(cx, key, piece, end);
+                    }
                     if offset_flags >> 3 != 0 {
                         // RFC 8200 §4.5: offset != 0, the TCP header is in the first fragment.
                         return Ok(Decoded::Skip(Skip::Fragment));
@@ -1703,5 +1770,98 @@ mod tests {
                 let _ = d.take_extra().count();
             }
         }
+    }
+
+    /// `outer4` split into fragments of `size` payload bytes (a multiple of 8), in `order`.
+    fn fragments4(proto: u8, payload: &[u8], size: usize, order: &[usize]) -> Vec<Vec<u8>> {
+        let pieces: Vec<&[u8]> = payload.chunks(size).collect();
+        order
+            .iter()
+            .map(|&i| {
+                let mut ip = outer4(proto, pieces[i]);
+                let more = if i + 1 < pieces.len() { 0x2000u16 } else { 0 };
+                ip[4..6].copy_from_slice(&[0x12, 0x34]);
+                ip[6..8].copy_from_slice(&(more | (i * size / 8) as u16).to_be_bytes());
+                eth(&ip)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fragmented_tunnel_packets_are_reassembled() {
+        // GRE with Ethernet inside, in 3 fragments arriving out of order
+        let gre = cat(&[
+            &hx("2000 6558 0000 0001"),
+            &eth(&ipv4(5, None, 0, 6, &tcp_hdr(5, 0x18, &[7; 100]))),
+        ]);
+        let mut d = Decoder::new(false);
+        let frames = fragments4(47, &gre, 64, &[2, 0, 1]);
+        for f in &frames[..2] {
+            assert_eq!(
+                d.decode(f, 1, 0.0, 1, None),
+                Ok(Decoded::Skip(Skip::Fragment))
+            );
+        }
+        let s = seg(d.decode(&frames[2], 1, 0.5, 7, None));
+        assert_eq!(
+            (kinds(&s), s.payload_len, s.frame, s.ts),
+            (vec!["gre"], 100, 7, 0.5)
+        );
+        assert!(d.fragments().is_empty());
+        // stateless decode cannot: every piece is a fragment
+        for f in &frames {
+            assert_eq!(
+                decode(f, 1, 0.0, 1, None, false),
+                Ok(Decoded::Skip(Skip::Fragment))
+            );
+        }
+        // UDP (GTP-U): the ports are in the first fragment only
+        let len = (4 + inner4().len()) as u16;
+        let gtp = udp(
+            2152,
+            2152,
+            &cat(&[
+                &hx(&format!("32ff {len:04x} 0000 0001 0001 0000")),
+                &inner4(),
+            ]),
+        );
+        let frames = fragments4(17, &gtp, 24, &[1, 0, 2]);
+        let outcomes: Vec<_> = frames
+            .iter()
+            .map(|f| d.decode(f, 1, 0.0, 1, None))
+            .collect();
+        assert_eq!(kinds(&seg(outcomes[2].clone())), ["gtp-u"]);
+        // IPv6 carrying GRE, in two fragments (fragment header, next header 47)
+        let gre6 = cat(&[&hx("0000 0800"), &inner4()]);
+        let (a, b) = gre6.split_at(24);
+        let frag6 = |off: u16, more: u16, part: &[u8]| {
+            let mut fh = vec![47u8, 0];
+            fh.extend(((off / 8) << 3 | more).to_be_bytes());
+            fh.extend(hx("0000beef"));
+            cat(&[&hx(ETH6), &outer6(44, &cat(&[&fh, part]))])
+        };
+        assert_eq!(
+            d.decode(&frag6(0, 1, a), 1, 0.0, 1, None),
+            Ok(Decoded::Skip(Skip::Fragment))
+        );
+        assert_eq!(
+            kinds(&seg(d.decode(&frag6(24, 0, b), 1, 0.0, 2, None))),
+            ["gre"]
+        );
+        // an inner fault in a reassembled datagram says where it was found
+        let mut bad = gre.clone();
+        bad[8 + 14] = 0x43; // the inner IPv4 header length
+        let frames = fragments4(47, &bad, 64, &[0, 1, 2]);
+        let _ = d.decode(&frames[0], 1, 0.0, 1, None);
+        let _ = d.decode(&frames[1], 1, 0.0, 1, None);
+        let e = d.decode(&frames[2], 1, 0.0, 1, None).unwrap_err();
+        assert_eq!(e.offset, 22);
+        assert!(e.reason.contains("reassembled"), "{e}");
+        // TCP fragments are not reassembled: the first piece's header is read, as before
+        let tcp_first = fragments4(6, &tcp_hdr(5, 0x18, &[1; 60]), 40, &[0]);
+        assert_eq!(
+            seg(d.decode(&tcp_first[0], 1, 0.0, 1, None)).payload_len,
+            20
+        );
     }
 }

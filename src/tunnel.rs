@@ -29,6 +29,8 @@
 //! src/packet_analysis/protocol/{gre,vxlan,geneve,gtpv1,teredo,ayiya,ieee802_11}/; Wireshark:
 //! packet-gre.c, packet-l2tp.c).
 
+pub mod fragments;
+
 use crate::record::Value;
 use crate::segment::Addr;
 
@@ -131,7 +133,7 @@ impl Tunnel {
 
 /// The tunnels one packet crossed, outermost first: at most `MAX_DEPTH`, kept inline so that a
 /// segment's path is one allocation.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct TunnelPath {
     len: u8,
     layers: [Tunnel; MAX_DEPTH],
@@ -149,6 +151,12 @@ impl TunnelPath {
             path.len += 1;
         }
         path
+    }
+}
+
+impl std::fmt::Debug for TunnelPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 

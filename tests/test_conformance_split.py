@@ -96,9 +96,6 @@ KNOWN: Dict[Tuple[str, str, str, int], str] = {
         "kept the first packet's sender (the server) as originator: `D`. Our Zeek emulation uses the "
         "likely server ports of a default `zeek -r` (src/zeek.rs LIKELY_SERVER_PORTS) and flips: `^d`. "
         "conn_state (OTH) agrees.",
-    ("zeek-tunnel-gtp2-different-udp-port", "history", "10.131.17.170:51803>173.199.115.168:80", 0):
-        "the server's 42 large segments come in outer IPv4 fragments, not reassembled yet: we see "
-        "7 of its 49 packets (content gaps: gg).",
 }
 
 
