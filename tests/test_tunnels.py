@@ -171,3 +171,19 @@ def test_engine_feed_counts_a_loop_of_nested_headers_and_decodes_the_rest():
                                       "packets": 1}]
     seg = handshake_probe._load_engine().decode(_frame(47, b"\x00\x00\x08\x00" + inner), 1)
     assert seg["tunnels"] == [{"kind": "gre", "src": "10.9.9.1", "dst": "10.9.9.2"}]
+
+
+@needs_corpus
+def test_table_and_flow_header_name_the_tunnels(flows):
+    from handshake_probe.render import flow_detail, flow_table
+
+    gre = flows["zeek-tunnel-gre-sample"]
+    table = flow_table(gre)
+    assert table.splitlines()[0].rstrip().endswith("tunnels")
+    assert "gre 172.27.1.66>66.59.109.137" in table
+    # a capture without tunnels keeps the table it always had
+    plain = [r for r in flows["zeek-tunnel-teredo"] if not r["tunnels"]]
+    assert "tunnels" not in flow_table(plain).splitlines()[0]
+    head = flow_detail(gre[0], []).splitlines()
+    assert head[1] == "tunnels: gre 172.27.1.66 <-> 66.59.109.137 (22 packets)"
+    assert not any(line.startswith("tunnels:") for line in flow_detail(plain[0], []).splitlines())
