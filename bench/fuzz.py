@@ -1,4 +1,4 @@
-"""Fuzz the file edge and the core: read_frames + decode + FlowTable (the whole analysis) + rendering.
+"""Fuzz the file edge and the engine: its reader, decoder and analysis (through the Python API) + rendering.
 
     python bench/fuzz.py --seconds 300                     # atheris (coverage-guided) if installed
     python bench/fuzz.py --engine random --inputs 200000   # the plain mutation loop
@@ -6,17 +6,20 @@
 
 The seed corpus is every capture in captures/ up to 64 KiB (not the 2.5 MB port-reuse one) and a
 pcapng built here with one interface per supported link type, an SPB, an obsolete PB, an unknown block
-and a second, big-endian section. The property: nothing raises but `CaptureError` from the reader and
-`DecodeError` from decode (both caught inside the analysis, so `analyze_file` never raises), every
-input ends within --timeout seconds, and every 10th input read through a pipe gives the same frames and
-fault as the file. The process runs under a 2 GiB address-space limit, so that a buffer sized by a
-corrupt length field surfaces as a MemoryError. Each crashing input is saved under OUT/crashes/ (one
-per distinct exception and place, with its traceback beside it) and the run goes on; at the end it
-prints the inputs tried and the crashes found (exit status 1 if any).
+and a second, big-endian section. The property: nothing raises but `CaptureError` from the reader
+(`_engine.Frames`) and `DecodeError` from `_engine.decode` (both reported inside the analysis, so
+`handshake_probe.analyze` never raises, and no `EngineError`, the engine's panic guard, ever shows),
+the engine's JSON Lines text is Python's json.dumps of its records, every input ends within --timeout
+seconds, and every 10th input read through a pipe gives the same frames and fault as the file. The
+process runs under a 2 GiB address-space limit, so that a buffer sized by a corrupt length field
+surfaces as a MemoryError. Each crashing input is saved under OUT/crashes/ (one per distinct exception
+and place, with its traceback beside it) and the run goes on; at the end it prints the inputs tried and
+the crashes found (exit status 1 if any).
 
 Engines: `atheris` mutates with libFuzzer, guided by the coverage of the instrumented handshake_probe
-code; `random` (the fallback when atheris is not installed) applies the structure-aware mutations below
-(bit flips, truncations, length-field tweaks, insertions, deletions) to the seeds.
+Python code (the views; the compiled engine is fuzzed under coverage by its own cargo-fuzz target);
+`random` (the fallback when atheris is not installed) applies the structure-aware mutations below (bit
+flips, truncations, length-field tweaks, insertions, deletions) to the seeds.
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ import argparse
 import contextlib
 import hashlib
 import io
+import json
 import os
 import random
 import signal
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -112,14 +117,14 @@ def pcapng_seed(frames: Sequence[bytes]) -> bytes:
 
 def seed_corpus(include_big: bool = False) -> Dict[str, bytes]:
     """name -> bytes: the captures, and a pcapng built from two of them (IPv4 and IPv6)."""
-    from handshake_probe.pcapio import read_frames
+    from handshake_probe._engine import Frames
 
     seeds: Dict[str, bytes] = {}
     for path in sorted((ROOT / "captures").rglob("*.pcap*")):
         if include_big or path.stat().st_size <= MAX_SEED:
             seeds[str(path.relative_to(ROOT))] = path.read_bytes()
-    frames = [f.data for name in ("echo-client-close.pcap", "echo-ipv6.pcap")
-              for f in read_frames(str(ROOT / "captures" / name))]
+    frames = [data for name in ("echo-client-close.pcap", "echo-ipv6.pcap")
+              for _n, _ts, _lt, data, _wl, _off in Frames(str(ROOT / "captures" / name))]
     seeds["built:all-link-types.pcapng"] = pcapng_seed(frames)
     return seeds
 
@@ -284,101 +289,104 @@ def time_limit(seconds: float) -> Iterator[None]:
 def exercise(path: str) -> Any:
     """Everything the analyze command does to a file, minus argument parsing. Raises only on a bug.
 
-    1. read_frames may raise CaptureError only; decode (both paths: default and checksum-verifying)
-       may raise DecodeError only.
-    2. analyze_file (read_frames + decode + FlowTable with every observer) never raises; its error and
-       warnings are one line each. Twice more: verifying checksums, and streaming flows out through a
-       table with tiny limits (MSL, linger, idle timeout, two open flows), so that timers and
-       eviction run too.
+    1. The engine's reader (Frames) may raise CaptureError only; decode (both ways: default and
+       checksum-verifying) may raise DecodeError only.
+    2. The analysis (reader + decoder + flow table with every observer, keeping every flow's rows)
+       never raises; its error and warnings are one line each. Twice more: verifying checksums, and
+       streaming flows out of a table with tiny limits (MSL, linger, idle timeout, two open flows), so
+       that timers and eviction run too. The JSON Lines text the engine writes itself (`chunk`) is
+       Python's json.dumps of the records it hands out, line for line.
     3. Rendering every flow (json, csv, table, summary, per-flow detail, ladder) never raises.
     """
-    from handshake_probe.analysis import analyze_file
-    from handshake_probe.core.decode import DecodeError, decode
-    from handshake_probe.core.record import flow_record, rows_of
+    import handshake_probe
+    from handshake_probe._engine import CaptureError, DecodeError, Frames, decode
     from handshake_probe.ladder import ladder_text
-    from handshake_probe.pcapio import CaptureError, read_frames
     from handshake_probe.render import flow_detail, summary_line, write_records
 
     try:
-        for frame in read_frames(path):
+        for number, ts, linktype, data, wirelen, _offset in Frames(path):
             for verify in (False, True):
                 try:
-                    decode(frame.data, frame.linktype, frame.ts, frame.frame, frame.wirelen, verify)
+                    decode(data, linktype, ts, number, wirelen, verify)
                 except DecodeError:
                     pass
     except CaptureError as err:
         assert "\n" not in str(err), str(err)
 
-    analysis = analyze_file(path, keep_rows=lambda n: True)
+    analysis = handshake_probe.analyze(path, streaming=False, keep_rows=True)
+    records = list(analysis)
     assert analysis.error is None or "\n" not in analysis.error, analysis.error
     assert all("\n" not in w for w in analysis.warnings), analysis.warnings
-    records = [flow_record(f) for f in analysis.flows]
     out = io.StringIO()
     for fmt in ("jsonl", "csv", "table"):
         write_records(records, fmt, out)
     summary_line(analysis)
-    for flow in analysis.flows[:5]:
-        rec, rows = flow_record(flow), rows_of(flow)
+    for rec in records[:5]:
+        rows = analysis.rows(rec["flow"])
         flow_detail(rec, rows)
         ladder_text(rec, rows)
 
-    analyze_file(path, check_checksums=True)
-    streamed: List[Any] = []
-    small = analyze_file(path, msl=0.001, on_finished=lambda f: streamed.append(flow_record(f)),
-                         linger=0.001, idle_timeout=0.01, max_open=2)
+    list(handshake_probe.analyze(path, check_checksums=True))
+    small = handshake_probe.analyze(path, msl=0.001, linger=0.001, idle_timeout=0.01, max_open=2)
+    streamed = list(small)
     assert len(streamed) == small.flow_count, (len(streamed), small.flow_count)
+    written = handshake_probe.analyze(path, msl=0.001, linger=0.001, idle_timeout=0.01, max_open=2)
+    text = b""
+    while (chunk := written.chunk("jsonl", 7)) is not None:
+        text += chunk
+    assert text.decode() == "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in streamed)
     return analysis
 
 
-def read_via_pipe(data: bytes) -> Tuple[List[Any], Optional[Exception]]:
-    """read_frames on a pipe holding `data` (no file size to check a length against): the frames,
-    and the CaptureError that ended them (None at a clean end)."""
-    import threading
+def read_via_pipe(data: bytes) -> Tuple[List[Any], Optional[str]]:
+    """The engine's reader on a pipe holding `data` (no file size to check a length against): the
+    frames, and the fault that ended them (None at a clean end) without its path. The pipe is written
+    by another process (cat): the engine reads a pipe without releasing the GIL, so a thread of this
+    process could never feed it."""
+    from handshake_probe._engine import CaptureError, Frames
 
-    from handshake_probe.pcapio import CaptureError, read_frames
-
-    r, w = os.pipe()
-
-    def feed() -> None:
-        with os.fdopen(w, "wb") as out:
-            with contextlib.suppress(BrokenPipeError):
-                out.write(data)
-
-    feeder = threading.Thread(target=feed, daemon=True)
-    feeder.start()
-    frames: List[Any] = []
-    error: Optional[Exception] = None
-    try:
+    with tempfile.NamedTemporaryFile(suffix=".cap") as source:
+        source.write(data)
+        source.flush()
+        cat = subprocess.Popen(["cat", source.name], stdout=subprocess.PIPE)
+        assert cat.stdout is not None
+        pipe = f"/dev/fd/{cat.stdout.fileno()}"
+        frames: List[Any] = []
+        error: Optional[str] = None
         try:
-            for frame in read_frames(f"/dev/fd/{r}"):
+            for frame in Frames(pipe):
                 frames.append(frame)
         except CaptureError as err:
-            error = err
-    finally:
-        while os.read(r, 65536):  # drain what the reader left, so the feeder can finish
-            pass
-        feeder.join()
-        os.close(r)
+            error = _without_path(str(err), pipe)
+        finally:
+            cat.stdout.close()          # a reader that stopped at a fault: cat gets EPIPE and ends
+            cat.wait()
     return frames, error
+
+
+def _without_path(message: str, path: str) -> str:
+    """A fault's line after its "<path>: " (the same fault, read from a file or a pipe)."""
+    assert message.startswith(path + ": "), message
+    return message[len(path) + 2:]
 
 
 def same_through_a_pipe(path: str) -> None:
     """A pipe gives the same frames and the same fault as the file (a length is only checked against
     the file size on a file; on a pipe it must not cost memory either: see --memory-limit)."""
-    from handshake_probe.pcapio import CaptureError, read_frames
+    from handshake_probe._engine import CaptureError, Frames
 
     data = Path(path).read_bytes()
     frames: List[Any] = []
-    error: Optional[CaptureError] = None
+    error: Optional[str] = None
     try:
-        for frame in read_frames(path):
+        for frame in Frames(path):
             frames.append(frame)
     except CaptureError as err:
-        error = err
+        error = _without_path(str(err), path)
     piped, piped_error = read_via_pipe(data)
+    # (frame, ts, linktype, data, wirelen, offset): the same, frame for frame
     assert piped == frames, "a pipe yields other frames than the file"
-    assert (None if error is None else (error.offset, error.frame, error.reason)) == \
-        (None if piped_error is None else (piped_error.offset, piped_error.frame, piped_error.reason))
+    assert error == piped_error, (error, piped_error)
 
 
 def crash_key(err: BaseException) -> str:
@@ -465,10 +473,9 @@ def instrument() -> None:
     """Import the project under atheris' coverage instrumentation (before anything else imports it)."""
     import atheris
 
-    assert "handshake_probe.pcapio" not in sys.modules, "instrument before importing the project"
+    assert "handshake_probe.render" not in sys.modules, "instrument before importing the project"
     with atheris.instrument_imports(include=["handshake_probe"]):
-        import handshake_probe.analysis  # noqa: F401 - and everything it imports: pcapio, core
-        import handshake_probe.core.record  # noqa: F401
+        import handshake_probe.flowsource  # noqa: F401 - the Python side: the engine is compiled
         import handshake_probe.ladder  # noqa: F401
         import handshake_probe.render  # noqa: F401
 

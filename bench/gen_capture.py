@@ -21,7 +21,7 @@ from typing import Iterator, List, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from handshake_probe.pcapio import PcapWriter  # noqa: E402
+from handshake_probe.pcapwriter import PcapWriter  # noqa: E402
 
 ETH4 = b"\x00" * 12 + b"\x08\x00"
 ETH6 = b"\x00" * 12 + b"\x86\xdd"

@@ -7,7 +7,7 @@ An EchoServer runs in its own process; load processes hammer it over loopback as
 * `stream` processes: one connection each, small messages with TCP_NODELAY, sent in bursts of
   --burst K (one send() each) before their echoes are read; --burst 1 is a ping-pong.
 Meanwhile this process captures with `LiveCapture(bpf="tcp port P")` (and, with --decode, feeds every
-frame to decode + FlowTable as the `capture` command does), and tcpdump counts the same traffic
+frame to the engine, `_engine.Engine.feed`, as the `capture` command does), and tcpdump counts the same traffic
 independently (`-w /dev/null`, a 256 MiB buffer). Offered = what tcpdump's kernel filter saw, halved
 (on lo tcpdump receives the outgoing and the incoming copy of every packet; it keeps one).
 
@@ -36,9 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout: sys.path[0] is bench/
 
-from handshake_probe.core.decode import DecodeError, decode  # noqa: E402
-from handshake_probe.core.flows import FlowTable  # noqa: E402
-from handshake_probe.core.segment import Segment  # noqa: E402
+from handshake_probe import _engine  # noqa: E402
 from handshake_probe.echo import EchoServer  # noqa: E402
 from handshake_probe.live import LiveCapture  # noqa: E402
 
@@ -131,7 +129,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--burst", type=int, default=16,
                     help="stream messages sent before reading their echoes (default 16; 1 = ping-pong)")
     ap.add_argument("--decode", action="store_true",
-                    help="decode every frame and feed a FlowTable in the capture loop (as `capture` does)")
+                    help="feed every frame to the engine in the capture loop (as `capture` does)")
     ap.add_argument("--rcvbuf", type=int, default=64 << 20, help="LiveCapture rcvbuf (default 64 MiB)")
     ap.add_argument("--no-tcpdump", action="store_true", help="skip the independent tcpdump count")
     args = ap.parse_args(argv)
@@ -147,7 +145,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     tcpdump = None if args.no_tcpdump or shutil.which("tcpdump") is None else TcpdumpCounter(bpf)
     cap = LiveCapture("lo", bpf, rcvbuf=args.rcvbuf)
-    table = FlowTable() if args.decode else None
+    engine = _engine.Engine(cap.linktype) if args.decode else None
 
     until = time.time() + 1.0 + args.duration  # 1 s for the spawned processes to start
     loads = [ctx.Process(target=conn_load, args=(port, until, results)) for _ in range(args.conn)]
@@ -166,23 +164,19 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     threading.Thread(target=watch, daemon=True).start()
 
-    frames = segments = malformed = 0
+    frames = 0
     first_ts = last_ts = 0.0
+    feed = engine.feed if engine is not None else None
     cpu0, wall0 = time.process_time(), time.monotonic()
     for frame in cap.frames(stop=stop):
         frames += 1
         if frames == 1:
             first_ts = frame.ts
         last_ts = frame.ts
-        if table is not None:
-            try:
-                seg = decode(frame.data, frame.linktype, frame.ts, frame.frame, frame.wirelen)
-            except DecodeError:
-                malformed += 1
-                continue
-            if isinstance(seg, Segment):
-                segments += 1
-                table.add(seg)
+        if feed is not None:
+            feed(frame.data, frame.ts, frame.wirelen)    # the transition events are not printed here
+    if engine is not None:
+        engine.finish()
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
     received, dropped = cap.stats()
     cap.close()
@@ -206,7 +200,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         offered = received
         print(f"offered (kernel count at our socket): {offered} packets, {offered / span:,.0f} packets/s")
     print(f"captured by LiveCapture: {frames} frames in {span:.2f} s = {frames / span:,.0f} packets/s"
-          + (f", decoded {segments} segments into {len(table.flows)} flows" if table is not None else ""))
+          + (f", the engine decoded {engine.segments} segments into {engine.flow_count} flows"
+             + (f" ({engine.skipped.get('malformed', 0)} malformed)" if engine.skipped.get("malformed") else "")
+             if engine is not None else ""))
     print(f"kernel (PACKET_STATISTICS): {received} received by the filter, {dropped} dropped")
     print(f"lost: {offered - frames} (offered - captured); capture loop {cpu:.2f} s CPU in "
           f"{wall:.2f} s ({cpu / wall * 100:.0f} % of one CPU, {cpu / max(frames, 1) * 1e6:.1f} us "

@@ -12,7 +12,8 @@ The public API is the engine's narrow boundary (everything per packet runs in Ru
 from __future__ import annotations
 
 import importlib
-from typing import Any, Dict, Tuple
+import os
+from typing import Any, Dict, Tuple, Union
 
 __version__ = "0.1.0"
 
@@ -21,11 +22,11 @@ _VOCABULARY = ("STATES", "CUES", "CLOSE_KINDS", "CONN_STATES", "ANOMALY_KINDS", 
                "DEFAULT_MAX_OPEN")
 
 
-def analyze(path: str, **options: Any) -> Any:
+def analyze(path: Union[str, "os.PathLike[str]"], **options: Any) -> Any:
     """Analyze a capture file (`-` for standard input) in the engine. Options: msl, linger,
     idle_timeout, max_open, streaming (default True: records in the order flows finish),
     keep_rows (flow numbers whose segments to keep, or True), check_checksums."""
-    return _load_engine().Analysis(path, **options)
+    return _load_engine().Analysis(os.fspath(path), **options)
 
 
 def _load_engine() -> Any:

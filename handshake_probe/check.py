@@ -64,6 +64,8 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from handshake_probe import _engine
+
 __all__ = ["SpecError", "Selector", "Expectation", "Rule", "Spec", "Failure", "Outcome", "Report",
            "load_spec", "spec_from_document", "spec_from_short_forms", "parse_expectations",
            "parse_assignment", "evaluate", "check_record", "format_report", "format_flow_failures",
@@ -72,22 +74,18 @@ __all__ = ["SpecError", "Selector", "Expectation", "Rule", "Spec", "Failure", "O
 Record = Mapping[str, Any]
 
 # Values the record can hold for fields whose vocabulary is fixed: a typo in an expectation file is then an
-# invalid file (exit 2) instead of an expectation that can never be met.
-STATES = frozenset(("CLOSED", "LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2",
-                    "CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT", "UNKNOWN"))
-CLOSE_KINDS = ("fin", "client-rst", "server-rst", "rejected", "none")
-HANDSHAKE_STATUSES = ("complete", "partial", "none")
-DIRECTIONS = ("observed", "inferred")
-CONN_STATES = ("S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH")
-KNOWN_ANOMALIES = ("retransmission", "retransmission_syn", "retransmission_fin", "retransmission_data",
-                   "fast_retransmission", "spurious_retransmission", "out_of_order", "lost_segment",
-                   "ack_lost_segment", "duplicate_ack", "zero_window", "zero_window_probe", "window_full",
-                   "window_update", "keep_alive", "keep_alive_ack", "reused_ports", "bad_checksum")
+# invalid file (exit 2) instead of an expectation that can never be met. Defined once, in the engine.
+STATES = frozenset(_engine.STATES)
+CLOSE_KINDS = tuple(_engine.CLOSE_KINDS)
+HANDSHAKE_STATUSES = tuple(_engine.HANDSHAKE_STATUSES)
+DIRECTIONS = tuple(_engine.DIRECTIONS)
+CONN_STATES = tuple(_engine.CONN_STATES)
+KNOWN_ANOMALIES = tuple(_engine.ANOMALY_KINDS)
 RETRANSMISSION_KINDS = ("retransmission", "retransmission_syn", "retransmission_fin", "retransmission_data",
                         "fast_retransmission", "spurious_retransmission")
 # Fields that newer analyzers add to the record; when one is absent the message says the version is too
 # old rather than suggesting a typo.
-NEWER_FIELDS = frozenset(("conn_state", "history", "completeness", "completeness_flags", "anomalies"))
+NEWER_FIELDS = frozenset(("conn_state", "history", "completeness", "completeness_flags", "anomalies", "tunnels"))
 
 # The flow record's fields (core/record.py, its observers, and "file" when several files are analyzed;
 # tests/test_check.py holds this list to what the analyzer writes). A key that is neither one of them
@@ -96,7 +94,7 @@ RECORD_FIELDS = frozenset((
     "flow", "client", "server", "direction", "packets", "client_packets", "server_packets", "client_bytes",
     "server_bytes", "first_ts", "last_ts", "duration_ms", "client_states", "server_states", "transitions",
     "handshake", "close", "violations", "violation_count", "reused_port", "conn_state", "history", "zeek_orig",
-    "completeness", "completeness_flags", "anomalies", "file"))
+    "completeness", "completeness_flags", "anomalies", "tunnels", "file"))
 HANDSHAKE_FIELDS = ("complete", "status", "syn_to_synack_ms", "synack_to_ack_ms", "syn_count", "synack_count")
 
 STATE_PATH_FIELDS = ("client_states", "server_states")

@@ -2,16 +2,8 @@
 
 The views (table, `--flow N`, ladders, check, the pytest plugin) read only what the engine's boundary
 hands out: records (dicts, the JSON contract), rows (dicts, one per segment, built by src/rows.rs) and
-an analysis' counters. This module is the one place that chooses the analysis behind them, so that
-switching from the Python core to the engine is a change here and nowhere else.
-
-Today it runs the Python core (analyze_file + flow_record + rows_of, the migration aid). On the engine:
-
-    analysis = handshake_probe.analyze(path, streaming=False, keep_rows=list(wanted), **options)
-    views = [(rec, analysis.rows(rec["flow"])) for rec in analysis if rec["flow"] in wanted]
-
-(with `progress`, step it with `analysis.advance()` and report `analysis.frames, analysis.offset`), and
-`records_and_summary` is `list(analysis)` without keep_rows; `summary_of` reads either Analysis.
+an analysis' counters. This module is the one place that chooses the analysis behind them: the engine,
+`handshake_probe.analyze(path, streaming=False, keep_rows=[...])`, so that records come in flow order.
 """
 
 from __future__ import annotations
@@ -19,22 +11,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, AbstractSet, Any, Callable, Collection, Dict, List, Mapping, Optional, Tuple
 
+import handshake_probe
+
 if TYPE_CHECKING:   # only named in a hint: importing this module must not import the core
     from handshake_probe.core.flow import Flow
 
 __all__ = ["Record", "Row", "FlowView", "Summary", "summary_of", "records_and_summary", "flows_with_rows",
-           "flow_with_rows", "core_flow_view"]
+           "flow_with_rows", "core_flow_view", "MAX_KEPT_FLOWS"]
 
 Record = Dict[str, Any]             # a flow record: the JSON object of `--format jsonl`
-Row = Dict[str, Any]                # one segment of a kept flow (keys: see core.record.rows_of)
+Row = Dict[str, Any]                # one segment of a kept flow (keys: see src/rows.rs)
 FlowView = Tuple[Record, List[Row]]
 Progress = Callable[[int, int], None]   # (frames, byte offset), for a progress line
+
+# Rows are kept for at most this many flows of a range (`ladder --max-flows M` may ask for a great
+# many): the engine takes the wanted numbers as a list, and a ladder per flow beyond this would be
+# unreadable anyway. The ladder's last line says how many of the capture's flows were drawn.
+MAX_KEPT_FLOWS = 1 << 16
 
 
 @dataclass(frozen=True)
 class Summary:
-    """What an analysis tells besides its flows: the attributes the engine's Analysis and the Python
-    core's share. A copy, so that no edge can reach the core's flow objects through it."""
+    """What an analysis tells besides its flows: the engine Analysis' counters, copied, so that a
+    view holds plain data (it pickles, and outlives the analysis)."""
 
     path: str
     frames: int
@@ -49,35 +48,49 @@ class Summary:
 
 
 def summary_of(analysis: Any) -> Summary:
-    """The Summary of either core's Analysis (read once it has been run to its end)."""
-    return Summary(analysis.path, analysis.frames, analysis.segments, analysis.skipped,
+    """The Summary of an engine Analysis (read once it has been run to its end)."""
+    return Summary(analysis.path, analysis.frames, analysis.segments, dict(analysis.skipped),
                    list(analysis.warnings), analysis.error, analysis.flow_count, analysis.evicted,
                    analysis.violations, analysis.damaged)
+
+
+def _run(analysis: Any, progress: Optional[Progress]) -> None:
+    """Read the whole input, reporting (frames read, bytes read) after every batch the engine's
+    reading thread hands over."""
+    if progress is None:
+        return
+    while not analysis.advance():
+        progress(analysis.frames, analysis.offset)
 
 
 def records_and_summary(path: str, progress: Optional[Progress] = None,
                         **options: Any) -> Tuple[List[Record], Summary]:
     """Every flow's record, in flow order, and the summary. `options`: msl, check_checksums, linger,
     idle_timeout, max_open (the engine's analyze options)."""
-    from handshake_probe.analysis import analyze_file
-    from handshake_probe.core.record import flow_record
+    analysis = handshake_probe.analyze(path, streaming=False, **options)
+    _run(analysis, progress)
+    records = list(analysis)
+    return records, summary_of(analysis)
 
-    analysis = analyze_file(path, progress=progress, **options)
-    return [flow_record(f) for f in analysis.flows], summary_of(analysis)
+
+def _kept_numbers(numbers: Collection[int]) -> List[int]:
+    """The flow numbers to keep rows for, as the list the engine takes: a range is cut to its first
+    MAX_KEPT_FLOWS numbers (a list of a billion numbers would be built before reading a byte)."""
+    if isinstance(numbers, range):
+        numbers = numbers[:MAX_KEPT_FLOWS]
+    return sorted({n for n in numbers if n >= 1})   # flows are numbered from 1: no other number is kept
 
 
 def flows_with_rows(path: str, numbers: Collection[int], progress: Optional[Progress] = None,
                     **options: Any) -> Tuple[List[FlowView], Summary]:
     """(record, rows) of the flows numbered `numbers` that the capture has, in flow order, and the
     summary. Rows are kept for these flows only: memory grows with flows, not packets."""
-    from handshake_probe.analysis import analyze_file
-    from handshake_probe.core.record import flow_record, rows_of
-
-    # A range stays a range (`ladder --max-flows M` may ask for a great many): membership is O(1) in
-    # both; anything else becomes a set, to be asked once per flow.
-    wanted = numbers if isinstance(numbers, (range, AbstractSet)) else frozenset(numbers)
-    analysis = analyze_file(path, keep_rows=wanted.__contains__, progress=progress, **options)
-    views = [(flow_record(f), rows_of(f)) for f in analysis.flows if f.number in wanted]
+    kept = _kept_numbers(numbers)
+    wanted: AbstractSet[int] = frozenset(kept)
+    analysis = handshake_probe.analyze(path, streaming=False, keep_rows=kept, **options)
+    _run(analysis, progress)
+    # Records of other flows are dropped as they come; rows() is None only for a flow not kept.
+    views = [(rec, analysis.rows(rec["flow"]) or []) for rec in analysis if rec["flow"] in wanted]
     return views, summary_of(analysis)
 
 

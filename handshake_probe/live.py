@@ -47,7 +47,7 @@ import time
 from types import TracebackType
 from typing import Callable, Iterator, List, NamedTuple, Optional, Tuple, Type
 
-from handshake_probe.pcapio import RawFrame
+from handshake_probe.pcapwriter import RawFrame
 
 __all__ = ["BpfInsn", "CapturePermissionError", "InterfaceError", "LibpcapMissingError",
            "LiveCapture", "compile_bpf", "has_capture_privilege", "DEFAULT_SNAPLEN"]
@@ -326,7 +326,7 @@ class LiveCapture:
         bufsize, ancsize = self.snaplen, _ANCBUF
         linktype = self.linktype
         drop_outgoing = self._loopback  # only matters where the kernel option is missing
-        new = tuple.__new__  # skips namedtuple's Python-level __new__, as pcapio does
+        new = tuple.__new__  # skips namedtuple's Python-level __new__ (a tuple per frame, nothing more)
         monotonic = time.monotonic
         deadline = None if duration is None else monotonic() + duration
         end_ts: Optional[float] = None  # wall-clock end once a stop condition holds: drain up to it

@@ -1,4 +1,5 @@
-"""The capture-file edge: stream raw frames out of pcap / pcapng files, write classic pcap.
+"""The capture-file reader of the Python core (the engine reads files now): stream raw frames out of
+pcap / pcapng files. The pcap writer is an edge and lives in `pcapwriter`.
 
 No scapy here: the record headers are declared once as `struct.Struct`s and unpacked in one
 call each (dpkt's lesson), because this loop runs once per packet of every analysed file.
@@ -24,8 +25,11 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from types import TracebackType
-from typing import BinaryIO, Callable, Iterator, NamedTuple, NoReturn, Optional, Tuple, Type, Union
+from typing import BinaryIO, Callable, Iterator, NamedTuple, NoReturn, Optional, Tuple, Type
+
+# The writer and the frame record moved out (the reader is the engine's now); re-exported here
+# until the Python reader goes.
+from handshake_probe.pcapwriter import PcapWriter, RawFrame
 
 __all__ = ["CaptureError", "RawFrame", "read_frames", "where", "PcapWriter", "MAXIMUM_SNAPLEN", "max_snaplen"]
 
@@ -56,17 +60,6 @@ def where(offset: int, frame: Optional[int] = None) -> str:
     if frame is None:
         return f"byte offset {offset}"
     return f"frame {frame} at byte offset {offset}"
-
-
-class RawFrame(NamedTuple):
-    """One captured frame, undecoded: what every edge hands to `decode`."""
-
-    frame: int  # 1-based frame number in the file (counts every packet record, TCP or not)
-    ts: float  # seconds since the epoch
-    linktype: int  # DLT/LINKTYPE number of this frame's interface
-    data: bytes  # captured bytes
-    wirelen: int  # original length on the wire
-    offset: int  # byte offset in the file of this frame's record (for error messages)
 
 
 # libpcap's largest snaplen (pcap-int.h MAXIMUM_SNAPLEN), and the link types it allows more
@@ -447,83 +440,3 @@ def _skip(f: BinaryIO, path: str, pos: int, blen: int) -> None:
         if not chunk:
             raise CaptureError(path, pos, f"truncated block ({blen - 4 - left} of {blen} bytes)")
         left -= len(chunk)
-
-
-_PCAP_GLOBAL = struct.Struct("<IHHiIII")  # magic, major, minor, thiszone, sigfigs, snaplen, linktype
-_PCAP_RECORD = struct.Struct("<IIII")  # seconds, microseconds, caplen, wirelen
-
-
-class PcapWriter:
-    """Writes a classic little-endian microsecond pcap (version 2.4) that tcpdump and tshark read.
-
-    The global header is written and flushed at construction. Records collect in the writer's
-    own buffer and reach a path in whole records only: every write(2) ends on a record boundary
-    (a file object's own buffer would cut a record wherever its 8 KiB filled up), so a file
-    whose writer is killed at any moment, SIGKILL included, ends with a whole record and every
-    reader accepts all of it. A path is opened (and closed) by the writer; a binary file object
-    passed in gets the same whole-record writes, is flushed on close but left open for its owner.
-    """
-
-    FLUSH_AT = 1 << 16     # buffered bytes that trigger a write: big writes, few system calls
-
-    def __init__(self, path_or_file: Union[str, "os.PathLike[str]", BinaryIO], linktype: int,
-                 snaplen: int = 262144) -> None:
-        if isinstance(path_or_file, (str, os.PathLike)):
-            # Unbuffered: each write() below is one write(2) of whole records.
-            self._f: BinaryIO = open(path_or_file, "wb", buffering=0)
-            self._owns = True
-        else:
-            self._f = path_or_file
-            self._owns = False
-        self.linktype = linktype
-        self.snaplen = snaplen
-        self._closed = False
-        self._pending = bytearray(_PCAP_GLOBAL.pack(0xA1B2C3D4, 2, 4, 0, 0, snaplen, linktype))
-        self.flush()
-
-    def write(self, ts: float, data: bytes, wirelen: Optional[int] = None,
-              flush: bool = False) -> None:
-        """Append one record; `data` beyond the snaplen is cut, as a capture would cut it."""
-        if wirelen is None:
-            wirelen = len(data)
-        elif wirelen < len(data):
-            raise ValueError(f"wirelen {wirelen} is shorter than the {len(data)} bytes given")
-        if len(data) > self.snaplen:
-            data = data[:self.snaplen]
-        # Round to the microsecond once, in integers, so that .9999996 carries into the seconds.
-        sec, usec = divmod(round(ts * 1_000_000), 1_000_000)
-        if not 0 <= sec <= 0xFFFFFFFF:
-            raise ValueError(f"timestamp {ts} does not fit a pcap record (0 .. 2**32 s)")
-        self._pending += _PCAP_RECORD.pack(sec, usec, len(data), wirelen)
-        self._pending += data
-        if flush or len(self._pending) >= self.FLUSH_AT:
-            self.flush()
-
-    def flush(self) -> None:
-        """Hand every whole record collected so far to the file (one write when the OS takes it all)."""
-        data, done = bytes(self._pending), 0
-        try:
-            while done < len(data):
-                # A raw file may take less than asked (a full disk, a signal): write the rest.
-                written = self._f.write(data[done:] if done else data)
-                done += len(data) - done if written is None else written
-        finally:
-            del self._pending[:done]     # what did not reach the file is still pending
-        self._f.flush()
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self.flush()
-        finally:
-            if self._owns:
-                self._f.close()
-
-    def __enter__(self) -> "PcapWriter":
-        return self
-
-    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
-                 tb: Optional[TracebackType]) -> None:
-        self.close()

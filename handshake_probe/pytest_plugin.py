@@ -26,20 +26,16 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Mapping, Optional, Tuple, Type, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Type, Union
 
 import pytest
 
-from handshake_probe.flowsource import (Row, Summary, core_flow_view, flow_with_rows,
-                                        records_and_summary)
+import handshake_probe
+from handshake_probe.flowsource import Row, Summary, core_flow_view, summary_of
 from handshake_probe.check import (SpecError, check_record, flow_ladder, format_flow_failures,
                                    parse_expectations)
-from handshake_probe.core.flows import DEFAULT_MSL
 from handshake_probe.echo import EchoServer
-from handshake_probe.pcapio import PcapWriter
-
-if TYPE_CHECKING:   # only named in a hint: the plugin reads flows through flowsource
-    from handshake_probe.core.flow import Flow
+from handshake_probe.pcapwriter import PcapWriter
 
 __all__ = ["FlowRecord", "LoopbackCapture", "assert_flow", "records_of"]
 
@@ -49,21 +45,37 @@ class FlowRecord(dict):  # type: ignore[type-arg]
     failure message can read the capture again and draw this flow's ladder."""
 
     source: Optional[str] = None
-    msl: float = DEFAULT_MSL
+    msl: Optional[float] = None       # None: the engine's DEFAULT_MSL
+
+
+def _msl(msl: Optional[float]) -> Dict[str, float]:
+    # The engine's default stays the engine's: the plugin loads with every pytest session, and
+    # loads the engine only when a fixture runs.
+    return {} if msl is None else {"msl": msl}
 
 
 def records_of(path: Union[str, "os.PathLike[str]"],
-               msl: float = DEFAULT_MSL) -> Tuple[Summary, List[FlowRecord]]:
-    """Analyze a capture file: (the analysis' summary: frames, skipped, warnings, error..., its flow
-    records)."""
+               msl: Optional[float] = None) -> Tuple[Summary, List[FlowRecord]]:
+    """Analyze a capture file in the engine: (the analysis' summary: frames, skipped, warnings,
+    error..., its flow records in flow order)."""
     path = os.fspath(path)
-    plain, summary = records_and_summary(path, msl=msl)
+    analysis = handshake_probe.analyze(path, streaming=False, **_msl(msl))
     records = []
-    for plain_record in plain:
+    for plain_record in analysis:
         rec = FlowRecord(plain_record)
         rec.source, rec.msl = path, msl
         records.append(rec)
-    return summary, records
+    return summary_of(analysis), records
+
+
+def _flow_with_rows(path: str, number: int, msl: Optional[float]) -> Optional[Tuple[Mapping[str, Any], List[Row]]]:
+    """(record, rows) of flow `number` of a capture, read again by the engine keeping that flow's rows
+    only (memory grows with flows, not packets); None when the capture has no such flow."""
+    analysis = handshake_probe.analyze(path, streaming=False, keep_rows=[number], **_msl(msl))
+    for rec in analysis:
+        if rec["flow"] == number:
+            return rec, analysis.rows(number) or []
+    return None
 
 
 def _ladder_of(record: Mapping[str, Any], rows: Optional[List[Row]]) -> str:
@@ -77,13 +89,13 @@ def _ladder_of(record: Mapping[str, Any], rows: Optional[List[Row]]) -> str:
                 "`analyze` and `loopback_capture` fixtures do)")
     # Per-segment rows are kept only on request (memory grows with flows, not packets): read the
     # capture again keeping them for this one flow.
-    view = flow_with_rows(source, number, msl=getattr(record, "msl", DEFAULT_MSL))
+    view = _flow_with_rows(source, number, getattr(record, "msl", None))
     if view is None:
         return f"(no ladder: {source} has no flow {number} any more)"
     return flow_ladder(*view)
 
 
-def assert_flow(flow: Union[Mapping[str, Any], "Flow"], **expectations: Any) -> None:
+def assert_flow(flow: Union[Mapping[str, Any], Any], **expectations: Any) -> None:
     """Assert that one flow meets `expectations` (the keys of `handshake-probe check`):
 
         assert_flow(cap.flows[0], close="fin", handshake_complete=True, client_final="TIME-WAIT",
@@ -104,8 +116,8 @@ def assert_flow(flow: Union[Mapping[str, Any], "Flow"], **expectations: Any) -> 
     if isinstance(flow, Mapping):
         record = flow
     else:
-        # While the Python core lasts, its Flow object is taken too, seen through the same (record,
-        # rows) boundary as everything else.
+        # MIGRATION AID, goes with the Python core: a core Flow object is taken too, seen through the
+        # same (record, rows) boundary as everything else (flowsource.core_flow_view).
         record, rows = core_flow_view(flow)
     failures = check_record(record, parsed)
     if failures:
@@ -249,7 +261,7 @@ def loopback_capture(tmp_path: Path) -> Callable[..., LoopbackCapture]:
 def analyze() -> Callable[..., List[FlowRecord]]:
     """`analyze(path)` -> the flow records of a capture file (the `--format json` objects)."""
 
-    def run(path: Union[str, "os.PathLike[str]"], msl: float = DEFAULT_MSL) -> List[FlowRecord]:
+    def run(path: Union[str, "os.PathLike[str]"], msl: Optional[float] = None) -> List[FlowRecord]:
         result, records = records_of(path, msl)
         if result.error:
             raise AssertionError(result.error)

@@ -11,10 +11,37 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 import tabulate as tabulate_module
 from tabulate import tabulate
 
-from handshake_probe.core.record import CSV_COLUMNS, anomaly_text, csv_row
+import handshake_probe
 from handshake_probe.messages import plural
 
 FORMATS = ("table", "jsonl", "json", "csv")
+
+
+def anomaly_text(counts: Optional[Dict[str, int]]) -> str:
+    """`retransmission=2;duplicate_ack=1`: the non-zero anomaly counts, for one-cell outputs."""
+    return ";".join(f"{k}={n}" for k, n in (counts or {}).items() if n)
+
+
+def csv_row(record: Dict[str, Any]) -> List[Any]:
+    """A flow record flattened into the engine's CSV_COLUMNS, for records already in Python (one
+    `--flow N`, several files' merged output). The engine writes the same cells itself for the files
+    it streams (src/record.rs `write_csv_row`); tests/test_multi_file.py holds the two equal."""
+    hs = record["handshake"]
+    flat = dict(record)
+    flat.update(
+        handshake=hs["status"],
+        syn_to_synack_ms=hs["syn_to_synack_ms"],
+        synack_to_ack_ms=hs["synack_to_ack_ms"],
+        syn_count=hs["syn_count"],
+        client_final=record["client_states"][-1],
+        server_final=record["server_states"][-1],
+        client_states=">".join(record["client_states"]),
+        server_states=">".join(record["server_states"]),
+        transitions=len(record["transitions"]),
+        violations=record["violation_count"],
+        anomalies=anomaly_text(record.get("anomalies")),
+    )
+    return ["" if flat.get(c) is None else flat[c] for c in handshake_probe.CSV_COLUMNS]
 
 
 def handshake_cell(rec: Dict[str, Any]) -> str:
@@ -318,7 +345,7 @@ def write_records(records: Iterable[Dict[str, Any]], fmt: str, out: TextIO, head
     elif fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
         if header:
-            writer.writerow(CSV_COLUMNS)
+            writer.writerow(handshake_probe.CSV_COLUMNS)
         for rec in records:
             writer.writerow(csv_row(rec))
     else:

@@ -11,16 +11,15 @@ from typing import Any, Dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from handshake_probe.analysis import analyze_file  # noqa: E402
-from handshake_probe.core.record import flow_record  # noqa: E402
+import handshake_probe  # noqa: E402
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 FULL_RECORDS = 5   # the first flows in full; the rest summarised by path counts
 
 
 def golden(path: Path) -> Dict[str, Any]:
-    analysis = analyze_file(str(path))
-    records = [flow_record(f) for f in analysis.flows]
+    analysis = handshake_probe.analyze(str(path), streaming=False)   # records in flow order
+    records = list(analysis)
     paths = Counter(" | ".join([">".join(r["client_states"]), ">".join(r["server_states"]), r["close"]])
                     for r in records)
     return {"file": path.name, "frames": analysis.frames, "segments": analysis.segments,

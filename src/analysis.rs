@@ -2,19 +2,24 @@
 //! counters and faults a user is told about. Analysis never fails for bad input: a fault is kept in
 //! `error` (one line: file, byte offset, frame) and everything before it is still reported.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::JoinHandle;
 
 use crate::decode::{Decoded, Decoder, Skip};
 use crate::flow::Flow;
 use crate::flows::{FlowTable, ObserverFactory, RowFilter, TableOptions};
 use crate::observe::Observer;
 use crate::pcap::{where_, Reader};
-use crate::record::Value;
+use crate::record::{write_csv_row, JsonWriter, Value};
 
 /// Per file; the rest are counted, not printed.
 pub const MAX_FRAME_WARNINGS: usize = 10;
-/// Frames between two looks at the finished-flow queue (and progress reports).
-const BATCH: usize = 4096;
+/// Frames between two hand-overs from the worker thread (and progress reports).
+const BATCH: usize = 8192;
+/// Batches in flight between the worker and the caller: bounds memory when the caller is slow.
+const IN_FLIGHT: usize = 8;
 
 /// Skip reasons in the order the summary line sorts them (by name), malformed last-but-sorted too.
 pub const SKIP_REASONS: [&str; 6] = [
@@ -82,122 +87,80 @@ impl Input {
     }
 }
 
-/// One capture being analyzed, step by step, so the caller can hand out finished flows as they come.
-pub struct FileAnalysis {
-    pub path: String,
-    reader: Option<Input>,
-    table: FlowTable,
-    decoder: Decoder,
+/// The text formats the engine writes itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Jsonl,
+    Csv,
+}
+
+/// The counters a user is told about; cumulative, sent with every batch.
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
     pub frames: u64,
     pub segments: u64,
     pub skipped: [u64; SKIP_REASONS.len()],
     pub warnings: Vec<String>,
     pub error: Option<String>,
     pub violations: u64,
-    /// Records of finished flows not yet taken by the caller, in the order the table let them go.
-    ready: std::collections::VecDeque<Value>,
-    /// Flows whose rows were asked for, kept whole once finished (for `--flow N`).
-    pub kept: HashMap<u64, Flow>,
-    keep_rows: RowFilter,
-    finished: bool,
+    pub flow_count: u64,
+    pub evicted: u64,
+    pub offset: u64,
 }
 
-impl FileAnalysis {
-    /// Open `path` ("-" is standard input). A file that cannot be opened or is not a capture is an
-    /// analysis with `error` set and nothing else, so callers have one way to report it.
-    pub fn open(path: &str, opts: Options) -> FileAnalysis {
-        let keep_rows = opts.table.keep_rows.clone();
-        let table = FlowTable::new(opts.table, default_observers(opts.check_checksums));
-        let mut fa = FileAnalysis {
-            path: path.to_string(),
-            reader: None,
-            table,
-            decoder: Decoder::new(opts.check_checksums),
-            frames: 0,
-            segments: 0,
-            skipped: [0; SKIP_REASONS.len()],
-            warnings: Vec::new(),
-            error: None,
-            violations: 0,
-            ready: Default::default(),
-            kept: HashMap::new(),
-            keep_rows,
-            finished: false,
-        };
-        let opened = if path == "-" {
-            Reader::new(std::io::stdin(), path, None).map(Input::Stdin)
-        } else {
-            Reader::open(path).map(Input::File)
-        };
-        match opened {
-            Ok(r) => fa.reader = Some(r),
-            Err(e) => {
-                fa.error = Some(e.to_string());
-                fa.finish_table();
-            }
-        }
-        fa
-    }
+/// What the worker hands over: the flows finished since the last batch and the counters so far.
+/// Whole flows, not records: building and writing records is the caller's thread's share.
+struct Batch {
+    flows: Vec<Flow>,
+    counters: Counters,
+    done: bool,
+    /// an engine bug: a panic in the worker, with the frame it happened at
+    panic: Option<String>,
+}
 
-    pub fn flow_count(&self) -> u64 {
-        self.table.count
-    }
-    pub fn evicted(&self) -> u64 {
-        self.table.evicted
-    }
-    /// A fault stopped the reading, or some frame was malformed.
-    pub fn damaged(&self) -> bool {
-        self.error.is_some() || self.skipped[MALFORMED] > 0
-    }
-    pub fn done(&self) -> bool {
-        self.finished
-    }
-    /// Bytes of the file read so far (for a progress line).
-    pub fn offset(&self) -> u64 {
-        self.reader.as_ref().map_or(0, |r| r.offset())
-    }
+/// The per-packet side, on its own thread: read, decode, flow table, records. Records are plain
+/// values, so they cross to the caller's thread, which writes them (JSON Lines, CSV, Python
+/// objects) while this thread goes on with the next packets: the two cores share the work.
+struct Worker {
+    input: Input,
+    table: FlowTable,
+    decoder: Decoder,
+    path: String,
+    c: Counters,
+}
 
-    fn warn(&mut self, line: String) {
-        if self.warnings.len() < MAX_FRAME_WARNINGS {
-            self.warnings.push(line);
-        }
-    }
-
-    /// Read and analyze up to `max_frames` frames; at the end of input, finish the table.
-    pub fn step(&mut self, max_frames: usize) {
-        let Some(reader) = self.reader.as_mut() else {
-            return;
-        };
+impl Worker {
+    /// Read and analyze up to `max_frames` frames into `batch`; true at the end of input.
+    fn step(&mut self, max_frames: usize, batch: &mut Batch) -> bool {
         // Warning lines in the order they arise: a record's reader warning (cut to the snaplen)
-        // before its decode warning, as the Python reference and a reader of the log expect.
+        // before its decode warning.
         let mut lines: Vec<String> = Vec::new();
-        let mut fault: Option<String> = None;
         let mut at_end = false;
         for _ in 0..max_frames {
-            let malformed = match reader.next_frame() {
+            let malformed = match self.input.next_frame() {
                 Ok(Some(f)) => {
-                    self.frames += 1;
+                    self.c.frames += 1;
                     match self
                         .decoder
                         .decode(f.data, f.linktype, f.ts, f.frame, Some(f.wirelen))
                     {
                         Ok(Decoded::Segment(seg)) => {
-                            self.segments += 1;
+                            self.c.segments += 1;
                             self.table.add(seg);
                             if self.decoder.has_extra() {
                                 for seg in self.decoder.take_extra() {
-                                    self.segments += 1;
+                                    self.c.segments += 1;
                                     self.table.add(seg);
                                 }
                             }
                             None
                         }
                         Ok(Decoded::Skip(why)) => {
-                            self.skipped[skip_index(why)] += 1;
+                            self.c.skipped[skip_index(why)] += 1;
                             None
                         }
                         Err(err) => {
-                            self.skipped[MALFORMED] += 1;
+                            self.c.skipped[MALFORMED] += 1;
                             Some(format!(
                                 "{}: {}: {}; frame skipped",
                                 self.path,
@@ -212,64 +175,244 @@ impl FileAnalysis {
                     None
                 }
                 Err(e) => {
-                    fault = Some(e.to_string());
+                    self.c.error = Some(e.to_string());
                     at_end = true;
                     None
                 }
             };
-            lines.extend(reader.take_warnings());
+            lines.extend(self.input.take_warnings());
             lines.extend(malformed);
             if at_end {
                 break;
             }
         }
         for w in lines {
-            self.warn(w);
+            if self.c.warnings.len() < MAX_FRAME_WARNINGS {
+                self.c.warnings.push(w);
+            }
         }
-        if fault.is_some() {
-            self.error = fault;
-        }
-        self.collect();
+        self.collect(batch);
         if at_end {
-            self.reader = None;
-            self.finish_table();
+            let rest = self.table.finish();
+            self.collect(batch);
+            for flow in rest {
+                self.take(flow, batch);
+            }
         }
+        self.c.flow_count = self.table.count;
+        self.c.evicted = self.table.evicted;
+        self.c.offset = self.input.offset();
+        at_end
     }
 
-    fn finish_table(&mut self) {
-        let rest = self.table.finish();
-        self.collect();
-        for flow in rest {
-            self.take(flow);
-        }
-        self.finished = true;
-    }
-
-    fn collect(&mut self) {
+    fn collect(&mut self, batch: &mut Batch) {
         let done: Vec<Flow> = self.table.drain_finished().collect();
         for flow in done {
-            self.take(flow);
+            self.take(flow, batch);
         }
     }
 
-    fn take(&mut self, flow: Flow) {
-        self.violations += flow.violation_count;
-        self.ready.push_back(flow.record());
-        if self.keep_rows.keeps(flow.number) {
-            self.kept.insert(flow.number, flow);
-        }
+    fn take(&mut self, flow: Flow, batch: &mut Batch) {
+        self.c.violations += flow.violation_count;
+        batch.flows.push(flow);
     }
 
-    /// The next finished flow's record, reading on as needed; None at the end of the capture.
-    pub fn next_record(&mut self) -> Option<Value> {
+    fn run(mut self, tx: SyncSender<Batch>) {
+        loop {
+            let mut batch = Batch {
+                flows: Vec::new(),
+                counters: Counters::default(),
+                done: false,
+                panic: None,
+            };
+            let stepped = catch_unwind(AssertUnwindSafe(|| self.step(BATCH, &mut batch)));
+            match stepped {
+                Ok(done) => batch.done = done,
+                Err(payload) => {
+                    let msg = payload
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "panic".into());
+                    batch.panic = Some(format!("frame {}: {}", self.c.frames, msg));
+                    batch.done = true;
+                }
+            }
+            batch.counters = self.c.clone();
+            let done = batch.done;
+            if tx.send(batch).is_err() || done {
+                return; // the caller went away (stopped iterating), or the input ended
+            }
+        }
+    }
+}
+
+/// One capture being analyzed, handed out flow by flow as flows finish.
+pub struct FileAnalysis {
+    pub path: String,
+    pub c: Counters,
+    /// Finished flows not yet taken by the caller, in the order the table let them go.
+    ready: VecDeque<Flow>,
+    keep_rows: RowFilter,
+    /// Rows of the flows whose rows were asked for (for `--flow N`), by flow number.
+    pub kept: HashMap<u64, Value>,
+    rx: Option<Receiver<Batch>>,
+    worker: Option<JoinHandle<()>>,
+    finished: bool,
+}
+
+impl FileAnalysis {
+    /// Open `path` ("-" is standard input). A file that cannot be opened or is not a capture is an
+    /// analysis with `error` set and nothing else, so callers have one way to report it.
+    pub fn open(path: &str, opts: Options) -> FileAnalysis {
+        let mut fa = FileAnalysis {
+            path: path.to_string(),
+            c: Counters::default(),
+            ready: VecDeque::new(),
+            keep_rows: opts.table.keep_rows.clone(),
+            kept: HashMap::new(),
+            rx: None,
+            worker: None,
+            finished: false,
+        };
+        let opened = if path == "-" {
+            Reader::new(std::io::stdin(), path, None).map(Input::Stdin)
+        } else {
+            Reader::open(path).map(Input::File)
+        };
+        let input = match opened {
+            Ok(r) => r,
+            Err(e) => {
+                fa.c.error = Some(e.to_string());
+                fa.finished = true;
+                return fa;
+            }
+        };
+        let (tx, rx) = sync_channel(IN_FLIGHT);
+        let path_owned = path.to_string();
+        let spawned = std::thread::Builder::new()
+            .name("engine".into())
+            .spawn(move || {
+                // The flow table is built on the worker's thread: flows never cross threads.
+                let worker = Worker {
+                    input,
+                    table: FlowTable::new(opts.table, default_observers(opts.check_checksums)),
+                    decoder: Decoder::new(opts.check_checksums),
+                    path: path_owned,
+                    c: Counters::default(),
+                };
+                worker.run(tx);
+            });
+        match spawned {
+            Ok(handle) => {
+                fa.rx = Some(rx);
+                fa.worker = Some(handle);
+            }
+            Err(e) => {
+                fa.c.error = Some(format!("{path}: cannot start the engine's thread: {e}"));
+                fa.finished = true;
+            }
+        }
+        fa
+    }
+
+    pub fn flow_count(&self) -> u64 {
+        self.c.flow_count
+    }
+    pub fn evicted(&self) -> u64 {
+        self.c.evicted
+    }
+    /// A fault stopped the reading, or some frame was malformed.
+    pub fn damaged(&self) -> bool {
+        self.c.error.is_some() || self.c.skipped[MALFORMED] > 0
+    }
+    pub fn done(&self) -> bool {
+        self.finished
+    }
+    /// Bytes of the file read so far (for a progress line).
+    pub fn offset(&self) -> u64 {
+        self.c.offset
+    }
+
+    /// Take the worker's next batch (waiting for it); false once the input has ended.
+    /// A panic in the worker (an engine bug) is raised again here, naming the frame.
+    pub fn step(&mut self) -> bool {
+        if self.finished {
+            return false;
+        }
+        let got = self.rx.as_ref().and_then(|rx| rx.recv().ok());
+        let Some(batch) = got else {
+            self.finished = true;
+            if let Some(h) = self.worker.take() {
+                let _ = h.join();
+            }
+            panic!(
+                "the engine's worker thread ended without finishing {}",
+                self.path
+            );
+        };
+        self.ready.extend(batch.flows);
+        self.c = batch.counters;
+        if batch.done {
+            self.finished = true;
+            self.rx = None;
+            if let Some(h) = self.worker.take() {
+                let _ = h.join();
+            }
+            if let Some(msg) = batch.panic {
+                panic!("{}", msg);
+            }
+        }
+        !self.finished
+    }
+
+    /// The next finished flow, reading on as needed; None at the end of the capture. The rows of a
+    /// flow whose rows were asked for are kept (`kept`) as it passes.
+    pub fn next_flow(&mut self) -> Option<Flow> {
         loop {
             if let Some(f) = self.ready.pop_front() {
+                if self.keep_rows.keeps(f.number) {
+                    self.kept.insert(f.number, crate::rows::rows_value(&f));
+                }
                 return Some(f);
             }
             if self.finished {
                 return None;
             }
-            self.step(BATCH);
+            self.step();
+        }
+    }
+
+    /// Write up to `max_flows` finished flows' records as text lines, reading on as needed; the
+    /// number written (0: the capture has ended). JSON Lines go straight from the flow to the text.
+    pub fn write_records(&mut self, format: Format, max_flows: usize, out: &mut String) -> usize {
+        let mut n = 0;
+        while n < max_flows {
+            let Some(flow) = self.next_flow() else {
+                break;
+            };
+            match format {
+                Format::Jsonl => flow.emit(&mut JsonWriter::new(out)),
+                Format::Csv => write_csv_row(&flow.record(), out),
+            }
+            out.push('\n');
+            n += 1;
+        }
+        n
+    }
+
+    /// The next finished flow's record (see `next_flow`).
+    pub fn next_record(&mut self) -> Option<Value> {
+        self.next_flow().map(|f| f.record())
+    }
+}
+
+impl Drop for FileAnalysis {
+    fn drop(&mut self) {
+        // Dropping the receiver makes the worker's next send fail: it stops at its next batch.
+        self.rx = None;
+        if let Some(h) = self.worker.take() {
+            let _ = h.join();
         }
     }
 }

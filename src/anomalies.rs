@@ -46,7 +46,7 @@
 //! sent to it, as Wireshark does with its default "window scaling factor: not known" preference.
 
 use crate::observe::Observer;
-use crate::record::{Fields, Value};
+use crate::record::Emit;
 use crate::segment::{Segment, ACK, FIN, RST, SYN};
 
 const SFR: u16 = SYN | FIN | RST;
@@ -467,13 +467,14 @@ impl Observer for Anomalies {
         }
     }
 
-    fn record(&self, out: &mut Fields) {
-        let counts = ANOMALY_KINDS
-            .iter()
-            .zip(self.counts.iter())
-            .map(|(kind, n)| (*kind, Value::Int(*n)))
-            .collect();
-        out.push(("anomalies", Value::Obj(counts)));
+    fn record(&self, out: &mut dyn Emit) {
+        out.key("anomalies");
+        out.begin_obj();
+        for (kind, n) in ANOMALY_KINDS.iter().zip(self.counts.iter()) {
+            out.key(kind);
+            out.int(*n);
+        }
+        out.end_obj();
     }
 }
 
@@ -623,6 +624,7 @@ mod tests {
     //! Hand-built conversations from tests/test_anomalies.py (a representative subset: at least one
     //! per kind, plus the cases where tshark 4.0 and Wireshark's current source differ).
     use super::*;
+    use crate::record::Value;
     use crate::segment::{Addr, TcpOptions, PSH};
 
     const CLIENT: bool = true;
@@ -808,8 +810,7 @@ mod tests {
     fn record_has_every_kind_in_order_with_zeros() {
         let mut t = Talk::new();
         t.handshake();
-        let mut out = Fields::new();
-        t.obs.record(&mut out);
+        let out = crate::observe::fields_of(&t.obs);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].0, "anomalies");
         let Value::Obj(fields) = &out[0].1 else {

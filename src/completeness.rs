@@ -25,7 +25,7 @@
 //! and SYN (1) is not set. A Segment has no payload bytes, so we cannot know; we report SYN for it.
 
 use crate::observe::Observer;
-use crate::record::{Fields, Value};
+use crate::record::Emit;
 use crate::segment::{Segment, ACK as ACK_FLAG, FIN as FIN_FLAG, RST as RST_FLAG, SYN as SYN_FLAG};
 
 // packet-tcp.c TCP_COMPLETENESS_*
@@ -128,16 +128,19 @@ impl Observer for Completeness {
         self.packets = self.packets.saturating_add(1);
     }
 
-    fn record(&self, out: &mut Fields) {
+    fn record(&self, out: &mut dyn Emit) {
         let value = self.value();
-        out.push(("completeness", Value::Int(value)));
-        out.push(("completeness_flags", Value::Str(completeness_flags(value))));
+        out.key("completeness");
+        out.int(value);
+        out.key("completeness_flags");
+        out.str(&completeness_flags(value));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::Value;
     use crate::segment::{Addr, TcpOptions, PSH};
 
     fn seg(flags: u16, payload_len: u32) -> Segment {
@@ -167,8 +170,7 @@ mod tests {
             c.on_segment(&seg(flags, len), true, false, &mut notes);
         }
         assert!(notes.is_empty());
-        let mut out = Fields::new();
-        c.record(&mut out);
+        let out = crate::observe::fields_of(&c);
         match (&out[0], &out[1]) {
             (("completeness", Value::Int(v)), ("completeness_flags", Value::Str(s))) => {
                 (*v, s.clone())

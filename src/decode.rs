@@ -1044,7 +1044,14 @@ impl<'a> Ip<'a> {
         // ip_payload - thl: at most 65535 for IPv4 (bounded above) and 0xFFFFFFFF - 40 for IPv6
         // (a u32 wire length minus the header), so it fits a u32.
         let payload_len = u32::try_from(ip_payload - thl as i64).unwrap_or(u32::MAX);
-        let mut seg = Segment {
+        let options = if thl > 20 {
+            let mut o = NO_OPTIONS;
+            options(&mut o, data, off + 20, end);
+            o
+        } else {
+            NO_OPTIONS
+        };
+        Ok(Decoded::Segment(Segment {
             ts: self.ts,
             frame: self.frame,
             src,
@@ -1058,7 +1065,7 @@ impl<'a> Ip<'a> {
             flags: (u16::from(offb & 1) << 8) | u16::from(flagb),
             window,
             payload_len,
-            options: TcpOptions::default(),
+            options,
             ip_version: version,
             checksum_ok: None,
             tunnels: if self.path.is_empty() {
@@ -1066,16 +1073,12 @@ impl<'a> Ip<'a> {
             } else {
                 Some(Box::new(TunnelPath::new(self.path)))
             },
-        };
-        if thl > 20 {
-            options(&mut seg.options, data, off + 20, end);
-        }
-        Ok(Decoded::Segment(seg))
+        }))
     }
 }
 
-/// TCP options in data[i..end] into `o`, which starts empty (RFC 9293 §3.2). A malformed or cut option ends the parse; it never
-/// fails.
+/// TCP options in data[i..end] into `o`, which starts empty (RFC 9293 §3.2). A malformed or cut
+/// option ends the parse; it never fails.
 ///
 /// An option with the wrong length for its kind is skipped, as Linux's tcp_parse_options does;
 /// a repeated option overrides the earlier one, also as Linux does.

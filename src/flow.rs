@@ -6,7 +6,7 @@
 
 use crate::endpoint::{seq_in_window, Endpoint, Role};
 use crate::observe::Observer;
-use crate::record::{Fields, Value};
+use crate::record::{Emit, Value, ValueBuilder};
 use crate::segment::{Addr, Segment, ACK, FIN, RST, SYN};
 use crate::states::{table, Cue, State};
 use crate::tunnel::{Tunnel, TunnelKind};
@@ -84,6 +84,11 @@ pub struct Handshake {
     pub syn_count: u64,
     pub synack_count: u64,
 }
+
+/// The record's `handshake.status` values (see `Handshake::status`).
+pub const HANDSHAKE_STATUSES: [&str; 3] = ["complete", "partial", "none"];
+/// The record's `direction` values: the client was seen sending the SYN, or was inferred.
+pub const DIRECTIONS: [&str; 2] = ["observed", "inferred"];
 
 impl Handshake {
     pub fn complete(&self) -> bool {
@@ -837,18 +842,29 @@ impl Flow {
     // ----------------------------------------------------------------- record
     /// The JSON object for one flow (record.py's `flow_record`). Keys are part of the project's output
     /// contract: add, never rename. The observers' fields follow, in observer order.
+    /// The flow's record (the JSON contract) as a value: for Python objects and CSV.
     pub fn record(&self) -> Value {
+        let mut b = ValueBuilder::new();
+        self.emit(&mut b);
+        b.finish()
+    }
+
+    /// Write the record, field by field in the contract's order (keys are part of the project's
+    /// output contract: add, never rename). The one definition of the record: JSON Lines are written
+    /// from it directly, Python objects and CSV rows through `record()`.
+    pub fn emit(&self, e: &mut dyn Emit) {
         let hs = &self.handshake;
         let held = self.held_fin; // a flow recorded while open shows a held CLOSE-WAIT as it stands
-        let path = |role: Role| -> Value {
-            let mut states: Vec<Value> =
-                self.ep(role).path.iter().map(|s| s.name().into()).collect();
-            if let Some(h) = held.filter(|h| h.role == role) {
-                states.push(h.to.name().into());
+        let path = |e: &mut dyn Emit, role: Role| {
+            e.begin_list();
+            for s in &self.ep(role).path {
+                e.vocab(s.name());
             }
-            Value::List(states)
+            if let Some(h) = held.filter(|h| h.role == role) {
+                e.vocab(h.to.name());
+            }
+            e.end_list();
         };
-        let mut transitions: Vec<Value> = Vec::with_capacity(self.transitions.len() + 1);
         let held_t = held.map(|h| {
             (
                 h.at,
@@ -862,78 +878,106 @@ impl Flow {
                 },
             )
         });
+        e.begin_obj();
+        e.key("flow");
+        e.int(self.number as i64);
+        e.key("client");
+        e.str(&self.client.label());
+        e.key("server");
+        e.str(&self.server.label());
+        e.key("direction");
+        e.vocab(self.direction);
+        e.key("packets");
+        e.int(self.packets as i64);
+        e.key("client_packets");
+        e.int(self.client.packets as i64);
+        e.key("server_packets");
+        e.int(self.server.packets as i64);
+        e.key("client_bytes");
+        e.int(self.client.payload_bytes as i64);
+        e.key("server_bytes");
+        e.int(self.server.payload_bytes as i64);
+        e.key("first_ts");
+        e.float(self.first_ts);
+        e.key("last_ts");
+        e.float(self.last_ts);
+        e.key("duration_ms");
+        e.opt_float(ms(Some(self.first_ts), Some(self.last_ts)));
+        e.key("client_states");
+        path(e, Role::Client);
+        e.key("server_states");
+        path(e, Role::Server);
+        e.key("transitions");
+        e.begin_list();
         for (i, t) in self.transitions.iter().enumerate() {
             if let Some((at, ht)) = &held_t {
                 if *at == i {
-                    transitions.push(transition_value(ht));
+                    emit_transition(e, ht);
                 }
             }
-            transitions.push(transition_value(t));
+            emit_transition(e, t);
         }
         if let Some((at, ht)) = &held_t {
             if *at >= self.transitions.len() {
-                transitions.push(transition_value(ht));
+                emit_transition(e, ht);
             }
         }
-        let violations: Vec<Value> = self
-            .violations
-            .iter()
-            .map(|v| {
-                Value::Obj(vec![
-                    ("ts", v.ts.into()),
-                    ("frame", v.frame.into()),
-                    ("endpoint", v.endpoint.name().into()),
-                    ("state", v.state.name().into()),
-                    ("cue", v.cue.clone().into()),
-                    ("reason", v.reason.clone().into()),
-                ])
-            })
-            .collect();
-        let mut rec: Fields = vec![
-            ("flow", self.number.into()),
-            ("client", self.client.label().into()),
-            ("server", self.server.label().into()),
-            ("direction", self.direction.into()),
-            ("packets", self.packets.into()),
-            ("client_packets", self.client.packets.into()),
-            ("server_packets", self.server.packets.into()),
-            ("client_bytes", self.client.payload_bytes.into()),
-            ("server_bytes", self.server.payload_bytes.into()),
-            ("first_ts", self.first_ts.into()),
-            ("last_ts", self.last_ts.into()),
-            ("duration_ms", ms(Some(self.first_ts), Some(self.last_ts))),
-            ("client_states", path(Role::Client)),
-            ("server_states", path(Role::Server)),
-            ("transitions", Value::List(transitions)),
-            (
-                "handshake",
-                Value::Obj(vec![
-                    ("complete", hs.complete().into()),
-                    ("status", hs.status().into()),
-                    ("syn_to_synack_ms", ms(hs.syn_ts, hs.synack_ts)),
-                    ("synack_to_ack_ms", ms(hs.synack_ts, hs.ack_ts)),
-                    ("syn_count", hs.syn_count.into()),
-                    ("synack_count", hs.synack_count.into()),
-                ]),
-            ),
-            ("close", self.close_kind().into()),
-            ("violations", Value::List(violations)),
-            ("violation_count", self.violation_count.into()),
-            ("reused_port", self.reused_port.into()),
-            (
-                "tunnels",
-                Value::List(self.tunnels.iter().map(tunnel_value).collect()),
-            ),
-        ];
-        for observer in &self.observers {
-            observer.record(&mut rec);
+        e.end_list();
+        e.key("handshake");
+        e.begin_obj();
+        e.key("complete");
+        e.bool(hs.complete());
+        e.key("status");
+        e.vocab(hs.status());
+        e.key("syn_to_synack_ms");
+        e.opt_float(ms(hs.syn_ts, hs.synack_ts));
+        e.key("synack_to_ack_ms");
+        e.opt_float(ms(hs.synack_ts, hs.ack_ts));
+        e.key("syn_count");
+        e.int(hs.syn_count as i64);
+        e.key("synack_count");
+        e.int(hs.synack_count as i64);
+        e.end_obj();
+        e.key("close");
+        e.vocab(self.close_kind());
+        e.key("violations");
+        e.begin_list();
+        for v in &self.violations {
+            e.begin_obj();
+            e.key("ts");
+            e.float(v.ts);
+            e.key("frame");
+            e.int(v.frame as i64);
+            e.key("endpoint");
+            e.vocab(v.endpoint.name());
+            e.key("state");
+            e.vocab(v.state.name());
+            e.key("cue");
+            e.str(&v.cue);
+            e.key("reason");
+            e.str(&v.reason);
+            e.end_obj();
         }
-        Value::Obj(rec)
+        e.end_list();
+        e.key("violation_count");
+        e.int(self.violation_count as i64);
+        e.key("reused_port");
+        e.bool(self.reused_port);
+        e.key("tunnels");
+        e.begin_list();
+        for t in &self.tunnels {
+            emit_tunnel(e, t);
+        }
+        e.end_list();
+        for observer in &self.observers {
+            observer.record(e);
+        }
+        e.end_obj();
     }
 }
 
 /// One tunnel as the record writes it: `{kind, outer_client, outer_server, packets}`.
-pub fn tunnel_value(t: &TunnelSeen) -> Value {
+pub fn emit_tunnel(e: &mut dyn Emit, t: &TunnelSeen) {
     let layer = Tunnel {
         kind: t.kind,
         src: t.client.0,
@@ -941,21 +985,36 @@ pub fn tunnel_value(t: &TunnelSeen) -> Value {
         dst: t.server.0,
         dport: t.server.1,
     };
-    Value::Obj(vec![
-        ("kind", Value::Static(t.kind.name())),
-        (
-            "outer_client",
-            layer.end_label(t.client.0, t.client.1).into(),
-        ),
-        (
-            "outer_server",
-            layer.end_label(t.server.0, t.server.1).into(),
-        ),
-        ("packets", t.packets.into()),
-    ])
+    e.begin_obj();
+    e.key("kind");
+    e.vocab(t.kind.name());
+    e.key("outer_client");
+    e.str(&layer.end_label(t.client.0, t.client.1));
+    e.key("outer_server");
+    e.str(&layer.end_label(t.server.0, t.server.1));
+    e.key("packets");
+    e.int(i64::try_from(t.packets).unwrap_or(i64::MAX));
+    e.end_obj();
 }
 
 /// One transition as the record writes it.
+pub fn emit_transition(e: &mut dyn Emit, t: &Transition) {
+    e.begin_obj();
+    e.key("ts");
+    e.float(t.ts);
+    e.key("frame");
+    e.opt_int(t.frame.map(|f| f as i64));
+    e.key("endpoint");
+    e.vocab(t.endpoint.name());
+    e.key("from");
+    e.vocab(t.from.name());
+    e.key("to");
+    e.vocab(t.to.name());
+    e.key("cause");
+    e.vocab(t.cause.name());
+    e.end_obj();
+}
+
 pub fn transition_value(t: &Transition) -> Value {
     Value::Obj(vec![
         ("ts", t.ts.into()),
@@ -969,10 +1028,10 @@ pub fn transition_value(t: &Transition) -> Value {
 
 /// Milliseconds from `a` to `b`, rounded to 3 decimals as Python's `round(x, 3)` rounds (the exact
 /// binary value, ties to even: Rust's `{:.3}` formats exactly that way).
-fn ms(a: Option<f64>, b: Option<f64>) -> Value {
+fn ms(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
-        (Some(a), Some(b)) => Value::Float(py_round3((b - a) * 1000.0)),
-        _ => Value::Null,
+        (Some(a), Some(b)) => Some(py_round3((b - a) * 1000.0)),
+        _ => None,
     }
 }
 
@@ -1318,7 +1377,7 @@ pub(crate) mod tests {
         .handshake();
         t.table.drain_events().for_each(drop);
         t.c("FA"); // frame 4
-        let now: Vec<State> = t.table.drain_events().map(|(_, x)| x.to).collect();
+        let now: Vec<State> = t.table.drain_events().map(|e| e.transition.to).collect();
         assert_eq!(now, [State::FinWait1]); // the server's CLOSE-WAIT is held: not final yet
         assert_eq!(t.flow().state_of(Role::Server), State::CloseWait);
         t.s("A"); // frame 5: acks the FIN; the client moves; the server's state is unchanged
@@ -1326,7 +1385,7 @@ pub(crate) mod tests {
         let later: Vec<(State, State, Option<u64>)> = t
             .table
             .drain_events()
-            .map(|(_, x)| (x.from, x.to, x.frame))
+            .map(|e| (e.transition.from, e.transition.to, e.transition.frame))
             .collect();
         assert_eq!(
             later,
@@ -1392,7 +1451,7 @@ pub(crate) mod tests {
         assert!(t
             .table
             .drain_events()
-            .all(|(_, x)| x.to != State::CloseWait));
+            .all(|e| e.transition.to != State::CloseWait));
         // the client's FIN row shows the server as it really was: ESTABLISHED
         let rows = flows[0].rows.as_ref().expect("rows");
         assert_eq!(rows[3].server_state, State::Established);

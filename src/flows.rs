@@ -142,6 +142,35 @@ impl Default for TableOptions {
     }
 }
 
+/// A transition as a live view shows it (`capture`, the prober): with its flow's number and both
+/// ends' labels (`10.0.0.1:40000`, `[::1]:80`), so that a line names its connection without the
+/// view holding on to flows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub flow: u64,
+    pub client: String,
+    pub server: String,
+    pub transition: Transition,
+}
+
+impl Event {
+    /// Move the flow's final transitions to `out`. The labels are made only when there is a
+    /// transition to carry them: most segments cause none, and they then cost no allocation.
+    fn collect(flow: &mut Flow, out: &mut Vec<Event>) {
+        let done: Vec<Transition> = flow.take_events().collect(); // empty: no allocation
+        if done.is_empty() {
+            return;
+        }
+        let (client, server) = (flow.client.label(), flow.server.label());
+        out.extend(done.into_iter().map(|transition| Event {
+            flow: flow.number,
+            client: client.clone(),
+            server: server.clone(),
+            transition,
+        }));
+    }
+}
+
 /// One set of per-flow analyses (history, anomalies), made for each new flow.
 pub type ObserverFactory = Box<dyn Fn() -> Vec<Box<dyn Observer>> + Send>;
 
@@ -265,7 +294,7 @@ pub struct FlowTable {
     /// not streaming: 4-tuples in order of first appearance (the order `finish` fires timers in)
     key_order: Vec<FlowKey>,
     finished: Vec<Flow>,
-    events: Vec<(u64, Transition)>,
+    events: Vec<Event>,
     /// flows created (= the last flow number)
     pub count: u64,
     /// flows pushed out by max_open
@@ -334,8 +363,7 @@ impl FlowTable {
         if let Some(flow) = self.slots.get_mut(i).and_then(Option::as_mut) {
             flow.add(seg);
             if events {
-                let n = flow.number;
-                self.events.extend(flow.take_events().map(|t| (n, t)));
+                Event::collect(flow, &mut self.events);
             }
         }
         self.last_ts = Some(ts);
@@ -414,8 +442,7 @@ impl FlowTable {
             return;
         }
         if let Some(flow) = self.slots.get_mut(i).and_then(Option::as_mut) {
-            let n = flow.number;
-            self.events.extend(flow.take_events().map(|t| (n, t)));
+            Event::collect(flow, &mut self.events);
         }
     }
 
@@ -492,8 +519,8 @@ impl FlowTable {
         self.finished.drain(..)
     }
 
-    /// With `events`: every transition as it became final, with its flow's number.
-    pub fn drain_events(&mut self) -> std::vec::Drain<'_, (u64, Transition)> {
+    /// With `events`: every transition as it became final, with its flow's number and ends.
+    pub fn drain_events(&mut self) -> std::vec::Drain<'_, Event> {
         self.events.drain(..)
     }
 
@@ -837,7 +864,7 @@ mod tests {
         let seen: Vec<(u64, &str, &str)> = t
             .table
             .drain_events()
-            .map(|(n, x)| (n, x.endpoint.name(), x.to.name()))
+            .map(|e| (e.flow, e.transition.endpoint.name(), e.transition.to.name()))
             .collect();
         assert_eq!(
             seen,
@@ -848,5 +875,43 @@ mod tests {
                 (1, "server", "ESTABLISHED")
             ]
         );
+    }
+
+    #[test]
+    fn events_carry_their_flows_endpoints() {
+        let mut t = Talk::with(TableOptions {
+            events: true,
+            ..TableOptions::default()
+        })
+        .handshake();
+        let v6 = |last: u8| {
+            let mut a = [0u8; 16];
+            a[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]); // 2001:db8::/32, for documentation
+            a[15] = last;
+            Addr::V6(a)
+        };
+        t.conv((v6(1), 50000), (v6(2), 443));
+        t.c("S");
+        let events: Vec<Event> = t.table.drain_events().collect();
+        assert_eq!(events.len(), 5);
+        let first = &events[0];
+        assert_eq!(
+            (first.flow, first.client.as_str(), first.server.as_str()),
+            (1, "10.0.0.1:40000", "10.0.0.2:80")
+        );
+        // The server's transitions name the same ends: client first, whoever sent the segment.
+        assert!(events[..4]
+            .iter()
+            .all(|e| e.client == "10.0.0.1:40000" && e.server == "10.0.0.2:80"));
+        let last = &events[4];
+        assert_eq!(
+            (last.flow, last.client.as_str(), last.server.as_str()),
+            (2, "[2001:db8::1]:50000", "[2001:db8::2]:443")
+        );
+        assert_eq!(last.transition.to.name(), "SYN-SENT");
+        // A segment that changes no state queues nothing.
+        t.switch(0);
+        t.c("A");
+        assert_eq!(t.table.drain_events().count(), 0);
     }
 }

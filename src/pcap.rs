@@ -16,10 +16,15 @@
 //! the snaplen, and reported as a warning; beyond that largest snaplen the record header is corrupt
 //! and reading stops with a `CaptureError`.
 //!
-//! Streaming: one buffer, reused; a record or packet block is read whole into it and handed out as
-//! a slice. The buffer grows only as bytes arrive, so a corrupt 32-bit length read from a pipe cannot
-//! make it allocate gigabytes; on a regular file such a length is refused before reading
-//! (`check_fits`).
+//! Streaming: a record or packet block is read whole into one reused buffer and handed out as a
+//! slice (no allocation per frame). The buffer grows only as bytes arrive, so a corrupt 32-bit
+//! length read from a pipe cannot make it allocate gigabytes; on a regular file such a length is
+//! refused before reading (`check_fits`). A regular file opened by path is read ahead by a thread
+//! into a few recycled chunks (`ahead.rs`), so that the kernel's copy overlaps the parsing.
+//!
+//! `open`/`new` read the magic number and the pcap file header (their faults come from there); a
+//! pcapng's first Section Header Block is read by the first `next_frame`, as Python's loop reads it.
+//! After an error or the end, `next_frame` returns Ok(None), as a finished Python generator.
 
 use std::fmt;
 use std::fs::File;
@@ -209,7 +214,7 @@ pub struct Reader<R: Read> {
     warnings: Vec<String>,
 }
 
-impl fmt::Debug for Reader<File> {
+impl<R: Read> fmt::Debug for Reader<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reader")
             .field("path", &self.path)
@@ -372,28 +377,33 @@ impl<R: Read> Reader<R> {
         if self.done {
             return Ok(None);
         }
-        let out = match self.format {
+        // Finished unless a frame comes out (`emit` clears it): at the end, and after an error.
+        self.done = true;
+        match self.format {
             Format::Pcap(p) => self.pcap_record(p),
             Format::Pcapng { .. } => self.pcapng_block(),
-        };
-        match out {
-            Ok(Some((range, ts, linktype, wirelen, offset))) => Ok(Some(Frame {
-                frame: self.frame,
-                ts,
-                linktype,
-                data: self.buf.get(range).unwrap_or(&[]),
-                wirelen,
-                offset,
-            })),
-            Ok(None) => {
-                self.done = true;
-                Ok(None)
-            }
-            Err(e) => {
-                self.done = true;
-                Err(e)
-            }
         }
+    }
+
+    /// The frame just read: its bytes are buf[data], already consumed.
+    #[inline]
+    fn emit(
+        &mut self,
+        data: std::ops::Range<usize>,
+        ts: f64,
+        linktype: u32,
+        wirelen: u32,
+        offset: u64,
+    ) -> Result<Option<Frame<'_>>, CaptureError> {
+        self.done = false;
+        Ok(Some(Frame {
+            frame: self.frame,
+            ts,
+            linktype,
+            data: self.buf.get(data).unwrap_or(&[]),
+            wirelen,
+            offset,
+        }))
     }
 
     /// The warning lines for frames kept despite a fault (a pcap record longer than the file's
@@ -410,12 +420,8 @@ impl<R: Read> Reader<R> {
 
     // --- pcap -----------------------------------------------------------------------------------
 
-    /// One pcap record: (data range in buf, ts, linktype, wirelen, offset), or None at the end.
-    #[allow(clippy::type_complexity)]
-    fn pcap_record(
-        &mut self,
-        p: Pcap,
-    ) -> Result<Option<(std::ops::Range<usize>, f64, u32, u32, u64)>, CaptureError> {
+    /// One pcap record, or None at the end.
+    fn pcap_record(&mut self, p: Pcap) -> Result<Option<Frame<'_>>, CaptureError> {
         let hlen = p.hlen;
         let pos = self.pos;
         let have = self.fill(hlen)?;
@@ -458,7 +464,7 @@ impl<R: Read> Reader<R> {
         // Integer ticks divided once, correctly rounded, as Python's int / int: the float is the
         // nearest one to the exact timestamp, for nanoseconds too.
         let ts = ticks::pcap_seconds(sec, frac, p.divisor);
-        Ok(Some((data, ts, p.linktype, wirelen, pos)))
+        self.emit(data, ts, p.linktype, wirelen, pos)
     }
 
     /// A pcap record longer than the snaplen or libpcap's limit: what sf-pcap.c does with it.
@@ -480,10 +486,7 @@ impl<R: Read> Reader<R> {
 
     // --- pcapng ---------------------------------------------------------------------------------
 
-    #[allow(clippy::type_complexity)]
-    fn pcapng_block(
-        &mut self,
-    ) -> Result<Option<(std::ops::Range<usize>, f64, u32, u32, u64)>, CaptureError> {
+    fn pcapng_block(&mut self) -> Result<Option<Frame<'_>>, CaptureError> {
         loop {
             let pos = self.pos;
             let have = self.fill(8)?;
@@ -590,7 +593,7 @@ impl<R: Read> Reader<R> {
                 let ts = ticks::seconds((u64::from(hi) << 32) | u64::from(lo), iface.scale);
                 let data = self.start + 28..self.start + 28 + caplen as usize;
                 self.consume(total);
-                return Ok(Some((data, ts, iface.linktype, wirelen, pos)));
+                return self.emit(data, ts, iface.linktype, wirelen, pos);
             } else if btype == SPB {
                 if blen < 16 {
                     let msg = format!("simple packet block too short ({blen} bytes)");
@@ -623,7 +626,7 @@ impl<R: Read> Reader<R> {
                 let data = self.start + 12..self.start + 12 + caplen as usize;
                 self.consume(total);
                 // No timestamp in an SPB: 0.0 says "unknown" rather than inventing one.
-                return Ok(Some((data, 0.0, iface.linktype, wirelen, pos)));
+                return self.emit(data, 0.0, iface.linktype, wirelen, pos);
             } else {
                 // IDB: its body without header and trailer.
                 let iface = read_idb(block.get(8..total - 4).unwrap_or(&[]), be)

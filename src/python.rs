@@ -13,11 +13,11 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 
 use crate::analysis::{FileAnalysis, Options, SKIP_REASONS};
 use crate::flows::{RowFilter, TableOptions};
-use crate::record::{write_csv_cell, write_json, Value};
+use crate::record::{write_csv_cell, Value};
 use crate::states::{rows, ALL_CUES, ALL_STATES};
 
 create_exception!(
-    _engine,
+    handshake_probe._engine,
     EngineError,
     PyException,
     "An internal error of the engine (a bug): never bad input."
@@ -116,7 +116,7 @@ struct Analysis {
 impl Analysis {
     /// Where a panic would have happened, for the internal-error line: file and next frame.
     fn at(&self) -> String {
-        format!("{}: frame {}", self.inner.path, self.inner.frames + 1)
+        format!("{}: frame {}", self.inner.path, self.inner.c.frames + 1)
     }
 }
 
@@ -171,17 +171,11 @@ impl Analysis {
 
     /// Up to `max_flows` finished records written as JSON Lines or CSV rows (bytes), None at the end.
     /// The engine writes the text itself: no Python object per flow on the fast path.
-    #[pyo3(signature = (fmt, max_flows=4096, file=None))]
-    fn chunk(
-        &mut self,
-        py: Python<'_>,
-        fmt: &str,
-        max_flows: usize,
-        file: Option<&str>,
-    ) -> PyResult<Option<PyObject>> {
-        let csv = match fmt {
-            "jsonl" => false,
-            "csv" => true,
+    #[pyo3(signature = (fmt, max_flows=4096))]
+    fn chunk(&mut self, py: Python<'_>, fmt: &str, max_flows: usize) -> PyResult<Option<PyObject>> {
+        let format = match fmt {
+            "jsonl" => crate::analysis::Format::Jsonl,
+            "csv" => crate::analysis::Format::Csv,
             _ => {
                 return Err(pyo3::exceptions::PyValueError::new_err(format!(
                     "no chunk format {fmt}"
@@ -193,21 +187,8 @@ impl Analysis {
         let text = guard(
             || at,
             || {
-                let mut out = String::new();
-                for _ in 0..max_flows {
-                    let Some(mut rec) = inner.next_record() else {
-                        break;
-                    };
-                    if let (Some(f), Value::Obj(fields)) = (file, &mut rec) {
-                        fields.push(("file", f.to_string().into()));
-                    }
-                    if csv {
-                        crate::record::write_csv_row(&rec, &mut out);
-                    } else {
-                        write_json(&rec, &mut out);
-                    }
-                    out.push('\n');
-                }
+                let mut out = String::with_capacity(1 << 20);
+                inner.write_records(format, max_flows, &mut out);
                 Ok(out)
             },
         )?;
@@ -225,7 +206,8 @@ impl Analysis {
         guard(
             || at,
             || {
-                inner.step(max_frames);
+                let _ = max_frames; // the worker thread sets the pace: one batch per call
+                inner.step();
                 Ok(inner.done())
             },
         )
@@ -235,7 +217,7 @@ impl Analysis {
     /// or None when that flow's rows were not kept or it does not exist.
     fn rows(&self, py: Python<'_>, number: u64) -> PyResult<Option<PyObject>> {
         match self.inner.kept.get(&number) {
-            Some(flow) => to_py(py, &crate::rows::rows_value(flow)).map(Some),
+            Some(rows) => to_py(py, rows).map(Some),
             None => Ok(None),
         }
     }
@@ -246,24 +228,24 @@ impl Analysis {
     }
     #[getter]
     fn frames(&self) -> u64 {
-        self.inner.frames
+        self.inner.c.frames
     }
     #[getter]
     fn segments(&self) -> u64 {
-        self.inner.segments
+        self.inner.c.segments
     }
     /// reason -> count, only the reasons that occurred.
     #[getter]
     fn skipped<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        skipped_dict(py, &self.inner.skipped)
+        skipped_dict(py, &self.inner.c.skipped)
     }
     #[getter]
     fn warnings(&self) -> Vec<String> {
-        self.inner.warnings.clone()
+        self.inner.c.warnings.clone()
     }
     #[getter]
     fn error(&self) -> Option<String> {
-        self.inner.error.clone()
+        self.inner.c.error.clone()
     }
     #[getter]
     fn flow_count(&self) -> u64 {
@@ -275,7 +257,7 @@ impl Analysis {
     }
     #[getter]
     fn violations(&self) -> u64 {
-        self.inner.violations
+        self.inner.c.violations
     }
     #[getter]
     fn damaged(&self) -> bool {
@@ -316,6 +298,12 @@ impl Engine {
         if self.keep_rows.keeps(flow.number) {
             self.kept.insert(flow.number, flow);
         }
+    }
+    fn drain_events(&mut self) -> Vec<Value> {
+        self.table
+            .drain_events()
+            .map(|e| crate::rows::event_value(&e))
+            .collect()
     }
     fn collect(&mut self) {
         let done: Vec<crate::flow::Flow> = self.table.drain_finished().collect();
@@ -373,16 +361,19 @@ impl Engine {
 
     /// One frame: returns the transitions it caused, as dicts (flow, client, server, ts, frame,
     /// endpoint, from, to, cause). A malformed frame is counted and named in `warnings`.
-    #[pyo3(signature = (data, ts, wirelen=None))]
+    /// `frame`: its number where the edge numbers frames itself (the prober, as in the pcap it
+    /// writes); by default the count of frames fed so far, this one included.
+    #[pyo3(signature = (data, ts, wirelen=None, frame=None))]
     fn feed(
         &mut self,
         py: Python<'_>,
         data: &[u8],
         ts: f64,
         wirelen: Option<u32>,
+        frame: Option<u64>,
     ) -> PyResult<PyObject> {
         self.frames += 1;
-        let frame = self.frames;
+        let frame = frame.unwrap_or(self.frames);
         let events = guard(
             || format!("frame {frame}"),
             || {
@@ -406,11 +397,7 @@ impl Engine {
                         }
                     }
                 }
-                let events: Vec<Value> = self
-                    .table
-                    .drain_events()
-                    .map(|(n, t)| crate::rows::event_value(n, &t))
-                    .collect();
+                let events = self.drain_events();
                 self.collect();
                 Ok(events)
             },
@@ -435,6 +422,15 @@ impl Engine {
         self.finished(py)
     }
 
+    /// The transitions no frame handed out: those `finish` made (a held FIN decided at the end of
+    /// input, the 2MSL timers the capture outlived), as `feed` returns them.
+    fn events(&mut self, py: Python<'_>) -> PyResult<PyObject> {
+        let events = self.drain_events();
+        to_py(py, &Value::List(events))
+    }
+
+    /// A kept flow's segments with both endpoints' states after each (as `Analysis.rows`), once
+    /// the flow is finished; None when its rows were not kept or it has not finished.
     fn rows(&self, py: Python<'_>, number: u64) -> PyResult<Option<PyObject>> {
         match self.kept.get(&number) {
             Some(flow) => to_py(py, &crate::rows::rows_value(flow)).map(Some),
@@ -462,6 +458,11 @@ impl Engine {
     fn flow_count(&self) -> u64 {
         self.table.count
     }
+    /// Flows finished early because more than `max_open` were open (as Analysis.evicted).
+    #[getter]
+    fn evicted(&self) -> u64 {
+        self.table.evicted
+    }
     #[getter]
     fn violations(&self) -> u64 {
         self.violations
@@ -482,13 +483,13 @@ fn skipped_dict<'py>(
 }
 
 create_exception!(
-    _engine,
+    handshake_probe._engine,
     DecodeError,
     pyo3::exceptions::PyValueError,
     "A malformed frame: args are (offset, reason)."
 );
 create_exception!(
-    _engine,
+    handshake_probe._engine,
     CaptureError,
     PyException,
     "A file-level fault: str() is the one-line message."
@@ -630,6 +631,13 @@ impl Frames {
     }
 }
 
+/// tcpdump's flag letters for a flags field (`S.`, `FP.`, `R`): the one spelling, for edges that
+/// hold a decoded segment rather than a row (the prober's ladders and messages).
+#[pyfunction]
+fn tcpdump_flags(flags: u16) -> String {
+    crate::segment::tcpdump_flags(flags)
+}
+
 /// CSV header row (the flat columns of `--format csv`).
 #[pyfunction]
 fn csv_header() -> String {
@@ -664,6 +672,11 @@ fn add_vocabulary(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CLOSE_KINDS", PyList::new(py, crate::flow::CLOSE_KINDS)?)?;
     m.add("CONN_STATES", PyList::new(py, crate::zeek::CONN_STATES)?)?;
     m.add(
+        "HANDSHAKE_STATUSES",
+        PyList::new(py, crate::flow::HANDSHAKE_STATUSES)?,
+    )?;
+    m.add("DIRECTIONS", PyList::new(py, crate::flow::DIRECTIONS)?)?;
+    m.add(
         "ANOMALY_KINDS",
         PyList::new(py, crate::anomalies::ANOMALY_KINDS)?,
     )?;
@@ -687,6 +700,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Engine>()?;
     m.add_function(wrap_pyfunction!(csv_header, m)?)?;
     m.add_function(wrap_pyfunction!(decode, m)?)?;
+    m.add_function(wrap_pyfunction!(tcpdump_flags, m)?)?;
     m.add_class::<Frames>()?;
     m.add("DecodeError", m.py().get_type::<DecodeError>())?;
     m.add("CaptureError", m.py().get_type::<CaptureError>())?;

@@ -190,6 +190,18 @@ fn json_str(s: &str, out: &mut String) {
     out.push('"');
 }
 
+/// A vocabulary string or key: printable ASCII without quotes or backslashes by construction (the
+/// vocabulary tests check every one), so it is copied without a scan.
+#[inline]
+fn static_str(s: &'static str, out: &mut String) {
+    debug_assert!(s
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'));
+    out.push('"');
+    out.push_str(s);
+    out.push('"');
+}
+
 /// Compact JSON, as Python's `json.dumps(value, separators=(",", ":"))`.
 pub fn write_json(v: &Value, out: &mut String) {
     match v {
@@ -198,7 +210,7 @@ pub fn write_json(v: &Value, out: &mut String) {
         Value::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
         Value::Float(f) => py_float(*f, out),
         Value::Str(s) => json_str(s, out),
-        Value::Static(s) => json_str(s, out),
+        Value::Static(s) => static_str(s, out),
         Value::List(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -215,7 +227,7 @@ pub fn write_json(v: &Value, out: &mut String) {
                 if i > 0 {
                     out.push(',');
                 }
-                json_str(k, out);
+                static_str(k, out);
                 out.push(':');
                 write_json(item, out);
             }
@@ -244,6 +256,210 @@ pub fn write_csv_cell(v: &Value, out: &mut String) {
         out.push('"');
     } else {
         out.push_str(&text);
+    }
+}
+
+/// Where a record is written to: the record code walks the flow once and calls these in the
+/// contract's order. `JsonWriter` writes JSON text straight into a buffer (the JSON Lines path: no
+/// value tree, no allocation per field); `ValueBuilder` builds a `Value` (Python objects, CSV).
+pub trait Emit {
+    fn null(&mut self);
+    fn bool(&mut self, v: bool);
+    fn int(&mut self, v: i64);
+    fn float(&mut self, v: f64);
+    fn str(&mut self, v: &str);
+    /// a vocabulary string (state, cue, kind): printable ASCII, nothing to escape
+    fn vocab(&mut self, v: &'static str);
+    fn begin_obj(&mut self);
+    fn key(&mut self, k: &'static str);
+    fn end_obj(&mut self);
+    fn begin_list(&mut self);
+    fn end_list(&mut self);
+
+    fn opt_int(&mut self, v: Option<i64>) {
+        match v {
+            Some(i) => self.int(i),
+            None => self.null(),
+        }
+    }
+    fn opt_float(&mut self, v: Option<f64>) {
+        match v {
+            Some(f) => self.float(f),
+            None => self.null(),
+        }
+    }
+    /// A whole value (for the few fields built as values).
+    fn value(&mut self, v: &Value) {
+        match v {
+            Value::Null => self.null(),
+            Value::Bool(b) => self.bool(*b),
+            Value::Int(i) => self.int(*i),
+            Value::Float(f) => self.float(*f),
+            Value::Str(s) => self.str(s),
+            Value::Static(s) => self.vocab(s),
+            Value::List(items) => {
+                self.begin_list();
+                for item in items {
+                    self.value(item);
+                }
+                self.end_list();
+            }
+            Value::Obj(fields) => {
+                self.begin_obj();
+                for (k, item) in fields {
+                    self.key(k);
+                    self.value(item);
+                }
+                self.end_obj();
+            }
+        }
+    }
+}
+
+/// Compact JSON text, byte for byte what `write_json` writes for the same value.
+pub struct JsonWriter<'a> {
+    out: &'a mut String,
+    /// a value was written in the current container: the next one needs a comma
+    comma: bool,
+}
+
+impl<'a> JsonWriter<'a> {
+    pub fn new(out: &'a mut String) -> Self {
+        JsonWriter { out, comma: false }
+    }
+    #[inline]
+    fn sep(&mut self) {
+        if self.comma {
+            self.out.push(',');
+        }
+    }
+}
+
+impl Emit for JsonWriter<'_> {
+    fn null(&mut self) {
+        self.sep();
+        self.out.push_str("null");
+        self.comma = true;
+    }
+    fn bool(&mut self, v: bool) {
+        self.sep();
+        self.out.push_str(if v { "true" } else { "false" });
+        self.comma = true;
+    }
+    fn int(&mut self, v: i64) {
+        self.sep();
+        self.out.push_str(itoa::Buffer::new().format(v));
+        self.comma = true;
+    }
+    fn float(&mut self, v: f64) {
+        self.sep();
+        py_float(v, self.out);
+        self.comma = true;
+    }
+    fn str(&mut self, v: &str) {
+        self.sep();
+        json_str(v, self.out);
+        self.comma = true;
+    }
+    fn vocab(&mut self, v: &'static str) {
+        self.sep();
+        static_str(v, self.out);
+        self.comma = true;
+    }
+    fn begin_obj(&mut self) {
+        self.sep();
+        self.out.push('{');
+        self.comma = false;
+    }
+    fn key(&mut self, k: &'static str) {
+        self.sep();
+        static_str(k, self.out);
+        self.out.push(':');
+        self.comma = false;
+    }
+    fn end_obj(&mut self) {
+        self.out.push('}');
+        self.comma = true;
+    }
+    fn begin_list(&mut self) {
+        self.sep();
+        self.out.push('[');
+        self.comma = false;
+    }
+    fn end_list(&mut self) {
+        self.out.push(']');
+        self.comma = true;
+    }
+}
+
+enum Open {
+    Obj(Fields, &'static str),
+    List(Vec<Value>),
+}
+
+/// Builds the `Value` the emitted calls describe.
+#[derive(Default)]
+pub struct ValueBuilder {
+    stack: Vec<Open>,
+    done: Option<Value>,
+}
+
+impl ValueBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// The value built (Null if nothing was emitted).
+    pub fn finish(self) -> Value {
+        self.done.unwrap_or(Value::Null)
+    }
+    fn put(&mut self, v: Value) {
+        match self.stack.last_mut() {
+            Some(Open::Obj(fields, key)) => fields.push((key, v)),
+            Some(Open::List(items)) => items.push(v),
+            None => self.done = Some(v),
+        }
+    }
+}
+
+impl Emit for ValueBuilder {
+    fn null(&mut self) {
+        self.put(Value::Null);
+    }
+    fn bool(&mut self, v: bool) {
+        self.put(Value::Bool(v));
+    }
+    fn int(&mut self, v: i64) {
+        self.put(Value::Int(v));
+    }
+    fn float(&mut self, v: f64) {
+        self.put(Value::Float(v));
+    }
+    fn str(&mut self, v: &str) {
+        self.put(Value::Str(v.to_string()));
+    }
+    fn vocab(&mut self, v: &'static str) {
+        self.put(Value::Static(v));
+    }
+    fn begin_obj(&mut self) {
+        self.stack.push(Open::Obj(Vec::new(), ""));
+    }
+    fn key(&mut self, k: &'static str) {
+        if let Some(Open::Obj(_, key)) = self.stack.last_mut() {
+            *key = k;
+        }
+    }
+    fn end_obj(&mut self) {
+        if let Some(Open::Obj(fields, _)) = self.stack.pop() {
+            self.put(Value::Obj(fields));
+        }
+    }
+    fn begin_list(&mut self) {
+        self.stack.push(Open::List(Vec::new()));
+    }
+    fn end_list(&mut self) {
+        if let Some(Open::List(items)) = self.stack.pop() {
+            self.put(Value::List(items));
+        }
     }
 }
 
@@ -389,10 +605,37 @@ mod tests {
         }
     }
     #[test]
+    fn emitters_agree_with_write_json() {
+        let v = Value::Obj(vec![
+            (
+                "a",
+                Value::List(vec![1i64.into(), Value::Null, "x\"y".to_string().into()]),
+            ),
+            (
+                "b",
+                Value::Obj(vec![("c", 2.5.into()), ("d", Value::Static("CLOSED"))]),
+            ),
+            ("e", Value::List(vec![])),
+            ("f", Value::Obj(vec![])),
+            ("g", true.into()),
+        ]);
+        let mut expected = String::new();
+        write_json(&v, &mut expected);
+        let mut text = String::new();
+        JsonWriter::new(&mut text).value(&v);
+        assert_eq!(text, expected);
+        let mut b = ValueBuilder::new();
+        b.value(&v);
+        assert_eq!(b.finish(), v);
+    }
+    #[test]
     fn ascii_json() {
         let mut s = String::new();
         write_json(
-            &Value::Obj(vec![("r", "§3 \"x\"".into()), ("n", Value::Null)]),
+            &Value::Obj(vec![
+                ("r", "§3 \"x\"".to_string().into()),
+                ("n", Value::Null),
+            ]),
             &mut s,
         );
         assert_eq!(s, r#"{"r":"\u00a73 \"x\"","n":null}"#);

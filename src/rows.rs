@@ -3,6 +3,7 @@
 //! Relative sequence numbers use each side's final origin (ISN, or first seq - 1), as Wireshark does.
 
 use crate::flow::{Flow, Transition};
+use crate::flows::Event;
 use crate::record::{Fields, Value};
 use crate::segment::{flag_names, tcpdump_flags, ACK};
 
@@ -70,12 +71,46 @@ pub fn rows_value(flow: &Flow) -> Value {
     )
 }
 
-/// A live transition event: the flow's number and the transition.
-pub fn event_value(flow: u64, t: &Transition) -> Value {
-    let Value::Obj(mut fields) = transition_value(t) else {
+/// A live transition event: the flow's number and ends, then the transition's fields.
+pub fn event_value(e: &Event) -> Value {
+    let Value::Obj(mut fields) = transition_value(&e.transition) else {
         return Value::Null;
     };
-    let mut out: Fields = vec![("flow", flow.into())];
+    let mut out: Fields = Vec::with_capacity(3 + fields.len());
+    out.push(("flow", e.flow.into()));
+    out.push(("client", e.client.clone().into()));
+    out.push(("server", e.server.clone().into()));
     out.append(&mut fields);
     Value::Obj(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::Role;
+    use crate::record::write_json;
+    use crate::states::{Cue, State};
+
+    #[test]
+    fn event_names_flow_and_ends_before_the_transition() {
+        let e = Event {
+            flow: 3,
+            client: "127.0.0.1:40452".into(),
+            server: "127.0.0.1:8080".into(),
+            transition: Transition {
+                ts: 1.5,
+                frame: Some(7),
+                endpoint: Role::Client,
+                from: State::Closed,
+                to: State::SynSent,
+                cause: Cue::SndSyn,
+            },
+        };
+        let mut out = String::new();
+        write_json(&event_value(&e), &mut out);
+        assert_eq!(
+            out,
+            r#"{"flow":3,"client":"127.0.0.1:40452","server":"127.0.0.1:8080","ts":1.5,"frame":7,"endpoint":"client","from":"CLOSED","to":"SYN-SENT","cause":"snd SYN"}"#
+        );
+    }
 }

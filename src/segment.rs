@@ -91,6 +91,12 @@ impl Addr {
     pub fn text(&self) -> String {
         match self {
             Addr::V4(b) => std::net::Ipv4Addr::from(*b).to_string(),
+            // glibc's inet_ntop writes an IPv4-compatible address (RFC 4291 §2.5.5.1: 96 zero bits,
+            // then a 32-bit value whose high 16 bits are not zero) as ::a.b.c.d; Rust would
+            // write ::a0b:c0d. Python prints what glibc prints, and so do tcpdump and tshark.
+            Addr::V6(b) if b[..12] == [0; 12] && (b[12] != 0 || b[13] != 0) => {
+                format!("::{}.{}.{}.{}", b[12], b[13], b[14], b[15])
+            }
             Addr::V6(b) => std::net::Ipv6Addr::from(*b).to_string(),
         }
     }
@@ -160,5 +166,17 @@ mod tests {
         let mut b = [0u8; 16];
         b[15] = 1;
         assert_eq!(Addr::V6(b).text(), "::1");
+        // as Python's socket.inet_ntop (glibc) prints them
+        let v6 = |hex: &str| {
+            let mut a = [0u8; 16];
+            for (i, byte) in a.iter_mut().enumerate() {
+                *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0);
+            }
+            Addr::V6(a).text()
+        };
+        assert_eq!(v6("00000000000000000000000004000001"), "::4.0.0.1");
+        assert_eq!(v6("00000000000000000000000000000100"), "::100");
+        assert_eq!(v6("00000000000000000000000000000000"), "::");
+        assert_eq!(v6("00000000000000000000ffff01020304"), "::ffff:1.2.3.4");
     }
 }

@@ -49,7 +49,7 @@
 //! value a u64 wrap counter can produce, so results equal Python's exactly and nothing can overflow.
 
 use crate::observe::Observer;
-use crate::record::{Fields, Value};
+use crate::record::Emit;
 use crate::segment::{Addr, Segment, ACK, FIN, RST, SYN};
 
 /// A relative sequence number (Zeek's int64 `get_relative_seq`), wide enough never to overflow.
@@ -954,15 +954,17 @@ impl Observer for ZeekObserver {
         self.process(seg, from_client);
     }
 
-    fn record(&self, out: &mut Fields) {
-        out.push(("conn_state", Value::from(self.conn_state())));
-        out.push(("history", Value::from(self.history.clone())));
-        let orig = if self.orig_is_client() {
+    fn record(&self, out: &mut dyn Emit) {
+        out.key("conn_state");
+        out.vocab(self.conn_state());
+        out.key("history");
+        out.str(&self.history);
+        out.key("zeek_orig");
+        out.vocab(if self.orig_is_client() {
             "client"
         } else {
             "server"
-        };
-        out.push(("zeek_orig", Value::from(orig)));
+        });
     }
 }
 
@@ -971,6 +973,7 @@ mod tests {
     //! Ports of tests/test_zeek.py's observer tests: hand-built segment sequences, expected values
     //! from Zeek's source (zeek/zeek a13de64f).
     use super::*;
+    use crate::record::Value;
     use crate::segment::{TcpOptions, CWR, ECE, NS, PSH, URG};
 
     fn flags_of(text: &str) -> u16 {
@@ -1579,8 +1582,7 @@ mod tests {
     fn record_fields_in_order() {
         let mut t = Talk::new();
         t.handshake();
-        let mut out = Fields::new();
-        t.zeek.record(&mut out);
+        let out = crate::observe::fields_of(&t.zeek);
         assert_eq!(
             out,
             vec![

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
-from handshake_probe.analysis import analyze_file
-from handshake_probe.core.record import flow_record
+import handshake_probe
 from scripts.update_goldens import golden
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
@@ -65,6 +64,14 @@ PREDICTED: Dict[str, Tuple[List[str], List[str], str]] = {
 }
 
 
+def analyze(pcap: Path, rows: bool = False) -> Tuple[Any, List[Dict[str, Any]]]:
+    """The engine's analysis of a capture, run to its end, and its records in flow order; with `rows`,
+    every flow's segments are kept (`analysis.rows(n)`)."""
+    analysis = handshake_probe.analyze(str(pcap), streaming=False, keep_rows=True if rows else None)
+    records = list(analysis)
+    return analysis, records
+
+
 def test_every_capture_is_predicted_and_documented():
     names = {p.stem for p in PCAPS}
     assert names == set(PREDICTED)
@@ -76,9 +83,9 @@ def test_every_capture_is_predicted_and_documented():
 
 @pytest.mark.parametrize("pcap", PCAPS, ids=[p.stem for p in PCAPS])
 def test_capture_follows_rfc_prediction(pcap: Path):
-    analysis = analyze_file(str(pcap))
+    analysis, records = analyze(pcap)
     assert analysis.error is None and not analysis.damaged
-    first = flow_record(analysis.flows[0])
+    first = records[0]
     client, server, close = PREDICTED[pcap.stem]
     assert first["client_states"] == client
     assert first["server_states"] == server
@@ -92,44 +99,43 @@ def test_capture_matches_golden(pcap: Path):
 
 
 def test_echo_session_seq_ack_arithmetic():
-    analysis = analyze_file(str(CAPTURES / "echo-client-close.pcap"), keep_rows=lambda n: True)
-    rows = analysis.flows[0].rows
-    syn, synack, ack = (r.seg for r in rows[:3])
-    assert synack.ack == (syn.seq + 1) % 2**32          # ack = x + 1
-    assert ack.seq == (syn.seq + 1) % 2**32 and ack.ack == (synack.seq + 1) % 2**32   # seq x+1, ack y+1
-    data_in, data_out = rows[3].seg, rows[5].seg
-    assert data_in.payload_len == data_out.payload_len == 6   # "python" -> "PYTHON"
+    analysis, _records = analyze(CAPTURES / "echo-client-close.pcap", rows=True)
+    rows = analysis.rows(1)
+    syn, synack, ack = rows[:3]
+    assert synack["ack"] == (syn["seq"] + 1) % 2**32          # ack = x + 1
+    assert ack["seq"] == (syn["seq"] + 1) % 2**32 and ack["ack"] == (synack["seq"] + 1) % 2**32   # seq x+1, ack y+1
+    data_in, data_out = rows[3], rows[5]
+    assert data_in["len"] == data_out["len"] == 6   # "python" -> "PYTHON"
 
 
 def test_half_close_server_sends_data_in_close_wait():
-    analysis = analyze_file(str(CAPTURES / "echo-half-close.pcap"), keep_rows=lambda n: True)
-    rows = analysis.flows[0].rows
-    fin = next(i for i, r in enumerate(rows) if r.seg.flags & 1 and r.from_client)
-    data_after = [r for r in rows[fin + 1:] if not r.from_client and r.seg.payload_len]
-    assert data_after and all(r.server_state.value == "CLOSE-WAIT" for r in data_after)
-    assert all(r.client_state.value == "FIN-WAIT-2" for r in data_after)
-    assert analysis.flows[0].violations == []
+    analysis, records = analyze(CAPTURES / "echo-half-close.pcap", rows=True)
+    rows = analysis.rows(1)
+    fin = next(i for i, r in enumerate(rows) if r["flags"] & 1 and r["from_client"])
+    data_after = [r for r in rows[fin + 1:] if not r["from_client"] and r["len"]]
+    assert data_after and all(r["server_state"] == "CLOSE-WAIT" for r in data_after)
+    assert all(r["client_state"] == "FIN-WAIT-2" for r in data_after)
+    assert records[0]["violations"] == []
 
 
 def test_syn_retransmissions_are_one_flow():
-    analysis = analyze_file(str(CAPTURES / "syn-no-answer.pcap"))
-    assert len(analysis.flows) == 1
-    rec = flow_record(analysis.flows[0])
+    _analysis, records = analyze(CAPTURES / "syn-no-answer.pcap")
+    assert len(records) == 1
+    rec = records[0]
     assert rec["handshake"]["syn_count"] == rec["packets"] >= 2 and rec["handshake"]["status"] == "partial"
 
 
 def test_out_of_window_rst_changed_nothing():
-    analysis = analyze_file(str(CAPTURES / "rst-out-of-window.pcap"), keep_rows=lambda n: True)
-    flow = analysis.flows[0]
-    assert flow.violation_count == 1 and "outside the receive window" in flow.violations[0].reason
-    bad = next(r for r in flow.rows if r.notes)
-    assert (bad.client_state.value, bad.server_state.value) == ("ESTABLISHED", "ESTABLISHED")
-    assert bad.seg.frame < flow.rows[-1].seg.frame    # the connection went on after it
+    analysis, records = analyze(CAPTURES / "rst-out-of-window.pcap", rows=True)
+    flow, rows = records[0], analysis.rows(1)
+    assert flow["violation_count"] == 1 and "outside the receive window" in flow["violations"][0]["reason"]
+    bad = next(r for r in rows if r["notes"])
+    assert (bad["client_state"], bad["server_state"]) == ("ESTABLISHED", "ESTABLISHED")
+    assert bad["frame"] < rows[-1]["frame"]    # the connection went on after it
 
 
 def test_port_reuse_3000_connections_are_3000_flows():
-    analysis = analyze_file(str(CAPTURES / "echo-port-reuse-3000.pcap"))
-    records = [flow_record(f) for f in analysis.flows]
+    _analysis, records = analyze(CAPTURES / "echo-port-reuse-3000.pcap")
     assert len(records) == 3000
     assert len({(r["client"], r["server"]) for r in records}) < 3000      # 4-tuples repeat
     assert all(r["handshake"]["complete"] and r["close"] == "fin" and r["packets"] == 10 for r in records)
@@ -139,16 +145,16 @@ def test_port_reuse_3000_connections_are_3000_flows():
 
 def test_rows_show_the_server_state_settled_by_its_answer():
     # The server's LISTEN -> SYN-RECEIVED is known only from its SYN-ACK (frame 2), but happened at frame 1.
-    analysis = analyze_file(str(CAPTURES / "echo-client-close.pcap"), keep_rows=lambda n: True)
-    r1, r2 = analysis.flows[0].rows[:2]
-    assert r1.server_state.value == "SYN-RECEIVED"
-    assert [(t.endpoint, t.to_state.value) for t in r1.transitions] == [("client", "SYN-SENT"),
-                                                                         ("server", "SYN-RECEIVED")]
-    assert [(t.endpoint, t.to_state.value) for t in r2.transitions] == [("client", "ESTABLISHED")]
+    analysis, _records = analyze(CAPTURES / "echo-client-close.pcap", rows=True)
+    r1, r2 = analysis.rows(1)[:2]
+    assert r1["server_state"] == "SYN-RECEIVED"
+    assert [(t["endpoint"], t["to"]) for t in r1["transitions"]] == [("client", "SYN-SENT"),
+                                                                    ("server", "SYN-RECEIVED")]
+    assert [(t["endpoint"], t["to"]) for t in r2["transitions"]] == [("client", "ESTABLISHED")]
 
 
 def test_simultaneous_close_row_keeps_both_transitions_of_the_crossing_fin():
-    analysis = analyze_file(str(CAPTURES / "simultaneous-close.pcap"), keep_rows=lambda n: True)
-    row = next(r for r in analysis.flows[0].rows if r.seg.frame == 9)
-    assert [(t.endpoint, t.to_state.value) for t in row.transitions] == [
+    analysis, _records = analyze(CAPTURES / "simultaneous-close.pcap", rows=True)
+    row = next(r for r in analysis.rows(1) if r["frame"] == 9)
+    assert [(t["endpoint"], t["to"]) for t in row["transitions"]] == [
         ("server", "FIN-WAIT-1"), ("server", "CLOSING"), ("client", "CLOSING")]

@@ -398,10 +398,9 @@ def test_an_unknown_key_exits_2_from_the_command(tmp_path: Path, capsys: pytest.
 
 
 def test_the_known_fields_are_the_records_fields() -> None:
-    from handshake_probe.analysis import analyze_file
+    import handshake_probe
     from handshake_probe.check import HANDSHAKE_FIELDS, RECORD_FIELDS
-    from handshake_probe.core.record import flow_record
-    rec = flow_record(analyze_file(str(CLIENT_CLOSE)).flows[0])
+    rec = next(iter(handshake_probe.analyze(str(CLIENT_CLOSE))))
     assert set(rec) | {"file"} == RECORD_FIELDS                   # "file": with several files
     assert tuple(rec["handshake"]) == HANDSHAKE_FIELDS
 
@@ -503,3 +502,14 @@ def test_ladder_falls_back_to_the_segment_listing(monkeypatch: pytest.MonkeyPatc
     rec, rows = view
     monkeypatch.setitem(sys.modules, "handshake_probe.ladder", None)   # import now fails
     assert flow_ladder(rec, rows) == flow_detail(rec, rows)
+
+
+def test_every_anomaly_kind_the_engine_counts_is_a_valid_expectation(tmp_path) -> None:
+    """The vocabulary comes from the engine: zero_window_probe_ack (missing from an earlier hand-kept
+    list) is accepted, and so is every other kind the record carries."""
+    import handshake_probe
+    from handshake_probe.check import load_spec
+    text = "[all]\n" + "".join(f"anomalies.{k} = 0\n" for k in handshake_probe.ANOMALY_KINDS)
+    spec = load_spec(text)
+    assert len(spec.rules) == 1
+    assert "zero_window_probe_ack" in text

@@ -15,7 +15,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
 from handshake_probe.cli import main
-from handshake_probe.pcapio import PcapWriter
+from handshake_probe.pcapwriter import PcapWriter
 
 C, S = ("127.0.0.1", 40000), ("127.0.0.1", 8000)
 
@@ -318,3 +318,29 @@ def test_columns_where_they_do_not_apply_is_a_usage_error(extra: List[str], caps
     code, out, err = run(["analyze", str(ECHO), "--columns", "flow,close", *extra], capsys)
     assert (code, out) == (2, "")
     assert err.startswith("handshake-probe: error: --columns chooses the flow table's columns")
+
+
+def test_the_file_commands_run_on_the_engine_alone(tmp_path: Path):
+    """analyze (every format, --flow N, several files), ladder and check never import the Python core,
+    its analysis glue or its reader: the engine does all per-packet work (the core goes with its last
+    users, see handshake_probe/core/__init__.py)."""
+    root = Path(__file__).resolve().parents[1]
+    one, two = root / "captures" / "echo-client-close.pcap", root / "captures" / "closed-port.pcap"
+    script = f"""
+import contextlib, io, sys
+from handshake_probe.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    for argv in (["analyze", {str(one)!r}], ["analyze", {str(one)!r}, "--flow", "1"],
+                 ["analyze", {str(one)!r}, "--flow", "1", "--ladder"],
+                 ["analyze", {str(one)!r}, "--format", "csv"], ["analyze", {str(one)!r}, "--format", "jsonl"],
+                 ["analyze", {str(one)!r}, {str(two)!r}, "-j", "1", "--format", "csv"],
+                 ["ladder", {str(one)!r}], ["ladder", {str(one)!r}, "--svg", {str(tmp_path / "l.svg")!r}],
+                 ["check", {str(one)!r}, "--all-flows", "close=fin"]):
+        assert main(argv) == 0, argv
+core = [m for m in sys.modules if m.startswith("handshake_probe.core")
+        or m in ("handshake_probe.analysis", "handshake_probe.pcapio")]
+print(core)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[]\n"

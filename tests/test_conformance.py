@@ -10,8 +10,7 @@ from typing import Dict, List
 
 import pytest
 
-from handshake_probe.analysis import analyze_file
-from handshake_probe.core.record import flow_record
+import handshake_probe
 
 CONFORMANCE = Path(__file__).resolve().parents[1].parent / "shared" / "conformance"
 TRACES = sorted((CONFORMANCE / "traces").glob("*")) if CONFORMANCE.is_dir() else []
@@ -37,10 +36,10 @@ def test_manifest_lists_every_trace():
 
 @pytest.mark.parametrize("trace", TRACES, ids=[t.name for t in TRACES])
 def test_trace_agrees_with_tshark_streams(trace: Path):
-    analysis = analyze_file(str(trace))
+    analysis = handshake_probe.analyze(str(trace), streaming=False)     # records in flow order
+    records = list(analysis)
     assert analysis.error is None and not analysis.damaged, analysis.error or analysis.warnings
     streams = tshark_streams(trace)
-    records = [flow_record(f) for f in analysis.flows]
     # tshark numbers streams in order of first packet, as we number flows.
     assert len(records) == len(streams), f"{len(records)} flows, tshark has {len(streams)} streams"
     for rec, row in zip(records, streams):

@@ -26,12 +26,8 @@ from typing import Any, DefaultDict, Dict, FrozenSet, List, Tuple
 
 import pytest
 
-from handshake_probe.analysis import analyze_frames
-from handshake_probe.core.completeness import CompletenessObserver
-from handshake_probe.core.flow import Flow
-from handshake_probe.core.flows import FlowTable
-from handshake_probe.core.zeek import ZeekObserver, find_zeek, zeek_row_tuple
-from handshake_probe.pcapio import read_frames
+import handshake_probe
+from tests.talk import Record, endpoint, zeek_row_tuple
 
 CONFORMANCE = Path(__file__).resolve().parents[1].parent / "shared" / "conformance"
 
@@ -101,11 +97,13 @@ def _tshark_rows(entry: Dict[str, Any]) -> List[Dict[str, str]]:
         return list(csv.DictReader(fh, delimiter="\t"))
 
 
-def _analyze(path: Path) -> List[Flow]:
-    table = FlowTable(observers=[ZeekObserver, CompletenessObserver])
-    analysis = analyze_frames(read_frames(str(path)), str(path), table)
+def _analyze(path: Path) -> List[Record]:
+    """Every flow's record, in flow order (Zeek's conn_state, history and zeek_orig, tshark's
+    completeness among its fields)."""
+    analysis = handshake_probe.analyze(str(path), streaming=False)
+    records = list(analysis)
     assert analysis.error is None, analysis.error
-    return analysis.flows
+    return records
 
 
 def score_trace(entry: Dict[str, Any]) -> TraceScore:
@@ -114,9 +112,9 @@ def score_trace(entry: Dict[str, Any]) -> TraceScore:
     score = TraceScore(name)
 
     # Zeek: group both sides by 4-tuple, in order.
-    ours: DefaultDict[FrozenSet[Tuple[str, int]], List[Flow]] = defaultdict(list)
+    ours: DefaultDict[FrozenSet[Tuple[str, int]], List[Record]] = defaultdict(list)
     for flow in flows:
-        ours[_key((flow.client.addr, flow.client.port), (flow.server.addr, flow.server.port))].append(flow)
+        ours[_key(endpoint(flow["client"]), endpoint(flow["server"]))].append(flow)
     theirs: DefaultDict[FrozenSet[Tuple[str, int]], List[Dict[str, Any]]] = defaultdict(list)
     for row in _zeek_rows(entry):
         theirs[_key((row["orig_h"], int(row["orig_p"])), (row["resp_h"], int(row["resp_p"])))].append(row)
@@ -131,34 +129,31 @@ def score_trace(entry: Dict[str, Any]) -> TraceScore:
             pairs = [(rows[-1], ours_here[0])]      # Zeek split it: compare with its last row
             score.folded += len(rows) - 1
         for row, flow in pairs:
-            zeek = find_zeek(flow)
-            assert zeek is not None
+            assert flow["conn_state"] in handshake_probe.CONN_STATES     # the Zeek observer ran
             label = f"{_label(row['orig_h'], row['orig_p'])}>{_label(row['resp_h'], row['resp_p'])}"
             score.rows += 1
-            o_h, o_p, r_h, r_p = zeek_row_tuple(flow, zeek)
+            o_h, o_p, r_h, r_p = zeek_row_tuple(flow)
             if (o_h, o_p) == (row["orig_h"], int(row["orig_p"])):
                 score.direction += 1
             else:
                 score.disagreements[(name, "direction", label)] = f"we say {o_h}:{o_p} originated"
             if row["conn_state"] is not None:
                 score.state_scored += 1
-                if zeek.conn_state() == row["conn_state"]:
+                if flow["conn_state"] == row["conn_state"]:
                     score.state += 1
                 else:
                     score.disagreements[(name, "conn_state", label)] = (
-                        f"Zeek {row['conn_state']}, we {zeek.conn_state()}")
-            if zeek.history == row["history"]:
+                        f"Zeek {row['conn_state']}, we {flow['conn_state']}")
+            if flow["history"] == row["history"]:
                 score.history += 1
             else:
-                score.disagreements[(name, "history", label)] = f"Zeek {row['history']}, we {zeek.history}"
+                score.disagreements[(name, "history", label)] = f"Zeek {row['history']}, we {flow['history']}"
 
     # tshark: streams in order.
     streams = _tshark_rows(entry)
     assert len(streams) == len(flows), f"{name}: {len(flows)} flows, {len(streams)} tshark streams"
-    for row, flow in zip(streams, flows):
-        completeness = next(o for o in flow.observers if isinstance(o, CompletenessObserver))
+    for row, record in zip(streams, flows):
         score.streams += 1
-        record = completeness.record(flow)
         if (record["completeness"], record["completeness_flags"]) == (int(row["completeness"]),
                                                                         row["completeness_flags"]):
             score.completeness += 1

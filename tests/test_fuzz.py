@@ -1,9 +1,10 @@
 """Fuzzing in the suite (hypothesis, a small budget): random bytes and mutated real captures.
 
-The property, for any file: `read_frames` raises nothing but CaptureError, `decode` nothing but
-DecodeError (both caught inside the analysis), so `analyze_file` (read_frames + decode + FlowTable
-with every observer) and the rendering never raise, and the command line never prints a traceback.
-And no hang: every input must finish within a few seconds (SIGALRM guard).
+The property, for any file: the engine's reader (`_engine.Frames`) raises nothing but CaptureError,
+`_engine.decode` nothing but DecodeError (both reported inside the analysis), so
+`handshake_probe.analyze` (reader + decoder + flow table with every observer) and the rendering never
+raise, and the command line never prints a traceback. And no hang: every input must finish within a
+few seconds (SIGALRM guard).
 
 The seeds are captures/*.pcap and a pcapng built in bench/fuzz.py with one interface per supported
 link type (see there); the mutations are bit flips, truncations, tweaks of the length fields found by
@@ -25,7 +26,7 @@ from hypothesis import strategies as st
 
 from bench.fuzz import (KINDS, Hang, Mutation, apply, exercise, length_fields, same_through_a_pipe,
                         seed_corpus, time_limit)
-from handshake_probe.analysis import analyze_file
+import handshake_probe
 from handshake_probe.cli import main
 
 SEEDS = seed_corpus()
@@ -72,11 +73,13 @@ def test_seeds_are_clean(scratch: Path) -> None:
     # Unmutated, every seed is read to the end without a fault: the mutations start from valid files.
     for name in NAMES:
         scratch.write_bytes(SEEDS[name])
-        analysis = analyze_file(str(scratch))
-        assert (analysis.error, analysis.warnings, analysis.skipped["malformed"]) == (None, [], 0), name
+        analysis = handshake_probe.analyze(str(scratch))
+        list(analysis)
+        assert (analysis.error, analysis.warnings, analysis.skipped.get("malformed", 0)) == (None, [], 0), name
         assert analysis.flow_count > 0 and length_fields(SEEDS[name]), name
     scratch.write_bytes(PCAPNG)  # the built pcapng: every frame, under every link type, is a segment
-    ng = analyze_file(str(scratch))
+    ng = handshake_probe.analyze(str(scratch))
+    list(ng)
     assert ng.frames == 20 + 2 + 4 and ng.segments == ng.frames and not ng.skipped
 
 

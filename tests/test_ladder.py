@@ -15,11 +15,10 @@ from scapy.layers.l2 import Ether
 from scapy.utils import PcapReader
 
 from handshake_probe.commands import COMMANDS
-from handshake_probe.flowsource import (FlowView, core_flow_view, flow_with_rows, flows_with_rows,
-                                        records_and_summary)
+from handshake_probe.flowsource import FlowView, flow_with_rows, flows_with_rows, records_and_summary
 from handshake_probe.ladder import ladder_steps, ladder_text, ladders_text
 from handshake_probe.ladder_svg import COLOURS, ladder_svg, ladders_svg
-from handshake_probe.pcapio import PcapWriter
+from handshake_probe.pcapwriter import PcapWriter
 from tests.talk import Talk
 
 CAPTURES = Path(__file__).resolve().parent.parent / "captures"
@@ -36,8 +35,8 @@ def flow_of(name: str, number: int = 1) -> FlowView:
 
 
 def talk_flow(t: Talk) -> FlowView:
-    """(record, rows) of a crafted conversation's first flow (Talk drives the Python core's table)."""
-    return core_flow_view(t.flows[0])
+    """(record, rows) of a crafted conversation's first flow, as the engine hands them out."""
+    return t.record(), t.rows()
 
 
 def arrows(text: str) -> List[Tuple[int, re.Match]]:
@@ -228,8 +227,7 @@ def test_timer_transition_is_drawn_in_time_order():
     t.c("FA")
     t.s("FA")
     t.c("A")
-    t.table.add(Talk(client=("10.0.0.9", 50000), t0=t.ts + 5).c("S"))   # the capture goes on for 5 s
-    t.finish()
+    Talk(client=("10.0.0.9", 50000), t0=t.ts + 5, wire=t.wire).c("S")   # the capture goes on for 5 s
     text = ladder_text(*talk_flow(t))
     line = next(line for line in text.splitlines() if "(2MSL timeout)" in line)
     # TIME-WAIT began with the server's FIN (4 ms after the SYN) and lasts 2 x 0.5 s.

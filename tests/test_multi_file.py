@@ -8,7 +8,12 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
+import handshake_probe
+from handshake_probe import _engine
 from handshake_probe.cli import main
+from handshake_probe.render import write_records
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures"
 A, B = CAPTURES / "echo-client-close.pcap", CAPTURES / "closed-port.pcap"
@@ -45,6 +50,20 @@ def test_a_broken_file_does_not_lose_the_others(tmp_path: Path, capsys):
     files = [json.loads(l)["file"] for l in out.splitlines()]
     assert code == 2 and files == [str(A), str(bad), str(B)]
     assert len(err.strip().splitlines()) == 1 and str(bad) in err and "byte offset" in err
+
+
+@pytest.mark.parametrize("path", sorted(CAPTURES.rglob("*.pcap")), ids=lambda p: p.name)
+def test_csv_of_one_file_and_of_several_agree(path: Path):
+    """One file's CSV is written by the engine itself (Analysis.chunk), several files' by render.csv_row
+    from their records: two writers of the same cells, which must agree on every capture."""
+    engine = handshake_probe.analyze(str(path))
+    text = _engine.csv_header() + "\n"
+    while (chunk := engine.chunk("csv")) is not None:
+        text += chunk.decode()
+    out = io.StringIO()
+    write_records(handshake_probe.analyze(str(path)), "csv", out)
+    assert out.getvalue() == text
+    assert len(text.splitlines()) >= 2 and text.splitlines()[0].split(",") == handshake_probe.CSV_COLUMNS
 
 
 def test_flow_needs_one_file(capsys):

@@ -1,4 +1,5 @@
-"""Tests for handshake_probe.pcapio: reading pcap/pcapng record by record, writing pcap.
+"""Reading pcap/pcapng record by record (the engine's reader, src/pcap.rs, seen through
+`handshake_probe._engine.Frames`) and writing pcap (handshake_probe's PcapWriter).
 
 Files are built byte by byte with struct here, so every field the reader sees is one we chose.
 """
@@ -6,19 +7,21 @@ Files are built byte by byte with struct here, so every field the reader sees is
 from __future__ import annotations
 
 import io
-import os
 import pickle
+import re
 import shutil
 import struct
 import subprocess
-import threading
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Any, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import pytest
 
-from handshake_probe.pcapio import CaptureError, PcapWriter, RawFrame, read_frames
+import handshake_probe
+from handshake_probe._engine import CaptureError, Frames
+from handshake_probe.pcapwriter import PcapWriter
 
 # An Ethernet/IPv4/TCP SYN and its SYN-ACK (192.0.2.1:40000 <-> 192.0.2.2:80, MSS 1460).
 SYN = bytes.fromhex(
@@ -31,6 +34,51 @@ SYN_ACK = bytes.fromhex(
 )
 
 CONFORMANCE = Path(__file__).resolve().parent.parent.parent / "shared" / "conformance" / "traces"
+
+
+# --- the reader's side ----------------------------------------------------------------------
+
+class RawFrame(NamedTuple):
+    """One of Frames' tuples, with its fields named."""
+
+    frame: int
+    ts: float
+    linktype: int
+    data: bytes
+    wirelen: int
+    offset: int
+
+
+def read_frames(path: str, warnings: Optional[List[str]] = None) -> Iterator[RawFrame]:
+    """The frames of a capture, lazily, as the engine reads them; its reader warnings (frames kept
+    despite a fault) are added to `warnings` as they come."""
+    frames = Frames(path)
+    for item in frames:
+        if warnings is not None:
+            warnings.extend(frames.warnings[len(warnings):])
+        yield RawFrame(*item)
+    if warnings is not None:
+        warnings.extend(frames.warnings[len(warnings):])
+
+
+# A fault is one line: "<path>: [frame N at ]byte offset X: <reason>".
+_FAULT = re.compile(r"^(?P<path>.*?): (?:frame (?P<frame>\d+) at )?byte offset (?P<offset>\d+): (?P<reason>.*)$")
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A CaptureError's line, taken apart."""
+
+    path: str
+    offset: int
+    reason: str
+    frame: Optional[int]
+
+
+def fault(err: CaptureError) -> Fault:
+    m = _FAULT.match(str(err))
+    assert m is not None and "\n" not in str(err), str(err)
+    return Fault(m["path"], int(m["offset"]), m["reason"], int(m["frame"]) if m["frame"] else None)
 
 
 # --- builders -------------------------------------------------------------------------------
@@ -93,13 +141,13 @@ def write(tmp_path: Path, content: bytes, name: str = "t.pcap") -> str:
     return str(path)
 
 
-def read_until_error(path: str) -> Tuple[List[RawFrame], CaptureError]:
-    """The frames yielded before the fault, and the fault."""
+def read_until_error(path: str) -> Tuple[List[RawFrame], Fault]:
+    """The frames yielded before the fault, and the fault (a file that cannot be opened raises at once)."""
     frames: List[RawFrame] = []
     with pytest.raises(CaptureError) as info:
         for frame in read_frames(path):
             frames.append(frame)
-    return frames, info.value
+    return frames, fault(info.value)
 
 
 def exact(ticks: int, per_second: int) -> float:
@@ -156,7 +204,7 @@ def test_pcap_caplen_over_snaplen_is_cut_to_it_with_a_warning(tmp_path: Path) ->
     # for the link type, the record is kept, cut to the snaplen, and the rest of it skipped.
     path = write(tmp_path, pcap([(1, 0, SYN, 20), (2, 0, SYN_ACK, None)], snaplen=16))
     warnings: List[str] = []
-    frames = list(read_frames(path, on_warning=warnings.append))
+    frames = list(read_frames(path, warnings))
     assert [(f.frame, f.data, f.wirelen, f.offset) for f in frames] == [
         (1, SYN[:16], 20, 24), (2, SYN_ACK[:16], len(SYN_ACK), 24 + 16 + len(SYN))]
     assert warnings == [
@@ -164,7 +212,10 @@ def test_pcap_caplen_over_snaplen_is_cut_to_it_with_a_warning(tmp_path: Path) ->
         " frame kept, cut to 16 bytes (as libpcap does)",
         f"{path}: frame 2 at byte offset {24 + 16 + len(SYN)}: captured length {len(SYN_ACK)} exceeds"
         " the file's snaplen 16; frame kept, cut to 16 bytes (as libpcap does)"]
-    assert [f.data for f in read_frames(path)] == [SYN[:16], SYN_ACK[:16]]  # no callback: silent
+    # The analysis passes them on, as warnings (the frames are kept: the file is not damaged).
+    analysis = handshake_probe.analyze(path)
+    list(analysis)
+    assert analysis.warnings == warnings and not analysis.damaged
 
 
 @pytest.mark.parametrize("snaplen", [0, 0x80000000, 0xFFFFFFFF])
@@ -172,14 +223,14 @@ def test_pcap_bogus_snaplen_means_the_largest(tmp_path: Path, snaplen: int) -> N
     # pcap_adjust_snapshot: 0 or above INT_MAX is replaced by the largest snaplen for the link type.
     path = write(tmp_path, pcap([(1, 0, SYN, None)], snaplen=snaplen))
     warnings: List[str] = []
-    assert next(read_frames(path, on_warning=warnings.append)).data == SYN and warnings == []
+    assert next(read_frames(path, warnings)).data == SYN and warnings == []
 
 
 def test_pcap_modified_ethernet_snaplen_allows_14_more(tmp_path: Path) -> None:
     extra = struct.pack("<IHBx", 2, 0x0800, 0)
     path = write(tmp_path, pcap([(5, 6, SYN, None)], magic=0xA1B2CD34, extra=extra, snaplen=len(SYN) - 14))
     warnings: List[str] = []
-    assert next(read_frames(path, on_warning=warnings.append)).data == SYN and warnings == []
+    assert next(read_frames(path, warnings)).data == SYN and warnings == []
 
 
 def test_pcap_cut_frames_keep_wire_length(tmp_path: Path) -> None:
@@ -193,7 +244,8 @@ def test_pcap_without_records_yields_nothing(tmp_path: Path) -> None:
 
 def test_accepts_pathlib_path(tmp_path: Path) -> None:
     path = Path(write(tmp_path, pcap([(1, 0, SYN, None)])))
-    assert len(list(read_frames(path))) == 1  # type: ignore[arg-type]
+    analysis = handshake_probe.analyze(path)
+    assert len(list(analysis)) == 1 and analysis.frames == 1 and analysis.path == str(path)
 
 
 # --- pcapng ---------------------------------------------------------------------------------
@@ -270,24 +322,31 @@ def test_pcapng_other_blocks_skipped(tmp_path: Path) -> None:
 
 def test_missing_file(tmp_path: Path) -> None:
     path = str(tmp_path / "nope.pcap")
+    with pytest.raises(CaptureError) as info:
+        Frames(path)
+    assert str(info.value) == f"{path}: byte offset 0: No such file or directory"
     frames, err = read_until_error(path)
-    assert str(err) == f"{path}: byte offset 0: No such file or directory"
-    assert (err.path, err.offset, err.reason) == (path, 0, "No such file or directory")
+    assert frames == [] and err == Fault(path, 0, "No such file or directory", None)
 
 
-def test_error_survives_pickling() -> None:
+def test_error_survives_pickling(tmp_path: Path) -> None:
     reason = "truncated record header (8 of 16 bytes)"
-    err = pickle.loads(pickle.dumps(CaptureError("x.pcap", 24, reason)))
-    assert (err.path, err.offset, err.reason, err.frame) == ("x.pcap", 24, reason, None)
-    assert str(err) == f"x.pcap: byte offset 24: {reason}"
-    err = pickle.loads(pickle.dumps(CaptureError("x.pcap", 24, reason, 1)))
-    assert (err.path, err.offset, err.reason, err.frame) == ("x.pcap", 24, reason, 1)
-    assert str(err) == f"x.pcap: frame 1 at byte offset 24: {reason}"
+    path = write(tmp_path, pcap([]) + struct.pack("<II", 3, 0))
+    with pytest.raises(CaptureError) as info:
+        list(Frames(path))
+    err = pickle.loads(pickle.dumps(info.value))
+    assert type(err) is CaptureError and str(err) == f"{path}: frame 1 at byte offset 24: {reason}"
+    assert fault(err) == Fault(path, 24, reason, 1)
+    with pytest.raises(CaptureError) as info:
+        Frames(path + ".absent")
+    err = pickle.loads(pickle.dumps(info.value))
+    assert fault(err) == Fault(path + ".absent", 0, "No such file or directory", None)
+    assert str(err) == f"{path}.absent: byte offset 0: No such file or directory"
 
 
 def test_directory(tmp_path: Path) -> None:
     _, err = read_until_error(str(tmp_path))
-    assert str(err) == f"{tmp_path}: byte offset 0: Is a directory"
+    assert err == Fault(str(tmp_path), 0, "Is a directory", None)
 
 
 @pytest.mark.parametrize("content, reason", [
@@ -301,7 +360,7 @@ def test_file_header_faults(tmp_path: Path, content: bytes, reason: str) -> None
     path = write(tmp_path, content)
     frames, err = read_until_error(path)
     assert frames == []
-    assert str(err) == f"{path}: byte offset 0: {reason}"
+    assert err == Fault(path, 0, reason, None)
 
 
 def test_truncated_record_header(tmp_path: Path) -> None:
@@ -309,7 +368,7 @@ def test_truncated_record_header(tmp_path: Path) -> None:
     path = write(tmp_path, content + struct.pack("<II", 3, 0))
     frames, err = read_until_error(path)
     assert [f.frame for f in frames] == [1, 2]
-    assert str(err) == f"{path}: frame 3 at byte offset {len(content)}: truncated record header (8 of 16 bytes)"
+    assert err == Fault(path, len(content), "truncated record header (8 of 16 bytes)", 3)
 
 
 def test_truncated_packet_data(tmp_path: Path) -> None:
@@ -333,7 +392,7 @@ def test_impossible_captured_length(tmp_path: Path, linktype: int, caplen: int, 
     assert len(frames) == 1
     reason = f"impossible captured length {caplen} (more than {limit}, libpcap's largest snaplen" \
              f" for link type {linktype})"
-    assert str(err) == f"{path}: frame 2 at byte offset {len(good)}: {reason}"
+    assert err == Fault(path, len(good), reason, 2)
 
 
 @pytest.mark.parametrize("snaplen", [262144, 65535])
@@ -383,29 +442,26 @@ def test_pcapng_faults(tmp_path: Path, tail: bytes, reason: str, frame: Optional
     path = write(tmp_path, NG_FIRST + tail, "t.pcapng")
     frames, err = read_until_error(path)
     assert [(f.frame, f.data) for f in frames] == [(1, SYN)]
-    where = f"frame {frame} at byte offset" if frame else "byte offset"
-    assert str(err) == f"{path}: {where} {len(NG_FIRST)}: {reason}"
+    assert err == Fault(path, len(NG_FIRST), reason, frame)
 
 
-def read_through_pipe(content: bytes) -> Tuple[List[RawFrame], Optional[CaptureError]]:
-    """read_frames on a pipe (no file size to check lengths against), fed by a thread."""
-    r, w = os.pipe()
-
-    def feed() -> None:
-        with os.fdopen(w, "wb") as out:
-            out.write(content)
-
-    feeder = threading.Thread(target=feed)
-    feeder.start()
+def read_through_pipe(content: bytes, tmp_path: Path) -> Tuple[List[RawFrame], Optional[Fault]]:
+    """read_frames on a pipe (no file size to check lengths against), written by another process. Not
+    by a thread of this one: the engine reads a pipe in the calling thread without releasing the GIL,
+    so a Python thread could never write what it waits for."""
+    source = tmp_path / "piped"
+    source.write_bytes(content)
+    cat = subprocess.Popen(["cat", str(source)], stdout=subprocess.PIPE)
+    assert cat.stdout is not None
     frames: List[RawFrame] = []
-    error: Optional[CaptureError] = None
+    error: Optional[Fault] = None
     try:
-        for frame in read_frames(f"/dev/fd/{r}"):
+        for frame in read_frames(f"/dev/fd/{cat.stdout.fileno()}"):
             frames.append(frame)
     except CaptureError as err:
-        error = err
-    feeder.join()
-    os.close(r)
+        error = fault(err)
+    cat.stdout.close()          # a reader that stopped at a fault: cat gets EPIPE and ends
+    cat.wait()
     return frames, error
 
 
@@ -415,7 +471,7 @@ def test_pcapng_huge_length_on_a_pipe_reads_only_what_is_there(tmp_path: Path, t
     # On a pipe the 4 GiB length cannot be checked first: the block is read in bounded chunks
     # (a single read would allocate it all) and the fault is the same as on a file.
     _, on_file = read_until_error(write(tmp_path, NG_FIRST + tail, "t.pcapng"))
-    frames, on_pipe = read_through_pipe(NG_FIRST + tail)
+    frames, on_pipe = read_through_pipe(NG_FIRST + tail, tmp_path)
     assert [f.data for f in frames] == [SYN] and on_pipe is not None
     assert (on_pipe.offset, on_pipe.frame, on_pipe.reason) == (on_file.offset, on_file.frame, on_file.reason)
     assert on_pipe.reason.startswith("truncated block (")
@@ -425,7 +481,7 @@ def test_pcapng_big_blocks_on_a_pipe(tmp_path: Path) -> None:
     # Blocks above 1 MiB are legal (D-Bus messages, link type 231, reach 128 MiB): read whole, in chunks.
     big = bytes(range(256)) * 6000  # 1.5 MB
     content = shb() + idb(231) + epb(0, 7, big) + epb(0, 8, SYN)
-    frames, err = read_through_pipe(content)
+    frames, err = read_through_pipe(content, tmp_path)
     assert err is None and [f.data for f in frames] == [big, SYN]
     assert frames == list(read_frames(write(tmp_path, content, "t.pcapng")))
 
@@ -469,7 +525,7 @@ def test_cut_anywhere_gives_a_prefix_then_an_error(tmp_path: Path, pieces: List[
             for frame in read_frames(path):
                 frames.append(frame)
         except CaptureError as err:
-            assert err.offset < cut and cut not in boundaries
+            assert fault(err).offset < cut and cut not in boundaries
         else:
             assert cut in boundaries
         assert frames == full[:len(frames)]
@@ -478,11 +534,11 @@ def test_cut_anywhere_gives_a_prefix_then_an_error(tmp_path: Path, pieces: List[
 def test_error_is_one_line_and_frames_stream_before_it(tmp_path: Path) -> None:
     # The reader is lazy: the first frame comes out before the fault further on is read.
     path = write(tmp_path, pcap([(1, 0, SYN, None)]) + b"\0" * 3)
-    it = read_frames(path)
-    assert next(it).frame == 1
+    it = iter(Frames(path))
+    assert next(it)[0] == 1
     with pytest.raises(CaptureError) as info:
         next(it)
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and fault(info.value).offset == 40 + len(SYN)
 
 
 # --- PcapWriter -----------------------------------------------------------------------------

@@ -323,7 +323,7 @@ def test_kernel_oracle_agrees_after(tun_run, name: str) -> None:
     local, remote = kernel_end(out)
     assert ss_state(local, remote) == AFTER[name]
     assert diag_state(local, remote) == AFTER[name]     # the prober's own oracle reads the same
-    rec = flow_record(out.analysis.flows[0])
+    rec = out.analysis.records[0]                       # the engine's record of the one flow
     role = "client_states" if out.scenario.kernel_role == "client" else "server_states"
     if name != "no-answer":                             # a silent give-up shows on no wire
         assert rec[role][-1] == AFTER[name]

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import handshake_probe.analysis as analysis
+import handshake_probe.flowsource as flowsource
 from handshake_probe.cli import main
 
 CAPTURE = Path(__file__).resolve().parents[1] / "captures" / "echo-port-reuse-3000.pcap"
 
 
-def test_progress_is_reported_with_frames_and_offsets(monkeypatch):
-    monkeypatch.setattr(analysis, "PROGRESS_EVERY", 5000)
+def test_progress_is_reported_with_frames_and_offsets():
     seen = []
-    result = analysis.analyze_file(str(CAPTURE), progress=lambda n, off: seen.append((n, off)))
-    assert [n for n, _ in seen] == [5000, 10000, 15000, 20000, 25000, 30000]
+    records, summary = flowsource.records_and_summary(str(CAPTURE), progress=lambda n, off: seen.append((n, off)))
+    frames = [n for n, _ in seen]
     offsets = [off for _, off in seen]
-    assert offsets == sorted(offsets) and offsets[-1] < CAPTURE.stat().st_size
-    assert result.frames == 30000
+    # Reported while reading, once per batch of the engine's reading thread (the same size each
+    # time), and not a batch left unreported before the end: 30000 frames, several reports.
+    assert len(frames) >= 2 and frames == [frames[0] * (i + 1) for i in range(len(frames))]
+    assert frames[-1] < 30000 <= frames[-1] + frames[0]
+    # bytes read so far: growing with every report, short of the whole file until the end
+    assert offsets == sorted(set(offsets)) and 0 < offsets[0] and offsets[-1] < CAPTURE.stat().st_size
+    assert summary.frames == 30000 and len(records) == 3000
 
 
 def test_cli_is_silent_on_stderr_when_not_a_terminal(capsys):

@@ -1,8 +1,8 @@
-"""decode() against scapy's dissection of the same bytes, for every capture file we have.
+"""The engine's decode() against scapy's dissection of the same bytes, for every capture file we have.
 
-Frames are read raw with scapy's RawPcapReader / RawPcapNgReader (not with our own pcapio, so that
+Frames are read raw with scapy's RawPcapReader / RawPcapNgReader (not with the engine's reader, so that
 this test checks the decoder alone against an independent reader and dissector). For every frame:
-- scapy finds a TCP layer -> our Segment must exist and agree on ports, seq, ack, flags, window,
+- scapy finds a TCP layer -> our segment must exist and agree on ports, seq, ack, flags, window,
   payload length (from the IP/IPv6 length fields, as snaplen-cut traces need) and options;
 - scapy finds no TCP -> we must give a reason string, not a Segment (and not a DecodeError).
 scapy dissects ~10k frames/s, so each file is compared on its first MAX_FRAMES frames.
@@ -20,7 +20,7 @@ Test-side adjustments to scapy, each because scapy's defaults differ from libpca
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple, Type
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Type, Union
 
 import pytest
 
@@ -36,8 +36,9 @@ from scapy.packet import Packet, bind_bottom_up  # noqa: E402
 from scapy.error import Scapy_Exception  # noqa: E402
 from scapy.utils import RawPcapReader  # noqa: E402
 
-from handshake_probe.core.decode import DecodeError, decode  # noqa: E402
-from handshake_probe.core.segment import Segment, TcpOptions  # noqa: E402
+from handshake_probe._engine import DecodeError, decode  # noqa: E402
+
+Segment = Dict[str, Any]    # a decoded segment (decode() gives a dict, or a reason string)
 
 REPO = Path(__file__).resolve().parents[1]
 CAPTURE_DIRS = (REPO / "captures", REPO.parent / "shared" / "conformance" / "traces")
@@ -111,7 +112,7 @@ def _expected_payload_len(ip: Packet, tcp: TCP, data: bytes, wirelen: int) -> in
     return payload - (tcp_off - ip_off - 40) - tcp.dataofs * 4
 
 
-def _expected_options(tcp: TCP) -> TcpOptions:
+def _expected_options(tcp: TCP) -> Dict[str, Any]:
     """scapy's option list, keeping only well-formed values (decode skips the malformed ones)."""
     mss = wscale = ts_val = ts_ecr = None
     sack_permitted = False
@@ -129,36 +130,37 @@ def _expected_options(tcp: TCP) -> TcpOptions:
             ts_val, ts_ecr = value
         elif name == "SAck" and isinstance(value, tuple) and value and len(value) % 2 == 0:
             sack = tuple(zip(value[0::2], value[1::2]))
-    return TcpOptions(mss, wscale, sack_permitted, sack, ts_val, ts_ecr)
+    return dict(mss=mss, wscale=wscale, sack_permitted=sack_permitted, sack=[list(b) for b in sack],
+                ts_val=ts_val, ts_ecr=ts_ecr)
 
 
 def _compare(number: int, linktype: int, data: bytes, wirelen: int) -> Optional[str]:
     """None when decode() and scapy agree on this frame, else what differs."""
     try:
-        ours: Segment | str = decode(data, linktype, 0.0, number, wirelen)
+        ours: Union[Segment, str] = decode(data, linktype, 0.0, number, wirelen)
     except DecodeError as error:
-        ours = f"DecodeError({error})"
+        ours = f"DecodeError{error.args}"
     pkt = _dissect(linktype, data)
     tcp = pkt.getlayer(TCP) if pkt is not None else None
     ip = _ip_under(tcp) if tcp is not None else None
     if tcp is not None and (ip is None or _ip_under(ip) is not None):
         tcp = None  # TCP inside a tunnel: decode reads the outer header only
     if tcp is None:
-        if isinstance(ours, Segment) or ours.startswith("DecodeError"):
+        if isinstance(ours, dict) or ours.startswith("DecodeError"):
             summary = pkt.summary() if pkt is not None else f"no scapy layer for linktype {linktype}"
             return f"frame {number}: scapy sees no TCP ({summary}) but decode gave {ours!r}"
         return None
-    if not isinstance(ours, Segment):
+    if not isinstance(ours, dict):
         return f"frame {number}: scapy sees TCP ({pkt.summary()}) but decode gave {ours!r}"
     expected = (tcp.sport, tcp.dport, tcp.seq, tcp.ack, int(tcp.flags), tcp.window,
                 _expected_payload_len(ip, tcp, data, wirelen), _expected_options(tcp))
-    got = (ours.sport, ours.dport, ours.seq, ours.ack, int(ours.flags), ours.window,
-           ours.payload_len, ours.options)
+    got = (ours["sport"], ours["dport"], ours["seq"], ours["ack"], ours["flags"], ours["window"],
+           ours["payload_len"], ours["options"])
     if got != expected:
         return f"frame {number}: (sport, dport, seq, ack, flags, window, payload_len, options) " \
                f"decode {got} != scapy {expected}"
-    if (ours.src, ours.dst, ours.ip_version, ours.frame) != (ip.src, ip.dst, ip.version, number):
-        return f"frame {number}: addresses decode {ours.src} > {ours.dst} (v{ours.ip_version}) " \
+    if (ours["src"], ours["dst"], ours["ip_version"], ours["frame"]) != (ip.src, ip.dst, ip.version, number):
+        return f"frame {number}: addresses decode {ours['src']} > {ours['dst']} (v{ours['ip_version']}) " \
                f"!= scapy {ip.src} > {ip.dst} (v{ip.version})"
     return None
 

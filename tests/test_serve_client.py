@@ -297,7 +297,8 @@ def test_stops_at_once_on_a_signal(sig: int, idle_client: bool):
         if sock is not None:
             sock.close()
     assert proc.returncode == 0 and lines[-1] == "server stopped"
-    assert took < 0.5, f"took {took:.2f} s to stop"
+    # The old loop took ~2 s (its accept timeout); 1 s leaves room for a loaded 2-core machine.
+    assert took < 1.0, f"took {took:.2f} s to stop"
 
 
 def test_a_signal_right_after_the_listening_line_still_stops_cleanly():

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
 import handshake_probe
 
-from handshake_probe.core.flows import DEFAULT_IDLE_TIMEOUT, DEFAULT_LINGER, DEFAULT_MAX_OPEN, DEFAULT_MSL
+from handshake_probe import DEFAULT_IDLE_TIMEOUT, DEFAULT_LINGER, DEFAULT_MAX_OPEN, DEFAULT_MSL  # the engine's
 from handshake_probe.flowsource import flows_with_rows
 from handshake_probe.exitcodes import ExitStatus
 from handshake_probe.parallel import analyze_many, expand
@@ -142,11 +142,18 @@ def run_engine(source: Input, args: argparse.Namespace, out: TextIO) -> int:
     show = progress_line(source.path, name)
     if streaming:
         header = args.format == "csv"
+        # The engine's text goes to the byte stream under `out` when there is one (the text layer
+        # would decode and encode again every byte of it); test captures give a text-only stream.
+        raw = getattr(out, "buffer", None)
         while (chunk := analysis.chunk(args.format)) is not None:
             if header:          # not before the first read: a file with nothing in it prints nothing
                 out.write(_engine().csv_header() + "\n")
                 header = False
-            out.write(chunk.decode())
+            if raw is not None:
+                out.flush()
+                raw.write(chunk)
+            else:
+                out.write(chunk.decode())
             if show is not None:
                 show(analysis.frames, analysis.offset)
     else:

@@ -1,9 +1,10 @@
 """`handshake-probe capture [-i IFACE] [-w FILE] [FILTER ...]`: live flows and their transitions.
 
-The live edge (`handshake_probe.live`) hands raw frames to the same decode -> FlowTable path the
-analyzer uses (`analysis.analyze_frames`); this module only wires it up: each transition is
-printed as the flow table makes it, every frame is written to the pcap, and at the end the flow
-table and one summary line are printed. SIGINT and SIGTERM end the capture normally (exit 0):
+The live edge (`handshake_probe.live`) hands raw frames to the engine (`_engine.Engine`, the same
+decode -> flow table -> records path `analyze` runs on files); this module only wires it up: each
+transition event the engine returns is printed as a line, every frame is written to the pcap, and
+at the end the flow table (from the engine's records) and one summary line (from its counters) are
+printed. SIGINT and SIGTERM end the capture normally (exit 0):
 they only set an event that the capture loop looks at every 0.2 s or sooner (a second one
 interrupts at once: exit 130).
 """
@@ -17,16 +18,13 @@ import threading
 import time
 from datetime import datetime
 from types import FrameType
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, TextIO, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, TextIO, Union
 
-from handshake_probe.analysis import analyze_frames
-from handshake_probe.core.flow import Flow, Transition
-from handshake_probe.core.flows import DEFAULT_MSL, FlowTable
-from handshake_probe.core.record import flow_record
+from handshake_probe import DEFAULT_MSL, _engine
 from handshake_probe.exitcodes import ExitStatus
 from handshake_probe.live import (CapturePermissionError, InterfaceError, LibpcapMissingError,
                                   LiveCapture)
-from handshake_probe.pcapio import PcapWriter, RawFrame
+from handshake_probe.pcapwriter import PcapWriter, RawFrame
 from handshake_probe.messages import plural
 from handshake_probe.render import table_width, write_records
 from handshake_probe.commands.argtypes import positive_float, positive_int
@@ -53,11 +51,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="tcpdump filter expression; the words are joined with spaces, e.g. tcp port 8080")
 
 
-def transition_line(flow: Flow, t: Transition) -> str:
-    """`12:00:00.123456  flow 3  127.0.0.1:40452 -> 127.0.0.1:8080  client  CLOSED -> SYN-SENT  (snd SYN)`"""
-    clock = datetime.fromtimestamp(t.ts).strftime("%H:%M:%S.%f")
-    return (f"{clock}  flow {flow.number}  {flow.client.label()} -> {flow.server.label()}  "
-            f"{t.endpoint:6}  {t.from_state.value} -> {t.to_state.value}  ({t.cause.value})\n")
+def transition_line(event: Mapping[str, Any]) -> str:
+    """`12:00:00.123456  flow 3  127.0.0.1:40452 -> 127.0.0.1:8080  client  CLOSED -> SYN-SENT  (snd SYN)`
+    from one of the engine's transition events."""
+    clock = datetime.fromtimestamp(event["ts"]).strftime("%H:%M:%S.%f")
+    return (f"{clock}  flow {event['flow']}  {event['client']} -> {event['server']}  "
+            f"{event['endpoint']:6}  {event['from']} -> {event['to']}  ({event['cause']})\n")
 
 
 def _error(message: str) -> None:
@@ -104,10 +103,7 @@ def _capture(cap: LiveCapture, writer: Optional[PcapWriter], args: argparse.Name
     stop = threading.Event()
     previous = _install_stop_handlers(stop)
     try:
-        def show(flow: Flow, t: Transition) -> None:
-            out.write(transition_line(flow, t))
-
-        table = FlowTable(args.msl, on_transition=None if args.quiet else show)
+        engine = _engine.Engine(cap.linktype, msl=args.msl)
 
         def idle() -> None:
             # Nothing queued: a good moment to make file and screen current.
@@ -122,17 +118,26 @@ def _capture(cap: LiveCapture, writer: Optional[PcapWriter], args: argparse.Name
         # tcpdump's wording, so scripts (and our tests) can wait for the line before sending traffic.
         print(f"handshake-probe: listening on {args.iface}, link-type {linktype}, snapshot length "
               f"{cap.snaplen} bytes" + (f", filter {expr!r}" if expr else ""), file=sys.stderr, flush=True)
-        analysis = analyze_frames(frames, args.iface, table)
+        show = None if args.quiet else out.write
+        feed = engine.feed
+        for frame in frames:
+            events = feed(frame.data, frame.ts, frame.wirelen)
+            if events and show is not None:
+                for event in events:
+                    show(transition_line(event))
+        records = engine.finish()            # the end of input decides what was held, fires 2MSL timers
+        if show is not None:
+            for event in engine.events():
+                show(transition_line(event))
         received, dropped = cap.stats()
         if writer is not None:
             writer.flush()
-        for warning in analysis.warnings:
-            print(f"handshake-probe: warning: {warning}", file=sys.stderr)
-        if analysis.frames or table.flows:
+        for warning in engine.warnings:
+            print(f"handshake-probe: warning: {args.iface}: {warning}", file=sys.stderr)
+        if engine.frames or records:
             out.write("\n")
-        write_records((flow_record(f) for f in table.flows), "table", out, width=table_width(out))
-        out.write("\n" + _summary(args.iface, analysis.frames, analysis.segments, len(table.flows),
-                                  received, dropped, analysis.skipped, table.flows) + "\n")
+        write_records(records, "table", out, width=table_width(out))
+        out.write("\n" + _summary(args.iface, engine, received, dropped) + "\n")
         out.flush()
         for line in failure:
             _error(line)
@@ -141,14 +146,15 @@ def _capture(cap: LiveCapture, writer: Optional[PcapWriter], args: argparse.Name
         _restore_handlers(previous)
 
 
-def _summary(iface: str, frames: int, segments: int, flows: int, received: int, dropped: int,
-             skipped: Dict[str, int], flow_list: Iterable[Flow]) -> str:
-    text = (f"capture on {iface}: {plural(frames, 'frame')} captured, {plural(segments, 'TCP segment')}, "
-            f"{plural(flows, 'flow')}, {plural(dropped, 'packet')} dropped by the kernel "
-            f"({received} received by the filter)")
+def _summary(iface: str, engine: Any, received: int, dropped: int) -> str:
+    """One line from the engine's counters and the kernel's."""
+    text = (f"capture on {iface}: {plural(engine.frames, 'frame')} captured, "
+            f"{plural(engine.segments, 'TCP segment')}, {plural(engine.flow_count, 'flow')}, "
+            f"{plural(dropped, 'packet')} dropped by the kernel ({received} received by the filter)")
+    skipped = engine.skipped
     if skipped:
         text += "; skipped " + ", ".join(f"{n} {why}" for why, n in sorted(skipped.items()))
-    violations = sum(f.violation_count for f in flow_list)
+    violations = engine.violations
     if violations:
         text += f"; {plural(violations, 'violation')} (segments that fit no RFC 9293 transition)"
     return text

@@ -15,7 +15,7 @@ from typing import Dict, Sequence, TextIO
 
 from handshake_probe.check import (Spec, SpecError, evaluate, flow_ladder, format_report, load_spec,
                                    spec_from_short_forms)
-from handshake_probe.core.flows import DEFAULT_MSL
+from handshake_probe import DEFAULT_MSL  # the engine's
 from handshake_probe.commands.argtypes import non_negative_int as _non_negative_int
 from handshake_probe.commands.argtypes import positive_float as _positive_float
 from handshake_probe.commands.inputs import Input, InputError, opened

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from handshake_probe.core.flows import DEFAULT_MSL
+from handshake_probe import DEFAULT_MSL  # the engine's
 from handshake_probe.commands.inputs import Input, InputError, opened
 from handshake_probe.exitcodes import ExitStatus
 from handshake_probe.flowsource import FlowView, flows_with_rows

@@ -24,7 +24,7 @@ from types import FrameType
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from handshake_probe.echo import EchoServer
-from handshake_probe.pcapio import PcapWriter, RawFrame
+from handshake_probe.pcapwriter import PcapWriter, RawFrame
 from handshake_probe.prober import caps, guard as guards
 from handshake_probe.prober.context import Ctx, Targets
 from handshake_probe.prober.kernel import Address, HeldServer, Oracle, diag_state

@@ -24,15 +24,15 @@ import socket
 import struct
 import threading
 import time
-from typing import FrozenSet, List, NamedTuple, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, FrozenSet, List, NamedTuple, Optional, Tuple
 
-from handshake_probe.core.decode import DecodeError, decode
-from handshake_probe.core.segment import Segment
+from handshake_probe import FLAGS, _engine
 from handshake_probe.prober.bpf import attach_ports
 from handshake_probe.prober.guard import PROBE_MARK
 from handshake_probe.prober.tun import TunDevice
 
-__all__ = ["Got", "Link", "TunLink", "RawLink", "LINKTYPE_RAW", "LINKTYPE_ETHERNET"]
+__all__ = ["Got", "Seg", "Link", "TunLink", "RawLink", "LINKTYPE_RAW", "LINKTYPE_ETHERNET", "decode_segment"]
 
 LINKTYPE_ETHERNET = 1
 LINKTYPE_RAW = 101
@@ -44,14 +44,52 @@ _SO_RCVBUFFORCE = 33
 _TIMESPEC = struct.Struct("=qq")
 
 
-class Got(NamedTuple):
-    """A segment the kernel sent to the prober, decoded by the core, with its payload bytes."""
+_SYN, _FIN = FLAGS["SYN"], FLAGS["FIN"]
 
-    seg: Segment
+
+@dataclass(frozen=True)
+class Seg:
+    """One decoded segment: the fields of the engine's `decode` dict, read as attributes."""
+
+    ts: float
+    frame: int
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    seq: int
+    ack: int
+    flags: int
+    window: int
+    payload_len: int
+    options: Dict[str, Any]        # mss, wscale, sack_permitted, sack, ts_val, ts_ecr (None: absent)
+    ip_version: int
+    checksum_ok: Optional[bool]
+
+    @property
+    def seq_len(self) -> int:
+        """Sequence space the segment occupies: SYN and FIN count one each (RFC 9293 §3.4)."""
+        return self.payload_len + (1 if self.flags & _SYN else 0) + (1 if self.flags & _FIN else 0)
+
+
+def decode_segment(data: bytes, linktype: int, ts: float = 0.0, frame: int = 0) -> Optional[Seg]:
+    """The engine's decode of one frame: a Seg, or None for a frame that holds no TCP segment
+    (skipped: not TCP, a fragment, cut short) or a malformed one."""
+    try:
+        seg = _engine.decode(data, linktype, ts, frame)
+    except _engine.DecodeError:
+        return None
+    return Seg(**seg) if isinstance(seg, dict) else None
+
+
+class Got(NamedTuple):
+    """A segment the kernel sent to the prober, decoded by the engine, with its payload bytes."""
+
+    seg: Seg
     payload: bytes
 
 
-def _payload(data: bytes, l2: int, seg: Segment) -> bytes:
+def _payload(data: bytes, l2: int, seg: Seg) -> bytes:
     """The TCP payload: after the IPv4 header (IHL) and the TCP header (data offset), `payload_len` long."""
     ihl = (data[l2] & 0x0F) * 4
     start = l2 + ihl + (data[l2 + ihl + 12] >> 4) * 4
@@ -105,13 +143,11 @@ class Link:
         except queue.Empty:
             return None
 
-    def _classify(self, ts: float, data: bytes) -> Optional[Segment]:
+    def _classify(self, ts: float, data: bytes) -> Optional[Seg]:
         """Record an in-scope frame; return its segment if it is addressed to the prober."""
-        try:
-            seg = decode(data, self.linktype, ts, 0)
-        except DecodeError:
-            return None            # not a frame of ours (we craft well-formed ones, and so does the kernel)
-        if not isinstance(seg, Segment) or seg.ip_version != 4:
+        seg = decode_segment(data, self.linktype, ts)
+        if seg is None or seg.ip_version != 4:
+            # not a frame of ours (we craft well-formed ones, and so does the kernel)
             return None
         with self._lock:
             ours_out = seg.src == self.prober_addr and seg.sport in self._ports

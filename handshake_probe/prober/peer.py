@@ -1,4 +1,4 @@
-"""The prober's end of a connection: Scapy crafts each segment, the core decodes each answer, and every
+"""The prober's end of a connection: Scapy crafts each segment, the engine decodes each answer, and every
 answer is checked against what RFC 9293 says it must carry.
 
 The peer keeps only the sequence variables RFC 9293 §3.3.1 names (ISS, SND.NXT, IRS, RCV.NXT); it is not
@@ -10,17 +10,20 @@ from __future__ import annotations
 import time
 from typing import Callable, Optional
 
-from handshake_probe.core.endpoint import MOD
-from handshake_probe.core.segment import Flags, tcpdump_flags
+from handshake_probe import FLAGS
+from handshake_probe._engine import tcpdump_flags
 from handshake_probe.prober.link import Got, Link
 
-__all__ = ["ProbeFailure", "RawPeer", "describe"]
+__all__ = ["ProbeFailure", "RawPeer", "describe", "MOD", "FIN", "SYN", "RST", "PSH", "ACK"]
 
+MOD = 1 << 32            # sequence numbers are modulo 2**32 (RFC 9293 §3.4)
+# Flag bits, from the engine's vocabulary.
+FIN, SYN, RST, PSH, ACK = (FLAGS[n] for n in ("FIN", "SYN", "RST", "PSH", "ACK"))
 _WINDOW = 65535          # no window scaling is offered, so this is the window in bytes (RFC 7323 §2.2)
 _MSS = 1460
 
 # Our flag spelling for `send`: tcpdump's letters, "A" for ACK.
-_BITS = {"F": Flags.FIN, "S": Flags.SYN, "R": Flags.RST, "P": Flags.PSH, "A": Flags.ACK}
+_BITS = {"F": FIN, "S": SYN, "R": RST, "P": PSH, "A": ACK}
 
 
 class ProbeFailure(Exception):
@@ -30,7 +33,7 @@ class ProbeFailure(Exception):
 def describe(got: Got) -> str:
     seg = got.seg
     text = f"{tcpdump_flags(seg.flags)} seq {seg.seq}"
-    if seg.flags & Flags.ACK:
+    if seg.flags & ACK:
         text += f" ack {seg.ack}"
     return text + f" len {seg.payload_len}"
 
@@ -61,12 +64,12 @@ class RawPeer:
         if seq is None:
             seq = self.snd_nxt
         if ack is None:
-            ack = self.rcv_nxt if bits & Flags.ACK and self.rcv_nxt is not None else 0
+            ack = self.rcv_nxt if bits & ACK and self.rcv_nxt is not None else 0
         # Scapy is the edge that crafts (the core never imports it); imported on first use so that the
         # argument parser and the privilege check stay light and work without it.
         from scapy.layers.inet import IP, TCP
 
-        options = [("MSS", _MSS)] if bits & Flags.SYN else []
+        options = [("MSS", _MSS)] if bits & SYN else []
         packet = (IP(src=self.local[0], dst=self.remote[0], ttl=64)
                   / TCP(sport=self.local[1], dport=self.remote[1], seq=seq, ack=ack, flags=bits,
                         window=_WINDOW, options=options))
@@ -74,8 +77,8 @@ class RawPeer:
             packet = packet / payload
         self.link.send(bytes(packet))
         self.open = True
-        length = len(payload) + (1 if bits & Flags.SYN else 0) + (1 if bits & Flags.FIN else 0)
-        if seq == self.snd_nxt or bits & Flags.SYN:
+        length = len(payload) + (1 if bits & SYN else 0) + (1 if bits & FIN else 0)
+        if seq == self.snd_nxt or bits & SYN:
             self.snd_nxt = (seq + length) % MOD
 
     # ------------------------------------------------------------------ receiving
@@ -91,12 +94,12 @@ class RawPeer:
             if (seg.src, seg.sport) != self.remote or seg.dport != self.local[1]:
                 continue   # another connection of this scenario (none today), not ours to judge
             self.last = got
-            if seg.flags & Flags.FIN:
+            if seg.flags & FIN:
                 self.fin_seen = True
-            if seg.flags & Flags.SYN:
+            if seg.flags & SYN:
                 self.irs = seg.seq
                 self.rcv_nxt = (seg.seq + seg.seq_len) % MOD
-            elif self.rcv_nxt is not None and seg.seq == self.rcv_nxt and not seg.flags & Flags.RST:
+            elif self.rcv_nxt is not None and seg.seq == self.rcv_nxt and not seg.flags & RST:
                 self.rcv_nxt = (seg.seq + seg.seq_len) % MOD
             return got
 
@@ -135,11 +138,11 @@ class RawPeer:
             expected = self.rcv_nxt
             got = self.receive(what)
             seg = got.seg
-            if seg.flags & (Flags.SYN | Flags.RST):
+            if seg.flags & (SYN | RST):
                 raise ProbeFailure(f"expected {what}, got {describe(got)}")
             if seg.seq == expected:
                 chunks += got.payload
-            if seg.flags & Flags.FIN:
+            if seg.flags & FIN:
                 break
         return chunks
 

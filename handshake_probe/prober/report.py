@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence
 
-from handshake_probe.flowsource import core_flow_view
 from handshake_probe.ladder import ladder_text
 from handshake_probe.render import flow_detail
 from handshake_probe.prober.verdict import Outcome, state_after
@@ -41,17 +40,15 @@ def render(out: Outcome, ladder: bool = False, width: Optional[int] = None) -> s
     a ladder diagram, then the kernel checkpoints and the verdict."""
     sc = out.scenario
     lines: List[str] = [f"== scenario {sc.name}: {sc.does}", ""]
-    for flow in out.analysis.flows:
-        # The prober still runs the Python core on its frames: its flows reach the views as (record,
-        # rows), the engine's boundary, like every other edge's.
-        rec, rows = core_flow_view(flow)
+    for rec in out.analysis.records:
+        rows = out.analysis.rows.get(rec["flow"], [])
         lines += [ladder_text(rec, rows) if ladder else flow_detail(rec, rows, width), ""]
-    if not out.analysis.flows:
+    if not out.analysis.records:
         lines += ["(no TCP segment was recorded)", ""]
     for cp in out.checkpoints:
         where = f"after frame {out.frames[cp.frames - 1].frame}" if cp.frames else "before any frame"
         if cp.visible:
-            seen = state_after(out.frames, cp.frames, cp.role)
+            seen = state_after(out, cp.frames, cp.role)
             tail = f"analyzer's {cp.role}: {seen}"
         else:
             tail = "no segment shows this: the analyzer cannot see it"

@@ -14,12 +14,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, Tuple
 
-from handshake_probe.core.endpoint import MOD
-from handshake_probe.core.segment import Flags
 from handshake_probe.prober.context import Ctx, check
 from handshake_probe.prober.kernel import connected
 from handshake_probe.prober.link import Got
-from handshake_probe.prober.peer import RawPeer, describe
+from handshake_probe.prober.peer import ACK, MOD, SYN, RawPeer, describe
 
 __all__ = ["Scenario", "SCENARIOS", "LOCAL_ONLY", "NO_ANSWER_USER_TIMEOUT"]
 
@@ -61,7 +59,7 @@ def _pure_ack(want_ack: int) -> Callable[[Got], bool]:
     """A bare ACK of `want_ack`: the kernel acknowledged before its own segment was ready."""
     def test(got: Got) -> bool:
         seg = got.seg
-        return seg.flags == Flags.ACK and seg.payload_len == 0 and seg.ack == want_ack % MOD
+        return seg.flags == ACK and seg.payload_len == 0 and seg.ack == want_ack % MOD
     return test
 
 
@@ -201,7 +199,7 @@ def no_answer(ctx: Ctx) -> None:
         while err is None and time.monotonic() < deadline:
             got = p.poll(0.05)
             if got is not None:
-                check(got.seg.seq == first.seg.seq and got.seg.flags == Flags.SYN,
+                check(got.seg.seq == first.seg.seq and got.seg.flags == SYN,
                       f"expected the same SYN again (RFC 9293 §3.8.1), got {describe(got)}")
                 stamps.append(got.seg.ts)
             err = connected(ks, 0)
@@ -254,8 +252,9 @@ def simultaneous_open(ctx: Ctx) -> None:
         err = connected(ks, ctx.timeout)
         check(err == 0, f"the kernel's connect() should succeed, got "
               f"{'nothing' if err is None else errno.errorcode.get(err, err)}")
-        if synack.seg.options.wscale is not None:
-            ctx.notes.append(f"its SYN-ACK offers window scale {synack.seg.options.wscale} although our SYN "
+        wscale = synack.seg.options["wscale"]
+        if wscale is not None:
+            ctx.notes.append(f"its SYN-ACK offers window scale {wscale} although our SYN "
                              f"did not (RFC 7323 §2.2), and its ACK advertises window {ack.seg.window}: "
                              f"shifted by that scale, which a peer that never agreed reads unscaled")
         ctx.checkpoint("after our SYN-ACK", "ESTABLISHED", p, role="client")

@@ -1,26 +1,40 @@
-"""Judging a scenario from its frames: the same decode + FlowTable as `analyze`, then the expectations.
+"""Judging a scenario from its frames: the engine (as `analyze` runs it), then the expectations.
 
 Nothing here trusts the scenario script's own bookkeeping: the ladder, the endpoint paths and the
-analyzer's state at each kernel checkpoint are all recomputed from the recorded raw frames.
+analyzer's state at each kernel checkpoint are all recomputed from the recorded raw frames, by one
+run of the engine over them with every flow's rows kept.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from handshake_probe.analysis import Analysis, analyze_frames
-from handshake_probe.core.decode import decode
-from handshake_probe.core.flows import FlowTable
-from handshake_probe.core.record import flow_record
-from handshake_probe.core.segment import Segment, tcpdump_flags
-from handshake_probe.pcapio import RawFrame
+from handshake_probe import _engine
+from handshake_probe.pcapwriter import RawFrame
 from handshake_probe.prober.context import Checkpoint
 from handshake_probe.prober.kernel import Address
+from handshake_probe.prober.link import decode_segment
 from handshake_probe.prober.scenarios import Scenario
 
-__all__ = ["Outcome", "judge", "ladder_of", "ladder_matches", "analyze", "state_after"]
+__all__ = ["Analysis", "Outcome", "judge", "ladder_of", "ladder_matches", "analyze", "state_after"]
+
+Record = Dict[str, Any]
+Row = Dict[str, Any]
+
+
+@dataclass
+class Analysis:
+    """What the engine made of a scenario's frames: the flow records (the JSON contract), each flow's
+    rows (one per segment, with both endpoints' states after it), the counters."""
+
+    name: str
+    records: List[Record]
+    rows: Dict[int, List[Row]]
+    frames: int = 0
+    segments: int = 0
+    warnings: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -41,25 +55,32 @@ class Outcome:
 
     def paths(self) -> Tuple[str, str, str]:
         """(client path, server path, close kind) of the one flow, as the analyzer says."""
-        if len(self.analysis.flows) != 1:
+        if len(self.analysis.records) != 1:
             return "-", "-", "-"
-        rec = flow_record(self.analysis.flows[0])
+        rec = self.analysis.records[0]
         return ">".join(rec["client_states"]), ">".join(rec["server_states"]), rec["close"]
 
 
 def analyze(frames: Sequence[RawFrame], name: str) -> Analysis:
-    """The `analyze` command's path: decode every frame, feed the flow table, keep every row."""
-    return analyze_frames(iter(frames), name, FlowTable(keep_rows=lambda n: True))
+    """The `analyze` command's path, frame by frame: the engine decodes each frame, keeps every flow's
+    rows; the records come in flow order once the input ends."""
+    linktype = frames[0].linktype if frames else 101
+    engine = _engine.Engine(linktype, keep_rows=True)
+    for f in frames:
+        engine.feed(f.data, f.ts, f.wirelen, f.frame)   # numbered as in the -w pcap
+    records = engine.finish()
+    rows = {rec["flow"]: engine.rows(rec["flow"]) or [] for rec in records}
+    return Analysis(name, records, rows, engine.frames, engine.segments, list(engine.warnings))
 
 
 def ladder_of(frames: Sequence[RawFrame], prober: Address) -> str:
     """`>S <S. >.`: tcpdump flag letters, `>` for what the prober sent and `<` for the kernel's."""
     out = []
     for f in frames:
-        seg = decode(f.data, f.linktype, f.ts, f.frame, f.wirelen)
-        if isinstance(seg, Segment):
+        seg = decode_segment(f.data, f.linktype, f.ts, f.frame)
+        if seg is not None:
             mark = ">" if (seg.src, seg.sport) == prober else "<"
-            out.append(mark + tcpdump_flags(seg.flags))
+            out.append(mark + _engine.tcpdump_flags(seg.flags))
     return " ".join(out)
 
 
@@ -76,14 +97,19 @@ def ladder_matches(ladder: str, pattern: str) -> bool:
     return False
 
 
-def state_after(frames: Sequence[RawFrame], count: int, role: str) -> Optional[str]:
-    """The analyzer's state of `role` after the first `count` frames (None without exactly one flow)."""
-    table = FlowTable()
-    analyze_frames(iter(frames[:count]), "checkpoint", table)
-    if len(table.flows) != 1:
+def state_after(out: Outcome, count: int, role: str) -> Optional[str]:
+    """The analyzer's state of `role` after the first `count` frames (None without exactly one flow
+    among them): the state its row gives after the last of those frames. Rows hold the engine's final
+    word (a CLOSE-WAIT it held until the next move told is in the FIN's own row)."""
+    if count <= 0:
         return None
-    ep = table.flows[0].client if role == "client" else table.flows[0].server
-    return ep.state.value
+    last = out.frames[count - 1].frame
+    seen = [[r for r in rows if r["frame"] <= last] for rows in out.analysis.rows.values()]
+    seen = [rows for rows in seen if rows]
+    if len(seen) != 1:
+        return None
+    state: str = seen[0][-1][f"{role}_state"]
+    return state
 
 
 def judge(out: Outcome, pattern: str) -> None:
@@ -92,8 +118,8 @@ def judge(out: Outcome, pattern: str) -> None:
     sc = out.scenario
     if not ladder_matches(out.ladder, pattern):
         out.problems.append(f"ladder {out.ladder or '(none)'} is not {pattern}")
-    if len(out.analysis.flows) != 1:
-        out.problems.append(f"{len(out.analysis.flows)} flows, expected 1")
+    if len(out.analysis.records) != 1:
+        out.problems.append(f"{len(out.analysis.records)} flows, expected 1")
     else:
         client, server, close = out.paths()
         for what, got, want in (("client", client, sc.client), ("server", server, sc.server),
@@ -104,6 +130,6 @@ def judge(out: Outcome, pattern: str) -> None:
         if cp.kernel != cp.expected:
             out.problems.append(f"kernel {cp.label}: {cp.kernel}, expected {cp.expected}")
         if cp.visible:
-            seen = state_after(out.frames, cp.frames, cp.role)
+            seen = state_after(out, cp.frames, cp.role)
             if seen != cp.kernel:
                 out.problems.append(f"analyzer {cp.label}: {seen}, the kernel says {cp.kernel}")

@@ -5,8 +5,10 @@
 //! A plain `n as f64 / d as f64` is exact only while n and d fit 53 bits (microsecond pcap always
 //! does); nanosecond ticks exceed 2**53, so the conversion of n rounds once and the division again.
 //! So: a cheap division, then an exact check in u128 that the result is within half an ulp of
-//! n / d; the rare case it is not (a near-tie, an if_tsresol above 10**19, a huge if_tsoffset) goes
-//! to a small fixed-width big-integer division that rounds by the rules.
+//! n / d, stepping to the neighbour it is not (about a quarter of nanosecond times are one ulp
+//! off after the double rounding); the rare case the check cannot settle (a tie, an if_tsresol above
+//! 10**19, a huge if_tsoffset) goes to a small fixed-width big-integer division that rounds by the
+//! rules.
 
 use std::cmp::Ordering;
 
@@ -41,8 +43,17 @@ pub(crate) fn pcap_seconds(sec: u32, frac: u32, divisor: u64) -> f64 {
         // conversions are single instructions, a u64's is not.)
         return (f64::from(sec) * 1e6 + f64::from(frac)) / 1e6;
     }
-    // sec < 2**32, divisor <= 10**9 < 2**30, frac < 2**32: below 2**63.
-    ratio(u64::from(sec) * divisor + u64::from(frac), divisor)
+    // sec < 2**32, divisor <= 10**9 < 2**30, frac < 2**32: below 2**63, so the signed
+    // conversions (one instruction each) are exact-then-rounded like the unsigned ones.
+    let n = u64::from(sec) * divisor + u64::from(frac);
+    let q = (n as i64) as f64 / (divisor as i64) as f64;
+    match nearest(n, divisor, q) {
+        Some(q) => q,
+        None => div_round(
+            Big::from_u128(u128::from(n)),
+            Big::from_u128(u128::from(divisor)),
+        ),
+    }
 }
 
 /// A pcapng packet block's time: (ticks + offset * divisor) / divisor.
@@ -65,57 +76,77 @@ pub(crate) fn seconds(ticks: u64, s: Scale) -> f64 {
     exact(ticks, s)
 }
 
-/// `v as f64` (correctly rounded), through the one-instruction signed conversion when v < 2**63.
-#[inline(always)]
-fn to_f64(v: u64) -> f64 {
-    match i64::try_from(v) {
-        Ok(i) => i as f64,
-        Err(_) => v as f64,
-    }
-}
-
 const EXACT: u64 = 1 << 53;
 const HIDDEN: u64 = 1 << 52;
 
 /// n / d correctly rounded, for d >= 1.
 #[inline]
 fn ratio(n: u64, d: u64) -> f64 {
-    let q = to_f64(n) / to_f64(d);
+    let q = n as f64 / d as f64;
     // Both exact: one rounding. A power-of-two divisor: the conversion of n is correctly rounded
     // and dividing by 2**k is exact in the normal range (q >= 2**-64 here).
     if (n <= EXACT && d <= EXACT) || d.is_power_of_two() || n == 0 {
         return q;
     }
-    if within_half_ulp(n, d, q) {
+    if let Some(q) = nearest(n, d, q) {
         return q;
     }
     div_round(Big::from_u128(u128::from(n)), Big::from_u128(u128::from(d)))
 }
 
-/// Is q (n / d rounded somehow) strictly within half an ulp of n / d, so that it is the nearest
-/// f64? With q = m * 2**e, scaled by 4 * d * 2**-e: |n * 2**(2-e) - 4md| < 2d (d below a power of
-/// two, where the gap under q is half as wide). False when unsure: the caller then divides exactly.
-#[inline]
-fn within_half_ulp(n: u64, d: u64, q: f64) -> bool {
+/// Where n / d lies against q's rounding interval.
+enum Place {
+    Within,
+    Above,
+    Below,
+    /// A tie, or a q this check cannot scale: the caller divides exactly.
+    Unsure,
+}
+
+/// Is n / d strictly within half an ulp of q (so that q is the nearest f64), or on which side?
+/// With q = m * 2**e, scaled by 4 * d * 2**-e: compare |n * 2**(2-e) - 4md| with 2d (with d below
+/// a power of two, where the gap under q is half as wide). All in u128: n < 2**64, 4md < 2**119.
+#[inline(always)]
+fn place(n: u64, d: u64, q: f64) -> Place {
     let bits = q.to_bits();
     let biased = ((bits >> 52) & 0x7FF) as i32;
-    if biased == 0 || biased == 0x7FF {
-        return false;
+    if biased == 0 || biased == 0x7FF || bits >> 63 != 0 {
+        return Place::Unsure;
     }
     let m = (bits & (HIDDEN - 1)) | HIDDEN;
     let e = biased - 1075;
     let s = 2 - e;
     if !(0..=64).contains(&s) {
-        return false;
+        return Place::Unsure;
     }
-    let x = u128::from(n) << s; // n < 2**64, s <= 64
-    let y = u128::from(m) * u128::from(d) * 4; // < 2**53 * 2**64 * 4
+    let x = u128::from(n) << s;
+    let y = u128::from(m) * u128::from(d) * 4;
     let d = u128::from(d);
     let (above, below) = (2 * d, if m == HIDDEN { d } else { 2 * d });
     match x.cmp(&y) {
-        Ordering::Less => y - x < below,
-        _ => x - y < above,
+        Ordering::Less if y - x < below => Place::Within,
+        Ordering::Less if y - x > below => Place::Below,
+        Ordering::Less => Place::Unsure,
+        _ if x - y < above => Place::Within,
+        _ if x - y > above => Place::Above,
+        _ => Place::Unsure,
     }
+}
+
+/// The nearest f64 to n / d, starting from an estimate q within a couple of ulps (a double
+/// rounding: n converted, then divided); None when unsure (a tie, an odd range).
+#[inline(always)]
+fn nearest(n: u64, d: u64, mut q: f64) -> Option<f64> {
+    for _ in 0..4 {
+        match place(n, d, q) {
+            Place::Within => return Some(q),
+            // q > 0 and normal here, so the neighbours are one step of the bit pattern away.
+            Place::Above => q = f64::from_bits(q.to_bits() + 1),
+            Place::Below => q = f64::from_bits(q.to_bits() - 1),
+            Place::Unsure => return None,
+        }
+    }
+    None
 }
 
 /// The slow, always-right way: the exact rational (ticks + offset * D) / D in big integers.
@@ -335,6 +366,27 @@ mod tests {
                 div_round(Big::from_u128(u128::from(n)), Big::from_u128(u128::from(d)))
             };
             assert_eq!(ratio(n, d).to_bits(), want.to_bits(), "{n} / {d}");
+        }
+    }
+
+    #[test]
+    fn nanosecond_times_settle_without_the_slow_path() {
+        // The u128 check settles every nanosecond pcap time (no ties exist there: 10**9 has 2**9
+        // as its only power of two, and a tie at these magnitudes would need 2**21).
+        let d = 1_000_000_000u64;
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for i in 0..100_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let n = (x >> 32) * d + (x & 0xFFFF_FFFF) % (d + i % 2 * (1 << 31));
+            let q = n as f64 / d as f64;
+            let want = div_round(Big::from_u128(u128::from(n)), Big::from_u128(u128::from(d)));
+            assert_eq!(
+                nearest(n, d, q).map(f64::to_bits),
+                Some(want.to_bits()),
+                "{n}"
+            );
         }
     }
 
