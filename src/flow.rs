@@ -274,7 +274,7 @@ impl Flow {
     }
 
     // ----------------------------------------------------------------- queries
-    /// True when this incarnation is over: a new SYN on the 4-tuple starts a new flow.
+    /// True when this incarnation is over (RST, rejection, both ends closed): see `flows::split`.
     pub fn ended(&self) -> bool {
         let (c, s) = (self.state_of(Role::Client), self.state_of(Role::Server));
         self.rst_by.is_some() || self.rejected || (c.is_end() && s.is_end() && c != State::Listen)

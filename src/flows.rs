@@ -275,7 +275,7 @@ struct Meta {
     linked: [bool; 2],
 }
 
-/// Feeds segments to flows. A SYN on a 4-tuple whose connection has ended starts a new flow.
+/// Feeds segments to flows; `split` (above) decides when a segment starts a new flow on its 4-tuple.
 pub struct FlowTable {
     opts: TableOptions,
     observers: ObserverFactory,
