@@ -7,7 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
-use crate::decode::{decode, Decoded, Skip};
+use crate::decode::{Decoded, Decoder, Skip};
 use crate::flow::Flow;
 use crate::flows::{FlowTable, ObserverFactory, RowFilter, TableOptions};
 use crate::observe::Observer;
@@ -22,11 +22,12 @@ const BATCH: usize = 8192;
 const IN_FLIGHT: usize = 8;
 
 /// Skip reasons in the order the summary line sorts them (by name), malformed last-but-sorted too.
-pub const SKIP_REASONS: [&str; 5] = [
+pub const SKIP_REASONS: [&str; 6] = [
     "fragment",
     "malformed",
     "non-tcp",
     "truncated",
+    "tunnel-depth-exceeded",
     "unknown-link",
 ];
 
@@ -35,7 +36,8 @@ pub fn skip_index(s: Skip) -> usize {
         Skip::Fragment => 0,
         Skip::NotTcp => 2,
         Skip::Truncated => 3,
-        Skip::UnknownLink => 4,
+        Skip::TunnelDepth => 4,
+        Skip::UnknownLink => 5,
     }
 }
 pub const MALFORMED: usize = 1;
@@ -97,7 +99,7 @@ pub enum Format {
 pub struct Counters {
     pub frames: u64,
     pub segments: u64,
-    pub skipped: [u64; 5],
+    pub skipped: [u64; SKIP_REASONS.len()],
     pub warnings: Vec<String>,
     pub error: Option<String>,
     pub violations: u64,
@@ -122,7 +124,7 @@ struct Batch {
 struct Worker {
     input: Input,
     table: FlowTable,
-    verify: bool,
+    decoder: Decoder,
     path: String,
     c: Counters,
 }
@@ -138,17 +140,19 @@ impl Worker {
             let malformed = match self.input.next_frame() {
                 Ok(Some(f)) => {
                     self.c.frames += 1;
-                    match decode(
-                        f.data,
-                        f.linktype,
-                        f.ts,
-                        f.frame,
-                        Some(f.wirelen),
-                        self.verify,
-                    ) {
+                    match self
+                        .decoder
+                        .decode(f.data, f.linktype, f.ts, f.frame, Some(f.wirelen))
+                    {
                         Ok(Decoded::Segment(seg)) => {
                             self.c.segments += 1;
                             self.table.add(seg);
+                            if self.decoder.has_extra() {
+                                for seg in self.decoder.take_extra() {
+                                    self.c.segments += 1;
+                                    self.table.add(seg);
+                                }
+                            }
                             None
                         }
                         Ok(Decoded::Skip(why)) => {
@@ -293,7 +297,7 @@ impl FileAnalysis {
                 let worker = Worker {
                     input,
                     table: FlowTable::new(opts.table, default_observers(opts.check_checksums)),
-                    verify: opts.check_checksums,
+                    decoder: Decoder::new(opts.check_checksums),
                     path: path_owned,
                     c: Counters::default(),
                 };

@@ -738,6 +738,7 @@ mod tests {
                 },
                 ip_version: 4,
                 checksum_ok: kw.checksum_ok,
+                tunnels: None,
             };
             let end = seq
                 .wrapping_add(kw.len)

@@ -159,6 +159,7 @@ mod tests {
             options: TcpOptions::default(),
             ip_version: 4,
             checksum_ok: None,
+            tunnels: None,
         }
     }
 

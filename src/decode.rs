@@ -5,8 +5,12 @@
 //! `.get()` at an offset checked against the captured length, so no input can panic the decoder.
 //!
 //! Outcomes of `decode`:
-//! - a `Segment` for a TCP segment whose 20-byte TCP header was captured;
-//! - a `Skip` reason (`non-tcp`, `fragment`, `truncated`, `unknown-link`) the caller counts;
+//! - a `Segment` for a TCP segment whose 20-byte TCP header was captured, the innermost one when
+//!   tunnels carry it (src/tunnel.rs: IP-in-IP, GRE, ERSPAN, GRE-in-UDP, VXLAN, Geneve, GTP-U, Teredo,
+//!   AYIYA, L2TP, and PPP, Ethernet or 802.11 inside them), with the tunnels it crossed
+//!   (`Segment::tunnels`);
+//! - a `Skip` reason (`non-tcp`, `fragment`, `truncated`, `unknown-link`, `tunnel-depth-exceeded`)
+//!   the caller counts;
 //! - `DecodeError` for a frame whose headers contradict themselves or the frame's own length.
 //!   "Cut short by snaplen" (captured length < wire length) is never an error: it is `Truncated`
 //!   when the fixed TCP header is missing, and a `Segment` when only options or payload are missing.
@@ -24,6 +28,8 @@ use std::fmt;
 
 use crate::checksum::tcp_checksum_ok;
 use crate::segment::{Addr, Segment, TcpOptions};
+use crate::tunnel::fragments::{FragKey, Reassembler};
+use crate::tunnel::{self, Hop, Next, Stop, Tunnel, TunnelKind, TunnelPath, MAX_DEPTH};
 
 /// Why a frame produced no segment (the caller counts these).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -36,6 +42,8 @@ pub enum Skip {
     Truncated,
     /// A link type this decoder does not know.
     UnknownLink,
+    /// Tunnels nested deeper than `tunnel::MAX_DEPTH`: not followed (a loop of headers ends here).
+    TunnelDepth,
 }
 
 impl Skip {
@@ -46,6 +54,7 @@ impl Skip {
             Skip::Fragment => "fragment",
             Skip::Truncated => "truncated",
             Skip::UnknownLink => "unknown-link",
+            Skip::TunnelDepth => "tunnel-depth-exceeded",
         }
     }
 }
@@ -112,6 +121,19 @@ const PPP_IPV6: u16 = 0x0057; // RFC 5072
 
 // --- IP protocol numbers (IANA) ----------------------------------------------------------------
 const IPPROTO_TCP: u8 = 6;
+// Protocols that may carry a tunnel: IPv4 (RFC 2003), UDP, IPv6 (RFC 2473, RFC 4213), GRE (RFC 2784).
+const IPPROTO_IPIP: u8 = 4;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_IPV6: u8 = 41;
+const IPPROTO_GRE: u8 = 47;
+
+#[inline]
+fn carrier(proto: u8) -> bool {
+    matches!(
+        proto,
+        IPPROTO_IPIP | IPPROTO_UDP | IPPROTO_IPV6 | IPPROTO_GRE
+    )
+}
 // RFC 8200 §4: extension headers we walk through, with how each states its own length.
 const IPV6_HOPOPTS: u8 = 0; // §4.3, (len + 1) * 8
 const IPV6_ROUTING: u8 = 43; // §4.4, (len + 1) * 8
@@ -197,6 +219,74 @@ pub fn decode(
     decode_general(data, linktype, ts, frame, wirelen, verify_checksum)
 }
 
+/// What decoding keeps from frame to frame: the fragments of tunnel packets until they are whole
+/// (src/tunnel/fragments.rs), and the more segments a frame carried (an 802.11 A-MSDU in Aruba's
+/// GRE holds several packets) until the caller takes them.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    verify: bool,
+    extra: Vec<Segment>,
+    frags: Reassembler,
+}
+
+impl Decoder {
+    /// `verify_checksum` as for `decode`.
+    pub fn new(verify_checksum: bool) -> Decoder {
+        Decoder {
+            verify: verify_checksum,
+            extra: Vec::new(),
+            frags: Reassembler::new(),
+        }
+    }
+
+    /// `decode`, with the frame's further segments kept for `take_extra` (call it after every
+    /// frame: a frame's segments are the outcome's, then these, in the frame's order).
+    #[inline]
+    pub fn decode(
+        &mut self,
+        data: &[u8],
+        linktype: u32,
+        ts: f64,
+        frame: u64,
+        wirelen: Option<u32>,
+    ) -> Result<Decoded, DecodeError> {
+        if !self.verify && linktype == LINKTYPE_ETHERNET {
+            if let Some(h) = fast(data) {
+                return Ok(Decoded::Segment(fast_segment(h, data, ts, frame)));
+            }
+        }
+        let mut cx = Cx {
+            extra: &mut self.extra,
+            frags: Some(&mut self.frags),
+        };
+        general(data, linktype, ts, frame, wirelen, self.verify, &mut cx)
+    }
+
+    /// True when the last frame carried more segments than its outcome.
+    #[inline]
+    pub fn has_extra(&self) -> bool {
+        !self.extra.is_empty()
+    }
+
+    /// The last frame's further segments, in order.
+    pub fn take_extra(&mut self) -> std::vec::Drain<'_, Segment> {
+        self.extra.drain(..)
+    }
+
+    /// The fragments waiting for the rest of their datagram.
+    pub fn fragments(&self) -> &Reassembler {
+        &self.frags
+    }
+}
+
+/// What one frame's decoding writes besides its outcome.
+struct Cx<'c> {
+    /// segments after the first (802.11 A-MSDU subframes)
+    extra: &'c mut Vec<Segment>,
+    /// fragments of tunnel packets (None: a stateless decode, which counts them as fragments)
+    frags: Option<&'c mut Reassembler>,
+}
+
 /// Ethernet II, IPv4 without options, not a fragment, TCP header fully captured: Python's fast
 /// path (decode.py, `_ETH_IP4_TCP`), the same conditions in the same order. Under them the general
 /// path takes no branch that depends on the wire length and computes the same fields, so the two
@@ -260,11 +350,13 @@ fn fast_segment(h: &[u8; 54], data: &[u8], ts: f64, frame: u64) -> Segment {
         options,
         ip_version: 4,
         checksum_ok: None,
+        tunnels: None,
     }
 }
 
 /// Every link type and encapsulation, without the fast path: the reference the fast path must
-/// agree with (public for the tests and the parity harness).
+/// agree with (public for the tests and the parity harness). The first segment of a frame that
+/// carries several (see `Decoder`).
 pub fn decode_general(
     data: &[u8],
     linktype: u32,
@@ -273,9 +365,26 @@ pub fn decode_general(
     wirelen: Option<u32>,
     verify_checksum: bool,
 ) -> Result<Decoded, DecodeError> {
+    let mut extra = Vec::new();
+    let mut cx = Cx {
+        extra: &mut extra,
+        frags: None,
+    };
+    general(data, linktype, ts, frame, wirelen, verify_checksum, &mut cx)
+}
+
+fn general(
+    data: &[u8],
+    linktype: u32,
+    ts: f64,
+    frame: u64,
+    wirelen: Option<u32>,
+    verify_checksum: bool,
+    cx: &mut Cx<'_>,
+) -> Result<Decoded, DecodeError> {
     let n = data.len();
     let cut = matches!(wirelen, Some(w) if (n as u64) < u64::from(w));
-    let (off, mut version) = match link(data, n, linktype, cut) {
+    let (off, version) = match link(data, n, linktype, cut) {
         Link::Ip(off, version) => (off, version),
         Link::Done(outcome) => return outcome,
     };
@@ -284,26 +393,13 @@ pub fn decode_general(
         n,
         off,
         cut,
-        wirelen,
+        wire_end: wirelen.map_or(n as i64, i64::from),
         ts,
         frame,
         verify: verify_checksum,
+        path: &[],
     };
-    if version == 0 {
-        // No type field said which IP this is (RAW, MPLS): the version nibble does (RFC 791, RFC 8200).
-        if off >= n {
-            return short(cut, off, "IP header", 20, 0);
-        }
-        version = byte(data, off) >> 4;
-        if version != 4 && version != 6 {
-            return Ok(Decoded::Skip(Skip::NotTcp));
-        }
-    }
-    if version == 4 {
-        ip.ipv4()
-    } else {
-        ip.ipv6()
-    }
+    ip.ip(cx, version)
 }
 
 /// Strip the link layer: where the IP header starts and which version it is.
@@ -411,28 +507,252 @@ fn ethertype(data: &[u8], n: usize, mut off: usize, mut etype: u16, cut: bool) -
     }
 }
 
-/// The network layer of one frame: what the IPv4/IPv6 and TCP steps share.
+/// The network layer of one frame, or of one packet inside a tunnel: what the IPv4/IPv6 and TCP
+/// steps share.
+///
+/// Inside a tunnel, `data` is the frame cut where the tunnel's payload ends (so that nothing reads
+/// past it), offsets stay the frame's, `cut` says the payload ran past the captured bytes, and
+/// `path` lists the tunnels crossed, outermost first.
+#[derive(Clone, Copy)]
 struct Ip<'a> {
     data: &'a [u8],
     n: usize,
     off: usize,
     cut: bool,
-    wirelen: Option<u32>,
+    /// where the wire length ends these bytes: the frame's wire length (the captured length when the
+    /// caller gave none), or the end of the tunnel payload by its carrier's length fields
+    wire_end: i64,
     ts: f64,
     frame: u64,
     verify: bool,
+    path: &'a [Tunnel],
 }
 
-impl Ip<'_> {
-    /// The wire length as the IP length fields fall back to it (TSO, jumbograms): the captured
-    /// length when the caller gave none.
+impl<'a> Ip<'a> {
+    /// The wire length as the IP length fields fall back to it (TSO, jumbograms).
     fn wire(&self) -> i64 {
-        self.wirelen.map_or(self.n as i64, i64::from)
+        self.wire_end
+    }
+
+    /// The same bytes from `off` on.
+    fn at(&self, off: usize) -> Ip<'a> {
+        Ip { off, ..*self }
+    }
+
+    /// An IP packet at `off`: `version` 4 or 6, or 0 when no type field said which (RAW, MPLS,
+    /// GTP-U): then the version nibble does (RFC 791, RFC 8200).
+    fn ip(&self, cx: &mut Cx<'_>, version: u8) -> Outcome {
+        let version = if version == 0 {
+            if self.off >= self.n {
+                return short(self.cut, self.off, "IP header", 20, 0);
+            }
+            byte(self.data, self.off) >> 4
+        } else {
+            version
+        };
+        match version {
+            4 => self.ipv4(cx),
+            6 => self.ipv6(cx),
+            _ => Ok(Decoded::Skip(Skip::NotTcp)),
+        }
+    }
+
+    /// A tunnel carrier (IP protocol `proto`) whose payload is `data[off..end]`, `end` by the IP
+    /// length fields: the tunnel's header, then what it carries.
+    #[cold]
+    fn carrier(&self, cx: &mut Cx<'_>, proto: u8, end: i64, src: Addr, dst: Addr) -> Outcome {
+        if self.path.len() >= MAX_DEPTH {
+            return Ok(Decoded::Skip(Skip::TunnelDepth));
+        }
+        let (data, off) = (self.data, self.off);
+        // end >= off: the callers checked the IP lengths against the headers before it.
+        let end = usize::try_from(end).unwrap_or(off).max(off);
+        let kind_ip = |next| Hop {
+            kind: TunnelKind::IpInIp,
+            off,
+            end,
+            next,
+        };
+        let (hop, sport, dport) = match proto {
+            IPPROTO_IPIP => (kind_ip(Next::Ip(4)), 0, 0),
+            IPPROTO_IPV6 => (kind_ip(Next::Ip(6)), 0, 0),
+            IPPROTO_GRE => match tunnel::gre(data, off, end) {
+                Ok(hop) => (hop, 0, 0),
+                Err(stop) => return self.stopped(stop, end, false),
+            },
+            _ => {
+                // UDP (RFC 768): ports, length (0 in a jumbogram, RFC 2675: the IP length rules).
+                let (Some(sport), Some(dport), Some(length)) = (
+                    u16_at(data, off),
+                    u16_at(data, off + 2),
+                    u16_at(data, off + 4),
+                ) else {
+                    return Ok(Decoded::Skip(if self.cut && off + 8 > self.n {
+                        Skip::Truncated
+                    } else {
+                        Skip::NotTcp
+                    }));
+                };
+                let length = usize::from(length);
+                let end = if length >= 8 {
+                    end.min(off + length)
+                } else {
+                    end
+                };
+                match tunnel::udp(data, off + 8, end, sport, dport) {
+                    Ok(hop) => (hop, sport, dport),
+                    Err(stop) => return self.stopped(stop, end, true),
+                }
+            }
+        };
+        let layer = Tunnel {
+            kind: hop.kind,
+            src,
+            sport,
+            dst,
+            dport,
+        };
+        let mut path = [Tunnel::NONE; MAX_DEPTH];
+        let depth = self.path.len();
+        path[..depth].copy_from_slice(self.path);
+        path[depth] = layer;
+        let n = hop.end.min(self.n);
+        let inner = Ip {
+            data: data.get(..n).unwrap_or(data),
+            n,
+            off: hop.off,
+            cut: hop.end > self.n,
+            wire_end: hop.end as i64,
+            path: &path[..=depth],
+            ..*self
+        };
+        inner.next(cx, hop.next)
+    }
+
+    /// A fragment of a tunnel carrier, its bytes `data[off..end]`, `piece` = (offset, more): to the
+    /// reassembler; the fragment that completes its datagram gives the datagram's outcome, the others
+    /// are counted as fragments. A fragment cut by the snaplen cannot complete anything.
+    #[cold]
+    fn fragment(&self, cx: &mut Cx<'_>, key: FragKey, piece: (usize, bool), end: i64) -> Outcome {
+        let bytes = usize::try_from(end)
+            .ok()
+            .and_then(|end| self.data.get(self.off..end));
+        let (Some(frags), Some(bytes)) = (cx.frags.as_deref_mut(), bytes) else {
+            return Ok(Decoded::Skip(Skip::Fragment));
+        };
+        let Some(whole) = frags.add(key, self.ts, piece.0, piece.1, bytes) else {
+            return Ok(Decoded::Skip(Skip::Fragment));
+        };
+        let ip = Ip {
+            data: &whole,
+            n: whole.len(),
+            off: 0,
+            cut: false,
+            wire_end: whole.len() as i64,
+            ..*self
+        };
+        ip.carrier(cx, key.proto, whole.len() as i64, key.src, key.dst)
+            .map_err(|e| DecodeError {
+                offset: e.offset,
+                reason: format!(
+                    "{} (in the datagram reassembled from fragments; the byte counts from its payload)",
+                    e.reason
+                ),
+            })
+    }
+
+    /// A tunnel header that could not be followed: a header cut by the snaplen is `truncated`; one
+    /// that runs past its carrier's payload is malformed where the IP protocol said a tunnel
+    /// follows, and not a tunnel at all where only a UDP port guessed one (`guess`).
+    #[cold]
+    fn stopped(&self, stop: Stop, end: usize, guess: bool) -> Outcome {
+        match stop {
+            Stop::Not => Ok(Decoded::Skip(Skip::NotTcp)),
+            Stop::Short { what, at, need } => {
+                if at.saturating_add(need) > self.n && (self.cut || end > self.n) {
+                    Ok(Decoded::Skip(Skip::Truncated))
+                } else if guess {
+                    Ok(Decoded::Skip(Skip::NotTcp))
+                } else {
+                    err(
+                        at,
+                        format!(
+                            "{what} needs {need} bytes, the tunnel payload has {}",
+                            end.saturating_sub(at)
+                        ),
+                    )
+                }
+            }
+        }
+    }
+
+    /// What a tunnel header said follows it, at `self.off`.
+    fn next(&self, cx: &mut Cx<'_>, next: Next) -> Outcome {
+        let (data, n, off, cut) = (self.data, self.n, self.off, self.cut);
+        let link = match next {
+            Next::Ip(version) => return self.ip(cx, version),
+            Next::EtherType(etype) => ethertype(data, n, off, etype, cut),
+            Next::Ethernet => match u16_at(data, off + 12) {
+                Some(etype) if n >= off + 14 => ethertype(data, n, off + 14, etype, cut),
+                _ => Link::Done(short(cut, off, "Ethernet header", 14, left(n, off))),
+            },
+            Next::Ppp => match tunnel::ppp(data, off, n) {
+                Some((at, version)) => Link::Ip(at, version),
+                None => Link::Done(Ok(Decoded::Skip(Skip::NotTcp))),
+            },
+            Next::Wlan => return self.wlan(cx),
+        };
+        match link {
+            Link::Ip(at, version) => self.at(at).ip(cx, version),
+            Link::Done(outcome) => outcome,
+        }
+    }
+
+    /// An 802.11 data frame (Aruba's GRE): its MSDU, or each subframe of an A-MSDU (IEEE 802.11-2020
+    /// §9.3.2.2.2: destination, source, length, the MSDU, padding to a multiple of 4 but after the
+    /// last). The first segment is the outcome; the others go to `cx.extra`, in order.
+    fn wlan(&self, cx: &mut Cx<'_>) -> Outcome {
+        let (data, n) = (self.data, self.n);
+        let Some((mut at, amsdu)) = tunnel::wlan(data, self.off, n) else {
+            return Ok(Decoded::Skip(Skip::NotTcp));
+        };
+        let msdu = |ip: Ip<'_>, cx: &mut Cx<'_>, start: usize, stop: usize| match tunnel::llc_snap(
+            data, start, stop,
+        ) {
+            Some((o, etype)) => ip.at(o).next(cx, Next::EtherType(etype)),
+            None => Ok(Decoded::Skip(Skip::NotTcp)),
+        };
+        if !amsdu {
+            return msdu(*self, cx, at, n);
+        }
+        let mut outcome: Option<Outcome> = None;
+        while let Some(len) = u16_at(data, at + 12) {
+            let start = at + 14;
+            let stop = start + usize::from(len);
+            if stop > n {
+                break;
+            }
+            let sub = Ip {
+                data: data.get(..stop).unwrap_or(data),
+                n: stop,
+                cut: false,
+                wire_end: stop as i64,
+                ..*self
+            };
+            match (msdu(sub, cx, start, stop), &outcome) {
+                (Ok(Decoded::Segment(seg)), Some(Ok(Decoded::Segment(_)))) => cx.extra.push(seg),
+                (Ok(Decoded::Segment(seg)), _) => outcome = Some(Ok(Decoded::Segment(seg))),
+                (other, None) => outcome = Some(other),
+                _ => {}
+            }
+            at = stop + (4 - (14 + usize::from(len)) % 4) % 4;
+        }
+        outcome.unwrap_or(Ok(Decoded::Skip(Skip::NotTcp)))
     }
 
     /// RFC 791 §3.1: check the header against itself, then hand the TCP part on.
     #[inline]
-    fn ipv4(&self) -> Outcome {
+    fn ipv4(&self, cx: &mut Cx<'_>) -> Outcome {
         let (data, n, off) = (self.data, self.n, self.off);
         let h = match data.get(off..off + 20) {
             Some(h) => h,
@@ -472,7 +792,27 @@ impl Ip<'_> {
             );
         }
         if proto != IPPROTO_TCP {
-            return Ok(Decoded::Skip(Skip::NotTcp));
+            if !carrier(proto) {
+                return Ok(Decoded::Skip(Skip::NotTcp));
+            }
+            if n < off + ihl {
+                return short(self.cut, off, "IPv4 header with options", ihl, left(n, off));
+            }
+            let end = off as i64 + total;
+            if frag & 0x3FFF != 0 {
+                // MF or an offset: a piece of a tunnel packet (RFC 791 §3.2)
+                let key = FragKey {
+                    src: Addr::V4(src),
+                    dst: Addr::V4(dst),
+                    id: u32::from(u16::from_be_bytes([h[4], h[5]])),
+                    proto,
+                };
+                let piece = (usize::from(frag & 0x1FFF) * 8, frag & 0x2000 != 0);
+                return self.at(off + ihl).fragment(cx, key, piece, end);
+            }
+            return self
+                .at(off + ihl)
+                .carrier(cx, proto, end, Addr::V4(src), Addr::V4(dst));
         }
         if frag & 0x1FFF != 0 {
             // RFC 791: a non-zero fragment offset means the TCP header is in another fragment.
@@ -495,9 +835,9 @@ impl Ip<'_> {
         self.checked(seg, off + ihl, tcp_len, first_fragment, &src, &dst)
     }
 
-    /// RFC 8200 §3-4: walk the extension header chain to TCP.
+    /// RFC 8200 §3-4: walk the extension header chain to TCP (or to a tunnel).
     #[inline]
-    fn ipv6(&self) -> Outcome {
+    fn ipv6(&self, cx: &mut Cx<'_>) -> Outcome {
         let (data, n, off, cut) = (self.data, self.n, self.off, self.cut);
         let h = match data.get(off..off + 40) {
             Some(h) => h,
@@ -540,6 +880,18 @@ impl Ip<'_> {
                 let hdr_len = usize::from(byte(data, cur + 1));
                 if nh == IPV6_FRAGMENT {
                     let offset_flags = u16_at(data, cur + 2).unwrap_or(0);
+                    if carrier(next_nh) && offset_flags & 0xFFF9 != 0 {
+                        // An offset or M: a piece of a tunnel packet (RFC 8200 §4.5).
+                        let key = FragKey {
+                            src: Addr::V6(src),
+                            dst: Addr::V6(dst),
+                            id: u32_at(data, cur + 4).unwrap_or(0),
+                            proto: next_nh,
+                        };
+                        let piece = (usize::from(offset_flags >> 3) * 8, offset_flags & 1 != 0);
+                        let end = start as i64 + payload_len;
+                        return self.at(cur + 8).fragment(cx, key, piece, end);
+                    }
                     if offset_flags >> 3 != 0 {
                         // RFC 8200 §4.5: offset != 0, the TCP header is in the first fragment.
                         return Ok(Decoded::Skip(Skip::Fragment));
@@ -552,8 +904,10 @@ impl Ip<'_> {
                     cur += (hdr_len + 1) * 8;
                 }
                 nh = next_nh;
+            } else if carrier(nh) {
+                break;
             } else {
-                // 59 No Next Header (RFC 8200 §4.7), ESP, UDP, ICMPv6, ...
+                // 59 No Next Header (RFC 8200 §4.7), ESP, ICMPv6, ...
                 return Ok(Decoded::Skip(Skip::NotTcp));
             }
         }
@@ -574,6 +928,15 @@ impl Ip<'_> {
                     "IPv6 extension headers ({ext_len} bytes) run past the end of the frame ({n} bytes)"
                 ),
             );
+        }
+        if nh != IPPROTO_TCP {
+            if first_fragment {
+                return Ok(Decoded::Skip(Skip::Fragment)); // a piece of a tunnel packet
+            }
+            let end = start as i64 + payload_len;
+            return self
+                .at(cur)
+                .carrier(cx, nh, end, Addr::V6(src), Addr::V6(dst));
         }
         // With verification this differs from RFC 8200 §8.1 with a Routing header, where the
         // pseudo-header takes the final destination from that header: we use the IPv6 destination
@@ -705,6 +1068,11 @@ impl Ip<'_> {
             options,
             ip_version: version,
             checksum_ok: None,
+            tunnels: if self.path.is_empty() {
+                None
+            } else {
+                Some(Box::new(TunnelPath::new(self.path)))
+            },
         }))
     }
 }
@@ -1032,6 +1400,471 @@ mod tests {
         assert_eq!(
             seg(decode(&f, 1, 0.0, 1, Some(100), true)).checksum_ok,
             None
+        );
+    }
+
+    // --- tunnels: frames written as hex, one header per piece -----------------------------------
+
+    fn hx(text: &str) -> Vec<u8> {
+        let t: String = text.split_whitespace().collect();
+        (0..t.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&t[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    fn cat(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
+
+    /// IPv4 header from 10.9.9.1 to 10.9.9.2 (outer) with `proto`, around `payload`.
+    fn outer4(proto: u8, payload: &[u8]) -> Vec<u8> {
+        let mut h = hx("4500");
+        h.extend(((20 + payload.len()) as u16).to_be_bytes());
+        h.extend(hx("0001 0000 40"));
+        h.push(proto);
+        h.extend(hx("0000 0a090901 0a090902"));
+        h.extend(payload);
+        h
+    }
+
+    /// IPv6 header 2001:db8::1 -> 2001:db8::2 with next header `nh`, around `payload`.
+    fn outer6(nh: u8, payload: &[u8]) -> Vec<u8> {
+        let mut h = hx("6000 0000");
+        h.extend((payload.len() as u16).to_be_bytes());
+        h.push(nh);
+        h.push(64);
+        h.extend(hx(
+            "20010db8000000000000000000000001 20010db8000000000000000000000002",
+        ));
+        h.extend(payload);
+        h
+    }
+
+    fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let mut h = sport.to_be_bytes().to_vec();
+        h.extend(dport.to_be_bytes());
+        h.extend(((8 + payload.len()) as u16).to_be_bytes());
+        h.extend(hx("0000"));
+        h.extend(payload);
+        h
+    }
+
+    /// The inner TCP SYN (192.0.2.1:40000 -> 192.0.2.2:80), as IPv4 and as IPv6.
+    fn inner4() -> Vec<u8> {
+        ipv4(5, None, 0, 6, &tcp_hdr(5, 0x02, &[]))
+    }
+    fn inner6() -> Vec<u8> {
+        let mut h = hx("6000 0000 0014 06 40");
+        h.extend(hx(
+            "20010db8000000000000000000000a01 20010db8000000000000000000000a02",
+        ));
+        h.extend(tcp_hdr(5, 0x02, &[]));
+        h
+    }
+
+    const ETH6: &str = "020000000002 020000000001 86dd";
+
+    fn tunnelled(frame: &[u8], linktype: u32) -> Segment {
+        let out = decode(frame, linktype, 1.0, 9, None, false);
+        let s = seg(out);
+        assert_eq!((s.sport, s.dport, s.seq, s.flags), (40000, 80, 1000, 0x02));
+        assert!(s.tunnels.is_some(), "no tunnel in {s:?}");
+        s
+    }
+
+    fn kinds(s: &Segment) -> Vec<&'static str> {
+        s.tunnels
+            .iter()
+            .flat_map(|p| p.iter())
+            .map(|t| t.kind.name())
+            .collect()
+    }
+
+    #[test]
+    fn ip_in_ip_every_way_and_nested() {
+        let s = tunnelled(&eth(&outer4(4, &inner4())), 1); // 4in4
+        assert_eq!(kinds(&s), ["ip-in-ip"]);
+        let t = &s.tunnels.as_ref().expect("path")[0];
+        assert_eq!(
+            (t.src, t.dst),
+            (Addr::V4([10, 9, 9, 1]), Addr::V4([10, 9, 9, 2]))
+        );
+        assert_eq!((t.sport, t.dport, s.src), (0, 0, Addr::V4([192, 0, 2, 1])));
+        let s = tunnelled(&eth(&outer4(41, &inner6())), 1); // 6in4
+        assert_eq!((kinds(&s), s.ip_version), (vec!["ip-in-ip"], 6));
+        let f = cat(&[&hx(ETH6), &outer6(4, &inner4())]); // 4in6
+        assert_eq!(tunnelled(&f, 1).ip_version, 4);
+        let f = cat(&[&hx(ETH6), &outer6(41, &inner6())]); // 6in6
+        assert_eq!(tunnelled(&f, 1).ip_version, 6);
+        // 4in6 in GRE in 4in4: three layers, outermost first
+        let gre = cat(&[&hx("0000 86dd"), &outer6(4, &inner4())]);
+        let s = tunnelled(&eth(&outer4(4, &outer4(47, &gre))), 1);
+        assert_eq!(kinds(&s), ["ip-in-ip", "gre", "ip-in-ip"]);
+        // the fast path is not fooled: protocol 4 is not TCP
+        assert!(super::fast(&eth(&outer4(4, &inner4()))).is_none());
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_limit_is_counted_not_followed() {
+        let mut p = inner4();
+        for _ in 0..MAX_DEPTH {
+            p = outer4(4, &p);
+        }
+        assert_eq!(kinds(&tunnelled(&eth(&p), 1)).len(), MAX_DEPTH);
+        let p = outer4(4, &p);
+        assert_eq!(
+            decode(&eth(&p), 1, 0.0, 1, None, false),
+            Ok(Decoded::Skip(Skip::TunnelDepth))
+        );
+        assert_eq!(Skip::TunnelDepth.name(), "tunnel-depth-exceeded");
+    }
+
+    #[test]
+    fn gre_plain_keyed_teb_erspan() {
+        let s = tunnelled(&eth(&outer4(47, &cat(&[&hx("0000 0800"), &inner4()]))), 1);
+        assert_eq!(kinds(&s), ["gre"]);
+        // key and sequence number (RFC 2890)
+        let keyed = cat(&[&hx("3000 0800 0000 002a 0000 0001"), &inner4()]);
+        assert_eq!(kinds(&tunnelled(&eth(&outer4(47, &keyed)), 1)), ["gre"]);
+        // transparent Ethernet bridging with a key (zeek-erspan's shape): Ethernet inside
+        let teb = cat(&[&hx("2000 6558 0000 0001"), &eth(&inner4())]);
+        assert_eq!(kinds(&tunnelled(&eth(&outer4(47, &teb)), 1)), ["gre"]);
+        // ERSPAN type II (sequence bit, 8-byte header), type III (12 bytes)
+        let two = cat(&[
+            &hx("1000 88be 0000 0007 1000 0001 0000 0000"),
+            &eth(&inner4()),
+        ]);
+        assert_eq!(kinds(&tunnelled(&eth(&outer4(47, &two)), 1)), ["erspan"]);
+        let three = cat(&[
+            &hx("1000 22eb 0000 0007 2000 0001 0000 0000 0000 0000"),
+            &eth(&inner4()),
+        ]);
+        assert_eq!(kinds(&tunnelled(&eth(&outer4(47, &three)), 1)), ["erspan"]);
+        // GRE inside IPv6, VLAN-tagged Ethernet inside GRE
+        let mut tagged = hx("020000000002 020000000001 8100 0005 0800");
+        tagged.extend(inner4());
+        let f = cat(&[&hx(ETH6), &outer6(47, &cat(&[&hx("0000 6558"), &tagged]))]);
+        assert_eq!(kinds(&tunnelled(&f, 1)), ["gre"]);
+    }
+
+    #[test]
+    fn gre_header_running_past_its_packet_is_malformed_and_cut_is_truncated() {
+        let f = eth(&outer4(47, &hx("2000 0800 0000")));
+        let e = decode(&f, 1, 0.0, 1, None, false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "byte 34 of the frame: GRE header needs 8 bytes, the tunnel payload has 6"
+        );
+        // the same bytes cut by the snaplen
+        let whole = eth(&outer4(47, &cat(&[&hx("2000 0800 0000 0001"), &inner4()])));
+        let out = decode(&whole[..38], 1, 0.0, 1, Some(whole.len() as u32), false);
+        assert_eq!(out, Ok(Decoded::Skip(Skip::Truncated)));
+        // an inner header that contradicts itself: located at its byte in the frame
+        let mut bad = inner4();
+        bad[0] = 0x43;
+        let e = decode(
+            &eth(&outer4(47, &cat(&[&hx("0000 0800"), &bad]))),
+            1,
+            0.0,
+            1,
+            None,
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "byte 38 of the frame: IPv4 header length 12 < 20"
+        );
+        // GRE version 2, source routing: not followed, not TCP
+        for head in ["0002 0800", "4000 0800"] {
+            let f = eth(&outer4(47, &cat(&[&hx(head), &inner4()])));
+            assert_eq!(
+                decode(&f, 1, 0.0, 1, None, false),
+                Ok(Decoded::Skip(Skip::NotTcp))
+            );
+        }
+    }
+
+    #[test]
+    fn udp_tunnels() {
+        let port = |p: u16, head: &str, inner: &[u8]| {
+            eth(&outer4(17, &udp(40987, p, &cat(&[&hx(head), inner]))))
+        };
+        let s = tunnelled(&port(4754, "0000 0800", &inner4()), 1);
+        assert_eq!(kinds(&s), ["gre-in-udp"]);
+        let t = &s.tunnels.as_ref().expect("path")[0];
+        assert_eq!((t.sport, t.dport), (40987, 4754));
+        let vx = port(4789, "0800 0000 0000 0100", &eth(&inner4()));
+        assert_eq!(kinds(&tunnelled(&vx, 1)), ["vxlan"]);
+        let gen = port(
+            6081,
+            "0200 6558 0000 2a00 0102 0304 0506 0708",
+            &eth(&inner4()),
+        );
+        assert_eq!(kinds(&tunnelled(&gen, 1)), ["geneve"]);
+        // GTP-U with the sequence number (S), 8 + 4 bytes, length covering the rest
+        let len = (4 + inner4().len()) as u16;
+        let gtp = port(
+            2152,
+            &format!("32ff {len:04x} 0000 0001 0001 0000"),
+            &inner4(),
+        );
+        assert_eq!(kinds(&tunnelled(&gtp, 1)), ["gtp-u"]);
+        // 1-byte identity, no signature, forward (opcode 1), IPv6 (41)
+        let ay = port(5072, "0100 1129 0000 0000 aa", &inner6());
+        assert_eq!(kinds(&tunnelled(&ay, 1)), ["ayiya"]);
+        // Teredo on its port, and on another when its origin indication says so
+        assert_eq!(kinds(&tunnelled(&port(3544, "", &inner6()), 1)), ["teredo"]);
+        let od = port(32900, "0000 f227 bec8 61af", &inner6());
+        assert_eq!(kinds(&tunnelled(&od, 1)), ["teredo"]);
+        // an IPv6-looking payload on another port without Teredo's marks is just UDP
+        let plain = port(32900, "", &inner6());
+        assert_eq!(
+            decode(&plain, 1, 0.0, 1, None, false),
+            Ok(Decoded::Skip(Skip::NotTcp))
+        );
+        // a VXLAN port whose header lacks the I flag: not a tunnel
+        let nov = port(4789, "0000 0000 0000 0100", &eth(&inner4()));
+        assert_eq!(
+            decode(&nov, 1, 0.0, 1, None, false),
+            Ok(Decoded::Skip(Skip::NotTcp))
+        );
+        // and a guessed tunnel that runs past its datagram is not an error either
+        let short = port(6081, "0f00 6558", &[]);
+        assert_eq!(
+            decode(&short, 1, 0.0, 1, None, false),
+            Ok(Decoded::Skip(Skip::NotTcp))
+        );
+    }
+
+    #[test]
+    fn ipv6_in_l2tp_in_udp_in_pppoe() {
+        // The frame: PPPoE session (PPP IPv4), UDP 1701, L2TPv2 data with length, PPP with
+        // address/control, IPv6, TCP.
+        let ppp_v6 = cat(&[&hx("ff03 0057"), &inner6()]);
+        let l2tp_len = (8 + ppp_v6.len()) as u16;
+        let l2tp = cat(&[&hx(&format!("4002 {l2tp_len:04x} 0001 0002")), &ppp_v6]);
+        let ip = outer4(17, &udp(1701, 1701, &l2tp));
+        let pppoe_len = (2 + ip.len()) as u16;
+        let f = cat(&[
+            &hx("020000000002 020000000001 8864"),
+            &hx(&format!("1100 0001 {pppoe_len:04x} 0021")),
+            &ip,
+        ]);
+        let s = tunnelled(&f, 1);
+        assert_eq!((kinds(&s), s.ip_version), (vec!["l2tp"], 6));
+        // PPTP: GRE version 1 with PPP inside
+        let pptp = cat(&[&hx("3001 880b 0028 0001 0000 0001 ff03 0021"), &inner4()]);
+        assert_eq!(kinds(&tunnelled(&eth(&outer4(47, &pptp)), 1)), ["gre"]);
+    }
+
+    #[test]
+    fn aruba_amsdu_frame_carries_two_segments() {
+        // GRE 0x8240, 802.11 QoS data with the A-MSDU bit, two subframes of LLC/SNAP + IPv4 + TCP
+        let msdu = cat(&[&hx("aaaa 0300 0000 0800"), &inner4()]);
+        let mut second = msdu.clone();
+        second[8 + 20 + 4] = 7; // another sequence number
+        let sub = |m: &[u8]| {
+            let mut h = hx("000000000001 000000000002");
+            h.extend((m.len() as u16).to_be_bytes());
+            h.extend(m);
+            h
+        };
+        let first = sub(&msdu);
+        let pad = vec![0u8; (4 - first.len() % 4) % 4];
+        let wlan = cat(&[
+            &hx("8802 0000"),
+            &[0; 20],
+            &hx("8000"),
+            &first,
+            &pad,
+            &sub(&second),
+        ]);
+        let f = eth(&outer4(47, &cat(&[&hx("0000 8240"), &wlan])));
+        let mut d = Decoder::new(false);
+        let s = seg(d.decode(&f, 1, 0.0, 1, None));
+        assert_eq!((kinds(&s), s.seq), (vec!["gre"], 1000));
+        let more: Vec<Segment> = d.take_extra().collect();
+        assert_eq!(more.len(), 1);
+        assert_eq!((kinds(&more[0]), more[0].seq), (vec!["gre"], 0x0700_03e8));
+        assert!(!d.has_extra());
+        // stateless decode: the first segment
+        assert_eq!(seg(decode(&f, 1, 0.0, 1, None, false)).seq, 1000);
+    }
+
+    #[test]
+    fn checksums_are_checked_inside_tunnels() {
+        let mut tcp = tcp_hdr(5, 0x02, &[]);
+        let ck = crate::checksum::tcp_checksum(&[192, 0, 2, 1], &[192, 0, 2, 2], &tcp);
+        tcp[16..18].copy_from_slice(&ck.to_be_bytes());
+        let good = ipv4(5, None, 0, 6, &tcp);
+        let f = eth(&outer4(
+            17,
+            &udp(1, 4789, &cat(&[&hx("0800 0000 0000 0100"), &eth(&good)])),
+        ));
+        assert_eq!(
+            seg(decode(&f, 1, 0.0, 1, None, true)).checksum_ok,
+            Some(true)
+        );
+        let mut bad = f.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert_eq!(
+            seg(decode(&bad, 1, 0.0, 1, None, true)).checksum_ok,
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn tunnel_frames_mangled_never_panic() {
+        // Every tunnel frame above, with bytes changed and the end cut: any outcome but a panic.
+        let gre = cat(&[&hx("3000 0800 0000 002a 0000 0001"), &inner4()]);
+        let bases = [
+            eth(&outer4(4, &outer4(47, &gre))),
+            eth(&outer4(
+                17,
+                &udp(
+                    1,
+                    2152,
+                    &cat(&[&hx("36ff 0020 0000 0001 0001 0085 0100 0000"), &inner4()]),
+                ),
+            )),
+            eth(&outer4(
+                17,
+                &udp(
+                    1,
+                    3544,
+                    &cat(&[&hx("0001 0102 aa bbbb 0102030405060708 00"), &inner6()]),
+                ),
+            )),
+            eth(&outer4(
+                17,
+                &udp(
+                    1,
+                    1701,
+                    &cat(&[&hx("4a02 0040 0001 0002 0000 0000 0200 0000"), &inner6()]),
+                ),
+            )),
+            eth(&outer4(
+                47,
+                &cat(&[
+                    &hx("0000 8240 8802 0000"),
+                    &[0; 20],
+                    &hx("8000 0000"),
+                    &inner4(),
+                ]),
+            )),
+        ];
+        let mut x: u64 = 0xDEAD_BEEF_1234_5678;
+        for i in 0..40_000 {
+            let mut f = bases[i % bases.len()].clone();
+            for _ in 0..(1 + i % 3) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let at = 14 + (x >> 8) as usize % (f.len() - 14);
+                f[at] = (x >> 32) as u8;
+            }
+            f.truncate(f.len() - (x >> 40) as usize % 24);
+            let mut d = Decoder::new(i % 2 == 0);
+            for wl in [None, Some(f.len() as u32 + 40)] {
+                let _ = d.decode(&f, 1, 0.0, 1, wl);
+                let _ = d.take_extra().count();
+            }
+        }
+    }
+
+    /// `outer4` split into fragments of `size` payload bytes (a multiple of 8), in `order`.
+    fn fragments4(proto: u8, payload: &[u8], size: usize, order: &[usize]) -> Vec<Vec<u8>> {
+        let pieces: Vec<&[u8]> = payload.chunks(size).collect();
+        order
+            .iter()
+            .map(|&i| {
+                let mut ip = outer4(proto, pieces[i]);
+                let more = if i + 1 < pieces.len() { 0x2000u16 } else { 0 };
+                ip[4..6].copy_from_slice(&[0x12, 0x34]);
+                ip[6..8].copy_from_slice(&(more | (i * size / 8) as u16).to_be_bytes());
+                eth(&ip)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fragmented_tunnel_packets_are_reassembled() {
+        // GRE with Ethernet inside, in 3 fragments arriving out of order
+        let gre = cat(&[
+            &hx("2000 6558 0000 0001"),
+            &eth(&ipv4(5, None, 0, 6, &tcp_hdr(5, 0x18, &[7; 100]))),
+        ]);
+        let mut d = Decoder::new(false);
+        let frames = fragments4(47, &gre, 64, &[2, 0, 1]);
+        for f in &frames[..2] {
+            assert_eq!(
+                d.decode(f, 1, 0.0, 1, None),
+                Ok(Decoded::Skip(Skip::Fragment))
+            );
+        }
+        let s = seg(d.decode(&frames[2], 1, 0.5, 7, None));
+        assert_eq!(
+            (kinds(&s), s.payload_len, s.frame, s.ts),
+            (vec!["gre"], 100, 7, 0.5)
+        );
+        assert!(d.fragments().is_empty());
+        // stateless decode cannot: every piece is a fragment
+        for f in &frames {
+            assert_eq!(
+                decode(f, 1, 0.0, 1, None, false),
+                Ok(Decoded::Skip(Skip::Fragment))
+            );
+        }
+        // UDP (GTP-U): the ports are in the first fragment only
+        let len = (4 + inner4().len()) as u16;
+        let gtp = udp(
+            2152,
+            2152,
+            &cat(&[
+                &hx(&format!("32ff {len:04x} 0000 0001 0001 0000")),
+                &inner4(),
+            ]),
+        );
+        let frames = fragments4(17, &gtp, 24, &[1, 0, 2]);
+        let outcomes: Vec<_> = frames
+            .iter()
+            .map(|f| d.decode(f, 1, 0.0, 1, None))
+            .collect();
+        assert_eq!(kinds(&seg(outcomes[2].clone())), ["gtp-u"]);
+        // IPv6 carrying GRE, in two fragments (fragment header, next header 47)
+        let gre6 = cat(&[&hx("0000 0800"), &inner4()]);
+        let (a, b) = gre6.split_at(24);
+        let frag6 = |off: u16, more: u16, part: &[u8]| {
+            let mut fh = vec![47u8, 0];
+            fh.extend(((off / 8) << 3 | more).to_be_bytes());
+            fh.extend(hx("0000beef"));
+            cat(&[&hx(ETH6), &outer6(44, &cat(&[&fh, part]))])
+        };
+        assert_eq!(
+            d.decode(&frag6(0, 1, a), 1, 0.0, 1, None),
+            Ok(Decoded::Skip(Skip::Fragment))
+        );
+        assert_eq!(
+            kinds(&seg(d.decode(&frag6(24, 0, b), 1, 0.0, 2, None))),
+            ["gre"]
+        );
+        // an inner fault in a reassembled datagram says where it was found
+        let mut bad = gre.clone();
+        bad[8 + 14] = 0x43; // the inner IPv4 header length
+        let frames = fragments4(47, &bad, 64, &[0, 1, 2]);
+        let _ = d.decode(&frames[0], 1, 0.0, 1, None);
+        let _ = d.decode(&frames[1], 1, 0.0, 1, None);
+        let e = d.decode(&frames[2], 1, 0.0, 1, None).unwrap_err();
+        assert_eq!(e.offset, 22);
+        assert!(e.reason.contains("reassembled"), "{e}");
+        // TCP fragments are not reassembled: the first piece's header is read, as before
+        let tcp_first = fragments4(6, &tcp_hdr(5, 0x18, &[1; 60]), 40, &[0]);
+        assert_eq!(
+            seg(d.decode(&tcp_first[0], 1, 0.0, 1, None)).payload_len,
+            20
         );
     }
 }

@@ -9,10 +9,26 @@ use crate::observe::Observer;
 use crate::record::{Emit, Value, ValueBuilder};
 use crate::segment::{Addr, Segment, ACK, FIN, RST, SYN};
 use crate::states::{table, Cue, State};
+use crate::tunnel::{Tunnel, TunnelKind};
 
 const PLAIN_MASK: u16 = SYN | FIN | RST | ACK;
 /// A pathological flow must not grow without bound; the count is kept in full.
 pub const MAX_VIOLATIONS: usize = 50;
+/// Distinct tunnels listed per flow (a flow whose packets come through more is odd; the rest are
+/// not listed).
+pub const MAX_TUNNELS: usize = 16;
+
+/// A tunnel some of a flow's packets came through (src/tunnel.rs), named from the flow's side: the
+/// outer end on the inner client's side is `client`, as the first packet through it showed
+/// (for a tunnel whose one direction carries both inner directions, the first packet decides).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TunnelSeen {
+    pub kind: TunnelKind,
+    pub client: (Addr, u16),
+    pub server: (Addr, u16),
+    /// the flow's packets that came through it
+    pub packets: u64,
+}
 
 /// States in which a plain ACK, sent or received, can neither move the state nor acknowledge a SYN or
 /// FIN that would (the ACK-of-SYN and ACK-of-FIN cues belong to SYN-RECEIVED, FIN-WAIT-1, CLOSING,
@@ -146,6 +162,12 @@ pub struct Flow {
     pub msl: f64,
     /// the 4-tuple carried an earlier flow in this capture
     pub reused_port: bool,
+    /// capture time of the segment that ended this incarnation (RST, rejection, FIN both ways):
+    /// the flow table's linger rule counts from here (src/flows.rs, `split`)
+    pub ended_at: Option<f64>,
+    /// every tunnel the flow's packets came through, in order of first use, outermost layer first
+    /// within a packet; empty when none did. One inner 4-tuple is one flow whatever carried it.
+    pub tunnels: Vec<TunnelSeen>,
     /// (ts, frame) of the client SYN the silent server has not reacted to yet
     pending_syn: Option<(f64, u64)>,
     held_fin: Option<HeldFin>,
@@ -205,6 +227,8 @@ impl Flow {
             rows: if keep_rows { Some(Vec::new()) } else { None },
             msl,
             reused_port,
+            ended_at: None,
+            tunnels: Vec::new(),
             pending_syn: None,
             held_fin: None,
             seg_first: 0,
@@ -250,7 +274,7 @@ impl Flow {
     }
 
     // ----------------------------------------------------------------- queries
-    /// True when this incarnation is over: a new SYN on the 4-tuple starts a new flow.
+    /// True when this incarnation is over (RST, rejection, both ends closed): see `flows::split`.
     pub fn ended(&self) -> bool {
         let (c, s) = (self.state_of(Role::Client), self.state_of(Role::Server));
         self.rst_by.is_some() || self.rejected || (c.is_end() && s.is_end() && c != State::Listen)
@@ -268,33 +292,14 @@ impl Flow {
         }
     }
 
-    /// Is this SYN (without ACK) the start of a new connection on the same 4-tuple?
-    pub fn starts_new_flow(&self, seg: &Segment) -> bool {
-        let from_client = seg.src == self.client.addr && seg.sport == self.client.port;
-        let sender = if from_client {
-            &self.client
-        } else {
-            &self.server
-        };
-        if sender.isn == Some(seg.seq) {
-            return false; // a retransmitted SYN (same ISN): same flow (RFC 9293 §3.8.1)
-        }
-        if self.ended() {
-            return true; // port reuse after RST, rejection, or FIN close / TIME-WAIT
-        }
-        // Simultaneous open (RFC 9293 §3.5 figure 7): the other side's SYN crosses the client's SYN.
-        let simultaneous = !from_client
-            && self.server.isn.is_none()
-            && self.state_of(Role::Client) == State::SynSent
-            && self.server.packets == 0;
-        !simultaneous
-    }
-
     // ----------------------------------------------------------------- feeding
     pub fn add(&mut self, seg: Segment) {
         self.packets += 1;
         self.last_ts = seg.ts;
         let from_client = seg.sport == self.client.port && seg.src == self.client.addr;
+        if let Some(path) = &seg.tunnels {
+            self.note_tunnels(path, from_client);
+        }
         let (snd, rcv) = if from_client {
             (Role::Client, Role::Server)
         } else {
@@ -410,6 +415,17 @@ impl Flow {
         if flags & FIN != 0 && flags & RST == 0 {
             self.fins[snd as usize] = true;
         }
+        // Only this (slow) path can end a flow: the fast path above moves no state and sets no RST
+        // or FIN. A flow ends on a segment with RST or FIN, or on one that moved a state after a FIN
+        // (the ACK of the last FIN): without RST and FIN no endpoint reaches CLOSED or TIME-WAIT from
+        // where a flow starts, so other segments need no look.
+        if self.ended_at.is_none()
+            && (flags & (FIN | RST) != 0
+                || (self.fins[0] || self.fins[1]) && self.transitions.len() != n_before)
+            && (self.fins[0] && self.fins[1] || self.ended())
+        {
+            self.ended_at = Some(seg.ts);
+        }
         for observer in &mut self.observers {
             observer.on_segment(&seg, from_client, self.reused_port, &mut notes);
         }
@@ -433,6 +449,34 @@ impl Flow {
                     server_state,
                     transitions: mine,
                     notes,
+                });
+            }
+        }
+    }
+
+    /// Count the packet in each tunnel of its path; a tunnel not seen before joins the list.
+    #[cold]
+    fn note_tunnels(&mut self, path: &[Tunnel], from_client: bool) {
+        for layer in path {
+            let (near, far) = ((layer.src, layer.sport), (layer.dst, layer.dport));
+            let (client, server) = if from_client {
+                (near, far)
+            } else {
+                (far, near)
+            };
+            let known = self.tunnels.iter().position(|t| {
+                t.kind == layer.kind
+                    && ((t.client, t.server) == (client, server)
+                        || (t.client, t.server) == (server, client))
+            });
+            if let Some(t) = known.and_then(|i| self.tunnels.get_mut(i)) {
+                t.packets += 1;
+            } else if self.tunnels.len() < MAX_TUNNELS {
+                self.tunnels.push(TunnelSeen {
+                    kind: layer.kind,
+                    client,
+                    server,
+                    packets: 1,
                 });
             }
         }
@@ -919,6 +963,12 @@ impl Flow {
         e.int(self.violation_count as i64);
         e.key("reused_port");
         e.bool(self.reused_port);
+        e.key("tunnels");
+        e.begin_list();
+        for t in &self.tunnels {
+            emit_tunnel(e, t);
+        }
+        e.end_list();
         for observer in &self.observers {
             observer.record(e);
         }
@@ -926,7 +976,27 @@ impl Flow {
     }
 }
 
-/// One transition as the record writes it.
+/// One tunnel as the record writes it: `{kind, outer_client, outer_server, packets}`.
+pub fn emit_tunnel(e: &mut dyn Emit, t: &TunnelSeen) {
+    let layer = Tunnel {
+        kind: t.kind,
+        src: t.client.0,
+        sport: t.client.1,
+        dst: t.server.0,
+        dport: t.server.1,
+    };
+    e.begin_obj();
+    e.key("kind");
+    e.vocab(t.kind.name());
+    e.key("outer_client");
+    e.str(&layer.end_label(t.client.0, t.client.1));
+    e.key("outer_server");
+    e.str(&layer.end_label(t.server.0, t.server.1));
+    e.key("packets");
+    e.int(i64::try_from(t.packets).unwrap_or(i64::MAX));
+    e.end_obj();
+}
+
 /// One transition as the record writes it.
 pub fn emit_transition(e: &mut dyn Emit, t: &Transition) {
     e.begin_obj();
@@ -1025,8 +1095,14 @@ pub(crate) mod tests {
             })
         }
         pub fn with(opts: TableOptions) -> Talk {
+            Talk::with_observers(opts, Box::new(Vec::new))
+        }
+        pub fn with_observers(
+            opts: TableOptions,
+            observers: crate::flows::ObserverFactory,
+        ) -> Talk {
             Talk {
-                table: FlowTable::new(opts, Box::new(Vec::new)),
+                table: FlowTable::new(opts, observers),
                 ts: 100.0,
                 frame: 0,
                 segments: Vec::new(),
@@ -1117,6 +1193,7 @@ pub(crate) mod tests {
                 options: Default::default(),
                 ip_version: 4,
                 checksum_ok: None,
+                tunnels: None,
             };
             let end = seq.wrapping_add(seg.seq_len());
             if crate::endpoint::seq_ge(end, conv.nxt[side]) {
@@ -1228,7 +1305,7 @@ pub(crate) mod tests {
             r#"{"ts":100.50300000000001,"frame":4,"endpoint":"server","from":"ESTABLISHED","to":"CLOSED","cause":"rcv RST"}],"#,
             r#""handshake":{"complete":true,"status":"complete","syn_to_synack_ms":1.0,"synack_to_ack_ms":1.0,"#,
             r#""syn_count":1,"synack_count":1},"close":"client-rst","violations":[],"violation_count":0,"#,
-            r#""reused_port":false}"#
+            r#""reused_port":false,"tunnels":[]}"#
         );
         assert_eq!(json(&rec), expected);
     }

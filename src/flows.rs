@@ -12,9 +12,11 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
+use crate::endpoint::Role;
 use crate::flow::{flow_key, Flow, FlowKey, Transition};
 use crate::observe::Observer;
 use crate::segment::{Segment, ACK, SYN};
+use crate::states::State;
 
 /// Linux keeps a socket in TIME-WAIT for 60 s (TCP_TIMEWAIT_LEN), i.e. an effective MSL of 30 s;
 /// RFC 9293 §3.4.2 suggests 2 minutes. We default to what a student will observe with `ss` on Linux.
@@ -28,6 +30,72 @@ pub const DEFAULT_MAX_OPEN: usize = 200_000;
 const SWEEP_EVERY: u32 = 1024;
 /// how many departed 4-tuples are remembered for `reused_port`
 const SEEN_KEYS_CAP: usize = 1_000_000;
+
+/// What is a connection: the split rules. A segment on a 4-tuple whose current flow is `flow` starts a
+/// new flow (a new incarnation of the 4-tuple) when the first rule that applies says so. Each rule
+/// says which of Zeek and tshark (4.0, the conformance references) it follows; where they disagree
+/// we follow Zeek, and tests/test_conformance_split.py names every trace where that changes tshark's
+/// stream count.
+///
+/// | # | the segment | the flow | new flow? | follows |
+/// |---|---|---|---|---|
+/// | 1 | any | ended (RST, rejection, FIN both ways) `linger` s or longer before | yes | Zeek |
+/// | 2 | SYN without ACK | ended | yes, even with the same ISN | Zeek |
+/// | 3 | SYN without ACK | open, the sender's ISN | no: a retransmission | both |
+/// | 4 | SYN without ACK | open, the other side's first segment, crossing the client's SYN | no: simultaneous open | both |
+/// | 5 | SYN without ACK | open, another ISN | yes | both |
+/// | 6 | anything else | | no | both |
+///
+/// 1. Zeek removes a connection `tcp_close_delay` / `tcp_reset_delay` (5 s, our default `linger`)
+///    after it closed or was reset (TCPSessionAdapter::ConnectionClosed sets ConnDeleteTimer at the
+///    closing packet's time + the delay; the timer fires at that time or later), and any later packet
+///    on the 4-tuple opens a new connection. A scanner's SYN, SYN-ACK, RST and, 16 s later, its ACK
+///    with data and the server's RST are two connections in conn.log (`RSTO ShR`, then `RSTRH`).
+///    tshark 4.0 opens a new stream only on a SYN with a new ISN: one stream. Counted from the
+///    segment that ended the flow (`Flow::ended_at`), not from the last one, as Zeek's timer is.
+/// 2. A repeated SYN with the same ISN is a retransmission only while the first is unanswered: once
+///    the flow ended (a rejected SYN *was* answered, by RST), the next SYN is a new attempt. Zeek:
+///    TCPSessionAdapter::IsReuse compares the ISN only while the connection is not closed
+///    (`IsClosed()`: either side closed or reset); three SYNs each answered by RST/ACK are three
+///    REJ rows. tshark 4.0 (packet-tcp.c, "If this is a SYN packet, then check if its seq-nr is
+///    different from the base_seq") keeps them in one stream.
+/// 3. RFC 9293 §3.8.1: the same ISN is the same SYN sent again (Zeek: `base_seq == StartSeq`;
+///    tshark: same base_seq).
+/// 4. RFC 9293 §3.5 figure 7: the other side's SYN crosses the client's SYN.
+/// 5. A new ISN on an open flow: the client gave up on it (or a port was reused early).
+///
+/// Not followed: Zeek's timers for connections that did not end (5 s after an unanswered SYN,
+/// `tcp_attempt_delay`; a FIN while the peer has sent nothing, which Zeek's ConnectionClosed counts
+/// as a complete close): a flow ends by RST or FINs, not by silence; see the README's conformance
+/// section for the conn.log rows this splits differently.
+#[inline]
+pub fn split(flow: &Flow, seg: &Segment, linger: f64) -> bool {
+    if let Some(ended) = flow.ended_at {
+        if seg.ts - ended >= linger {
+            return true; // rule 1
+        }
+    }
+    if seg.flags & SYN == 0 || seg.flags & ACK != 0 {
+        return false; // rule 6
+    }
+    if flow.ended() {
+        return true; // rule 2: port reuse after RST, rejection, or FIN close / TIME-WAIT
+    }
+    let from_client = seg.src == flow.client.addr && seg.sport == flow.client.port;
+    let sender = if from_client {
+        &flow.client
+    } else {
+        &flow.server
+    };
+    if sender.isn == Some(seg.seq) {
+        return false; // rule 3
+    }
+    let simultaneous = !from_client
+        && flow.server.isn.is_none()
+        && flow.state_of(Role::Client) == State::SynSent
+        && flow.server.packets == 0;
+    !simultaneous // rules 4 and 5
+}
 
 /// Which flows keep every segment with the states after it (for `--flow N`).
 #[derive(Clone, Debug, Default)]
@@ -207,7 +275,7 @@ struct Meta {
     linked: [bool; 2],
 }
 
-/// Feeds segments to flows. A SYN on a 4-tuple whose connection has ended starts a new flow.
+/// Feeds segments to flows; `split` (above) decides when a segment starts a new flow on its 4-tuple.
 pub struct FlowTable {
     opts: TableOptions,
     observers: ObserverFactory,
@@ -286,15 +354,9 @@ impl FlowTable {
         let key = flow_key(&seg);
         let ts = seg.ts;
         let found = self.map.get(&key).copied();
-        let flags = seg.flags;
+        let linger = self.opts.linger;
         let i = match found {
-            Some(i)
-                if !(flags & SYN != 0
-                    && flags & ACK == 0
-                    && self.flow_at(i).is_some_and(|f| f.starts_new_flow(&seg))) =>
-            {
-                i
-            }
+            Some(i) if matches!(self.slots.get(i), Some(Some(f)) if !split(f, &seg, linger)) => i,
             _ => self.start_flow(key, &seg, found),
         };
         let events = self.opts.events;
@@ -312,7 +374,8 @@ impl FlowTable {
                 self.unlink(i, OPEN);
                 self.push_back(i, OPEN);
             }
-            if !self.flow_at(i).is_some_and(Flow::ended) {
+            // Ended: from the segment that ended it on (`Flow::ended_at`), as split rule 1 counts.
+            if self.flow_at(i).is_none_or(|f| f.ended_at.is_none()) {
                 self.unlink(i, ENDED);
             } else if self.ended.tail != i {
                 self.unlink(i, ENDED);
@@ -655,6 +718,140 @@ mod tests {
         let n: Vec<u64> = flows.iter().map(|f| f.number).collect();
         assert_eq!(n, [1, 2, 3]);
         assert!(flows[2].reused_port && !flows[1].reused_port);
+    }
+
+    /// Zeek's conn_state and history of a flow (its observers' fields).
+    fn zeek_of(f: &Flow) -> (String, String) {
+        let crate::record::Value::Obj(fields) = f.record() else {
+            panic!("a record is an object")
+        };
+        let text = |k: &str| match fields.iter().find(|(n, _)| *n == k) {
+            Some((_, crate::record::Value::Str(s))) => s.clone(),
+            Some((_, crate::record::Value::Static(s))) => s.to_string(),
+            other => panic!("{k}: {other:?}"),
+        };
+        (text("conn_state"), text("history"))
+    }
+
+    fn zeek_talk() -> Talk {
+        Talk::with_observers(
+            TableOptions::default(),
+            crate::analysis::default_observers(false),
+        )
+    }
+
+    #[test]
+    fn rule_2_a_rejected_syn_sent_again_with_the_same_isn_is_a_new_flow() {
+        // The issue's first miss: SYN, RST/ACK, three times, one ISN. Zeek: three REJ rows;
+        // tshark 4.0: one stream (same base_seq). We follow Zeek.
+        let mut t = zeek_talk();
+        for _ in 0..3 {
+            t.c("S");
+            t.send(1, "RA", 0, Some(0), None, 0, 0.001);
+            t.ts += 1.0;
+        }
+        let flows = t.finish();
+        assert_eq!(flows.len(), 3);
+        for (k, f) in flows.iter().enumerate() {
+            assert_eq!(f.packets, 2);
+            assert_eq!(f.close_kind(), "rejected");
+            assert_eq!(f.reused_port, k > 0);
+            assert_eq!(zeek_of(f), ("REJ".into(), "Sr".into()));
+        }
+    }
+
+    #[test]
+    fn rule_3_an_unanswered_syn_sent_again_is_a_retransmission() {
+        let mut t = zeek_talk();
+        t.c("S");
+        t.send(0, "S", 0, None, None, 65535, 1.0);
+        t.s("SA");
+        t.send(0, "S", 0, None, None, 65535, 0.5); // the SYN-ACK was lost on its way: still open
+        t.c("A");
+        let flows = t.finish();
+        assert_eq!(flows.len(), 1);
+        assert_eq!(flows[0].handshake.syn_count, 3);
+    }
+
+    #[test]
+    fn rule_1_a_segment_linger_seconds_after_the_end_starts_a_new_flow() {
+        // The issue's second miss: a scanner's SYN, the SYN-ACK, the scanner's RST; 16 s later its
+        // ACK with 109 bytes and the server's RST. Zeek: `RSTO ShR`, then a second connection.
+        let mut t = zeek_talk();
+        t.conv((v4(9), 61000), (v4(2), 80));
+        t.c("S");
+        t.s("SA");
+        t.c("R");
+        t.ts += 16.0;
+        t.send(0, "PA", 109, None, None, 65535, 0.0);
+        t.s("R");
+        let flows = t.finish();
+        assert_eq!(flows.len(), 2);
+        assert_eq!(zeek_of(&flows[0]), ("RSTO".into(), "ShR".into()));
+        assert_eq!((flows[1].packets, flows[1].reused_port), (2, true));
+        assert_eq!(flows[1].direction, "inferred");
+        assert_eq!(flows[1].client.label(), "10.0.0.9:61000");
+        assert_eq!(zeek_of(&flows[1]), ("RSTRH".into(), "Dr".into()));
+    }
+
+    #[test]
+    fn rule_1_counts_from_the_segment_that_ended_the_flow() {
+        for (gap, flows) in [(4.999, 1), (5.0, 2)] {
+            let mut t = zeek_talk().handshake();
+            t.c("FA");
+            t.s("FA"); // FIN both ways: ended here
+            t.send(0, "A", 0, None, None, 65535, 3.0); // the last ACK, late: does not restart the clock
+            t.send(0, "A", 0, None, None, 65535, gap - 3.0);
+            assert_eq!(t.finish().len(), flows, "{gap} s after the second FIN");
+        }
+        // An open flow is never split by silence (Zeek's attempt and inactivity timers: not followed).
+        let mut t = zeek_talk().handshake();
+        t.send(0, "PA", 10, None, None, 65535, 600.0);
+        assert_eq!(t.finish().len(), 1);
+    }
+
+    #[test]
+    fn rule_1_in_streaming_mode_agrees_with_the_sweep() {
+        // The sweep lets an ended flow go after `linger` quiet seconds; rule 1 decides the same
+        // whether or not a sweep happened in between.
+        let mut t = Talk::with(TableOptions {
+            streaming: true,
+            ..TableOptions::default()
+        })
+        .handshake();
+        t.c("RA");
+        t.send(1, "RA", 0, None, None, 65535, 6.0);
+        assert!(t.table.finish().is_empty());
+        assert_eq!(numbers(&mut t), [1, 2]);
+    }
+
+    #[test]
+    fn every_ended_flow_knows_when_it_ended() {
+        // `Flow::add` looks for the end only on some segments (RST, FIN, a move after a FIN): on any
+        // stream of segments, a flow that is over has `ended_at`.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let letters = ["S", "SA", "A", "PA", "FA", "F", "R", "RA"];
+        for _ in 0..300 {
+            let mut t = Talk::new();
+            for _ in 0..12 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let flags = letters[(x % 8) as usize];
+                let len = if flags.contains('P') { 10 } else { 0 };
+                t.send(
+                    ((x >> 8) % 2) as usize,
+                    flags,
+                    len,
+                    None,
+                    None,
+                    65535,
+                    0.001,
+                );
+                let f = t.flow();
+                assert!(!f.ended() || f.ended_at.is_some(), "{:?}", t.segments);
+            }
+        }
     }
 
     #[test]

@@ -18,4 +18,5 @@ pub mod record;
 pub mod rows;
 pub mod segment;
 pub mod states;
+pub mod tunnel;
 pub mod zeek;

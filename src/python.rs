@@ -287,10 +287,10 @@ impl Analysis {
 struct Engine {
     linktype: u32,
     table: crate::flows::FlowTable,
-    verify: bool,
+    decoder: crate::decode::Decoder,
     frames: u64,
     segments: u64,
-    skipped: [u64; 5],
+    skipped: [u64; SKIP_REASONS.len()],
     warnings: Vec<String>,
     violations: u64,
     kept: std::collections::HashMap<u64, crate::flow::Flow>,
@@ -354,10 +354,10 @@ impl Engine {
                 opts.table,
                 crate::analysis::default_observers(check_checksums),
             ),
-            verify: check_checksums,
+            decoder: crate::decode::Decoder::new(check_checksums),
             frames: 0,
             segments: 0,
-            skipped: [0; 5],
+            skipped: [0; SKIP_REASONS.len()],
             warnings: Vec::new(),
             violations: 0,
             kept: Default::default(),
@@ -384,10 +384,14 @@ impl Engine {
         let events = guard(
             || format!("frame {frame}"),
             || {
-                match crate::decode::decode(data, self.linktype, ts, frame, wirelen, self.verify) {
+                match self.decoder.decode(data, self.linktype, ts, frame, wirelen) {
                     Ok(crate::decode::Decoded::Segment(seg)) => {
                         self.segments += 1;
                         self.table.add(seg);
+                        for seg in self.decoder.take_extra() {
+                            self.segments += 1;
+                            self.table.add(seg);
+                        }
                     }
                     Ok(crate::decode::Decoded::Skip(why)) => {
                         self.skipped[crate::analysis::skip_index(why)] += 1
@@ -472,7 +476,10 @@ impl Engine {
     }
 }
 
-fn skipped_dict<'py>(py: Python<'py>, counts: &[u64; 5]) -> PyResult<Bound<'py, PyDict>> {
+fn skipped_dict<'py>(
+    py: Python<'py>,
+    counts: &[u64; SKIP_REASONS.len()],
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     for (name, n) in SKIP_REASONS.iter().zip(counts) {
         if *n > 0 {
@@ -531,6 +538,13 @@ fn segment_value(seg: &crate::segment::Segment) -> Value {
         ),
         ("ip_version", u16::from(seg.ip_version).into()),
         ("checksum_ok", seg.checksum_ok.into()),
+        (
+            "tunnels",
+            match &seg.tunnels {
+                None => Value::Null,
+                Some(path) => Value::List(path.iter().map(crate::tunnel::Tunnel::value).collect()),
+            },
+        ),
     ])
 }
 
@@ -675,6 +689,10 @@ fn add_vocabulary(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add("CSV_COLUMNS", PyList::new(py, crate::record::CSV_COLUMNS)?)?;
     m.add("SKIP_REASONS", PyList::new(py, SKIP_REASONS)?)?;
+    m.add(
+        "TUNNEL_KINDS",
+        PyList::new(py, crate::tunnel::TUNNEL_KINDS)?,
+    )?;
     m.add("DEFAULT_MSL", crate::flows::DEFAULT_MSL)?;
     m.add("DEFAULT_LINGER", crate::flows::DEFAULT_LINGER)?;
     m.add("DEFAULT_IDLE_TIMEOUT", crate::flows::DEFAULT_IDLE_TIMEOUT)?;

@@ -1063,6 +1063,7 @@ mod tests {
                 options: TcpOptions::default(),
                 ip_version: 4,
                 checksum_ok,
+                tunnels: None,
             };
             let end = seq + i64::from(length) + i64::from(f & SYN != 0) + i64::from(f & FIN != 0);
             if (end - self.nxt[side]).rem_euclid(1 << 32) < (1 << 31) {

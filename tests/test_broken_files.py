@@ -301,9 +301,12 @@ PIPE_CASES = [
          + struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1) + b"\0" * 40,
          ERROR + "byte offset 0: truncated block (64 of 4294967280 bytes)",
          2, [], ".pcapng"),
+    # 4 flows: the seed's interfaces disagree on the time by 54 years, so its frame 10 (the last ACK)
+    # comes that long after flow 1 ended and starts a flow of its own (src/flows.rs split rule 1),
+    # and frame 21's SYN then finds that open flow, not an ended one, and starts another.
     Case("fuzz find: packet block claiming 2 GiB, on a pipe", fuzz_find(),
          ERROR + "frame 22 at byte offset 2436: truncated block (588 of 2147483648 bytes)"
-                 " (the 2 flows before it are reported)", 2, [], ".pcapng"),
+                 " (the 4 flows before it are reported)", 2, [], ".pcapng"),
 ]
 
 

@@ -66,7 +66,7 @@ def seg(src: str, dst: str, flags: int, payload_len: int, version: int, *, seq: 
     """The segment every frame below carries, apart from what differs between them."""
     return dict(ts=TS, frame=FRAME, src=src, sport=SPORT, dst=dst, dport=DPORT, seq=seq, ack=ack,
                 flags=flags, window=WIN, payload_len=payload_len, options=options or NO_OPTIONS,
-                ip_version=version, checksum_ok=None)
+                ip_version=version, checksum_ok=None, tunnels=None)
 
 
 def run(hex_frame: str, linktype: int, wirelen: Optional[int] = None) -> Union[Segment, str]:
@@ -178,7 +178,8 @@ def test_every_snaplen_cut_is_truncated_or_the_same_segment(linktype: int, hex_f
 def test_reason_values() -> None:
     # The skip reasons decode() returns are the engine's vocabulary, which the summaries count under.
     assert [NOT_TCP, FRAGMENT, TRUNCATED, UNKNOWN_LINK] == ["non-tcp", "fragment", "truncated", "unknown-link"]
-    assert set(handshake_probe._engine.SKIP_REASONS) == {NOT_TCP, FRAGMENT, TRUNCATED, UNKNOWN_LINK, "malformed"}
+    assert set(handshake_probe._engine.SKIP_REASONS) == {NOT_TCP, FRAGMENT, TRUNCATED, UNKNOWN_LINK, "malformed",
+                                                         "tunnel-depth-exceeded"}
 
 
 @pytest.mark.parametrize("linktype, hex_frame, reason", [

@@ -168,10 +168,11 @@ def _refused() -> List[Talk]:
     t.c("FA", seq=1001, ack=0)             # ... and a FIN: both "rcv" by a CLOSED server
     t2 = Talk()
     t2.c("S")
-    t2.s("RA", seq=0)
-    # The client's SYN retransmission crossed the RST: the closed port receives a SYN again. (The first
-    # SYN's receipt in CLOSED is applied only when the RST settles the silent server, in the SYN's row,
-    # where the rows cannot show it: src/flow.rs `settle_server`.)
+    t2.s("R", seq=0)                       # an RST without ACK: SYN-SENT cannot accept it (RFC 9293 §3.10.7.3)
+    # so the client sends its SYN again, in the same flow, and the closed port receives a SYN again. (The
+    # first SYN's receipt in CLOSED is applied only when the RST settles the silent server, in the SYN's
+    # row, where the rows cannot show it: src/flow.rs `settle_server`. After an RST/ACK the client took,
+    # the same SYN is a new attempt, a new flow: src/flows.rs `split` rule 2.)
     t2.c("S", seq=1000, dt=1.0)
     return [t, t2]
 

@@ -88,7 +88,7 @@ RETRANSMISSION_KINDS = ("retransmission", "retransmission_syn", "retransmission_
                         "fast_retransmission", "spurious_retransmission")
 # Fields that newer analyzers add to the record; when one is absent the message says the version is too
 # old rather than suggesting a typo.
-NEWER_FIELDS = frozenset(("conn_state", "history", "completeness", "completeness_flags", "anomalies"))
+NEWER_FIELDS = frozenset(("conn_state", "history", "completeness", "completeness_flags", "anomalies", "tunnels"))
 
 # The flow record's fields (core/record.py, its observers, and "file" when several files are analyzed;
 # tests/test_check.py holds this list to what the analyzer writes). A key that is neither one of them
@@ -97,7 +97,7 @@ RECORD_FIELDS = frozenset((
     "flow", "client", "server", "direction", "packets", "client_packets", "server_packets", "client_bytes",
     "server_bytes", "first_ts", "last_ts", "duration_ms", "client_states", "server_states", "transitions",
     "handshake", "close", "violations", "violation_count", "reused_port", "conn_state", "history", "zeek_orig",
-    "completeness", "completeness_flags", "anomalies", "file"))
+    "completeness", "completeness_flags", "anomalies", "tunnels", "file"))
 HANDSHAKE_FIELDS = ("complete", "status", "syn_to_synack_ms", "synack_to_ack_ms", "syn_count", "synack_count")
 
 STATE_PATH_FIELDS = ("client_states", "server_states")

@@ -62,6 +62,12 @@ def _fmt_ms(ms: Optional[float]) -> str:
     return "-" if ms is None else f"{ms:.3f} ms"
 
 
+def tunnels_cell(rec: Mapping[str, Any]) -> str:
+    """The tunnels a flow came through (engine records; none in older ones): `gre 10.0.0.1>10.0.0.2`,
+    outer client end first, `; ` between tunnels."""
+    return "; ".join(f"{t['kind']} {t['outer_client']}>{t['outer_server']}" for t in rec.get("tunnels") or ())
+
+
 CLOSE_TEXT = {"fin": "FIN both ways", "client-rst": "RST by client", "server-rst": "RST by server",
               "rejected": "rejected (RST)", "none": "never closed"}
 
@@ -82,14 +88,18 @@ COLUMNS: Dict[str, Tuple[str, Callable[[Dict[str, Any]], Any]]] = {
     "violations": ("viol.", lambda r: r["violation_count"]),
     "client_states": ("client states", lambda r: ">".join(r["client_states"])),
     "server_states": ("server states", lambda r: ">".join(r["server_states"])),
+    "tunnels": ("tunnels", tunnels_cell),
 }
 DEFAULT_COLUMNS = ("flow", "client", "server", "packets", "handshake", "close", "conn_state", "history",
-                   "client_states", "server_states")
+                   "client_states", "server_states", "tunnels")
+# Default columns shown only when some flow has something to put there.
+SPARSE_COLUMNS = ("tunnels",)
 # Where a cell may break across lines when the table must fit a terminal (None: never).
-WRAP_AT: Dict[str, Optional[str]] = {"client_states": ">", "server_states": ">", "anomalies": ";"}
+WRAP_AT: Dict[str, Optional[str]] = {"client_states": ">", "server_states": ">", "anomalies": ";",
+                                     "tunnels": "; "}
 # Default columns a narrow terminal leaves out, the most wanted kept first; the others always stay
 # (the flow, its endpoints and the two state paths are what the tool is for).
-OPTIONAL_COLUMNS = ("close", "packets", "handshake", "conn_state", "history")
+OPTIONAL_COLUMNS = ("close", "packets", "handshake", "conn_state", "history", "tunnels")
 
 
 def table_width(out: TextIO) -> Optional[int]:
@@ -119,8 +129,11 @@ def flow_table(records: Iterable[Dict[str, Any]], columns: Optional[Sequence[str
     (OPTIONAL_COLUMNS, in reverse) when `width` is too narrow for them. State paths and other long cells
     wrap inside their cells to fit `width`; None: no limit."""
     names = list(columns) if columns is not None else list(DEFAULT_COLUMNS)
-    optional = [names.index(c) for c in OPTIONAL_COLUMNS if c in names] if columns is None else []
     rows = [[COLUMNS[c][1](r) for c in names] for r in records]
+    if columns is None:
+        keep = [i for i, c in enumerate(names) if c not in SPARSE_COLUMNS or any(row[i] for row in rows)]
+        names, rows = [names[i] for i in keep], [[row[i] for i in keep] for row in rows]
+    optional = [names.index(c) for c in OPTIONAL_COLUMNS if c in names] if columns is None else []
     return fit_table([COLUMNS[c][0] for c in names], rows, [WRAP_AT.get(c) for c in names], width, optional)
 
 
@@ -250,6 +263,12 @@ def summary_line(analysis: Any, name: Optional[str] = None, violations: Optional
 _DETAIL_OPTIONAL = (4, 10, 7, 8)          # names, win, seq (abs), ack (abs)
 
 
+def tunnels_detail(rec: Mapping[str, Any]) -> str:
+    """`--flow N`'s tunnel line: each tunnel with its outer ends and the flow's packets through it."""
+    return "; ".join(f"{t['kind']} {t['outer_client']} <-> {t['outer_server']} ({plural(t['packets'], 'packet')})"
+                     for t in rec["tunnels"])
+
+
 def flow_detail(rec: Mapping[str, Any], rows: Optional[Sequence[Mapping[str, Any]]],
                 width: Optional[int] = None) -> str:
     """Every segment of one flow with both endpoints' states after it; '*' marks a transition.
@@ -258,6 +277,7 @@ def flow_detail(rec: Mapping[str, Any], rows: Optional[Sequence[Mapping[str, Any
     an arrow, the absolute numbers, window and flag names go first, notes wrap); None: one line each."""
     head = [f"flow {rec['flow']}: client {rec['client']} -> server {rec['server']} "
             f"(direction {rec['direction']}), {plural(rec['packets'], 'packet')}, close: {CLOSE_TEXT[rec['close']]}",
+            *([f"tunnels: {tunnels_detail(rec)}"] if rec.get("tunnels") else []),
             f"handshake: {handshake_cell(rec)}",
             f"client: {' > '.join(rec['client_states'])}",
             f"server: {' > '.join(rec['server_states'])}", ""]
