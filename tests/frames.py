@@ -4,11 +4,11 @@ flag bits by name (the engine's vocabulary), a capture file's frames, a run of f
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 from handshake_probe import _engine
 from handshake_probe.files.pcapwriter import RawFrame
+from handshake_probe.prober.link import Seg
 
 # The nine flag bits, named as the engine names them.
 Flags = enum.IntFlag("Flags", dict(_engine.FLAGS))
@@ -16,31 +16,8 @@ MOD = 1 << 32
 tcpdump_flags = _engine.tcpdump_flags
 
 
-@dataclass(frozen=True)
-class Seg:
-    ts: float
-    frame: int
-    src: str
-    sport: int
-    dst: str
-    dport: int
-    seq: int
-    ack: int
-    flags: int
-    window: int
-    payload_len: int
-    options: Dict[str, Any]
-    ip_version: int
-    checksum_ok: Optional[bool]
-
-    @property
-    def seq_len(self) -> int:
-        """Sequence space: payload plus one each for SYN and FIN (RFC 9293 §3.4)."""
-        return self.payload_len + bool(self.flags & Flags.SYN) + bool(self.flags & Flags.FIN)
-
-
 def decoded(f: RawFrame) -> Optional[Seg]:
-    """The engine's decoding of a frame; None for a frame it skips (not TCP, ...)."""
+    """The engine's decoding of a frame (the prober's own helper); None for a frame it skips."""
     seg = _engine.decode(f.data, f.linktype, f.ts, f.frame, f.wirelen)
     return Seg(**seg) if isinstance(seg, dict) else None
 

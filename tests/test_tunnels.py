@@ -175,7 +175,7 @@ def test_engine_feed_counts_a_loop_of_nested_headers_and_decodes_the_rest():
 
 @needs_corpus
 def test_table_and_flow_header_name_the_tunnels(flows):
-    from handshake_probe.render import flow_detail, flow_table
+    from handshake_probe.views.table import flow_detail, flow_table
 
     gre = flows["zeek-tunnel-gre-sample"]
     table = flow_table(gre)

@@ -65,6 +65,7 @@ class Seg:
     options: Dict[str, Any]        # mss, wscale, sack_permitted, sack, ts_val, ts_ecr (None: absent)
     ip_version: int
     checksum_ok: Optional[bool]
+    tunnels: Optional[List[Dict[str, Any]]] = None   # the tunnel path of a tunnelled segment
 
     @property
     def seq_len(self) -> int:
