@@ -19,7 +19,7 @@ pub const MAX_FRAME_WARNINGS: usize = 10;
 /// Frames between two hand-overs from the worker thread (and progress reports).
 const BATCH: usize = 8192;
 /// Batches in flight between the worker and the caller: bounds memory when the caller is slow.
-const IN_FLIGHT: usize = 8;
+const IN_FLIGHT: usize = 2;
 
 /// Skip reasons in the order the summary line sorts them (by name), malformed last-but-sorted too.
 pub const SKIP_REASONS: [&str; 6] = [

@@ -173,7 +173,7 @@ impl Analysis {
 
     /// Up to `max_flows` finished records written as JSON Lines or CSV rows (bytes), None at the end.
     /// The engine writes the text itself: no Python object per flow on the fast path.
-    #[pyo3(signature = (fmt, max_flows=4096))]
+    #[pyo3(signature = (fmt, max_flows=1024))]
     fn chunk(&mut self, py: Python<'_>, fmt: &str, max_flows: usize) -> PyResult<Option<PyObject>> {
         let format = match fmt {
             "jsonl" => crate::analysis::Format::Jsonl,
