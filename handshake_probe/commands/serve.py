@@ -43,8 +43,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    said = threading.Lock()
+
     def log(line: str) -> None:
-        print(line, flush=True)
+        # One write per line, under one lock, for the client threads and this one alike: the last
+        # "disconnect" of a shutdown and "server stopped" never share a line.
+        with said:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
 
     try:
         server = EchoServer(host=args.host, port=args.port, backlog=args.backlog, mode=args.mode,
@@ -62,12 +68,12 @@ def run(args: argparse.Namespace) -> int:
     # the line is read must stop the server cleanly, not kill it half-way.
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        print(f"listening on {format_peer((host, port))} (mode {args.mode}, backlog {server.backlog}); "
-              "Ctrl-C stops", flush=True)
+        log(f"listening on {format_peer((host, port))} (mode {args.mode}, backlog {server.backlog}); "
+            "Ctrl-C stops")
         server.serve_forever()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         server.shutdown()
-    print("server stopped", flush=True)
+    log("server stopped")
     return ExitStatus.OK

@@ -410,11 +410,15 @@ class EchoServer:
             try:
                 conn.close()  # sends our FIN (or nothing more after a reset)
             finally:
-                with self._lock:
-                    self._clients.pop(threading.current_thread(), None)
-                    self._left += 1
-                    self._lock.notify_all()  # a max_clients slot and an fd are free
-                self._log(f"disconnect {who} ({reason})")
+                # Said before this thread leaves the client list: shutdown joins the threads on that
+                # list, so every "disconnect" line is out before the server says it stopped.
+                try:
+                    self._log(f"disconnect {who} ({reason})")
+                finally:
+                    with self._lock:
+                        self._clients.pop(threading.current_thread(), None)
+                        self._left += 1
+                        self._lock.notify_all()  # a max_clients slot and an fd are free
 
     def _echo_loop(self, conn: socket.socket, selector: selectors.BaseSelector) -> str:
         """Serve one connection until it ends; returns why it ended."""
