@@ -51,6 +51,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return ExitStatus.OK
+    except Exception as err:
+        # A panic inside the engine (a bug, never bad input) arrives as _engine.EngineError naming the
+        # file and frame: one line, not a traceback.
+        if type(err).__name__ == "EngineError" and type(err).__module__ == "handshake_probe._engine":
+            print(f"handshake-probe: internal error: {err} (a bug in handshake-probe: please report it "
+                  "with the capture)", file=sys.stderr)
+            return ExitStatus.INTERNAL
+        raise
 
 
 def run(argv: Optional[List[str]] = None) -> None:

@@ -54,3 +54,19 @@ def test_stopping_early_leaves_no_thread_behind() -> None:
         del a
     assert threads() == before
     assert sum(1 for _ in handshake_probe.analyze(str(CAPTURE))) == 3000
+
+
+def test_an_engine_panic_is_one_line_and_exit_70(monkeypatch, capsys) -> None:
+    """What the boundary raises for a Rust panic (EngineError, naming file and frame) reaches the user
+    as one line and exit 70, never a traceback."""
+    from handshake_probe import _engine
+    from handshake_probe.cli import main
+    from handshake_probe.commands import analyze
+
+    def boom(args):
+        raise _engine.EngineError("internal error at x.pcap: frame 7: index out of bounds")
+    monkeypatch.setattr(analyze, "run", boom)
+    assert main(["analyze", str(CAPTURE)]) == 70
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["handshake-probe: internal error: internal error at x.pcap: frame 7: index out "
+                                "of bounds (a bug in handshake-probe: please report it with the capture)"]
