@@ -19,8 +19,10 @@ from handshake_probe.files.parallel import analyze_many, expand
 from handshake_probe.views.table import (COLUMNS, DEFAULT_COLUMNS, FORMATS, fitted, flow_detail, summary_line,
                                     table_width, write_records)
 from handshake_probe.commands.argtypes import positive_float, positive_int
+from handshake_probe.commands.columnar import ARROW_FORMATS, check_arguments
 from handshake_probe.commands.inputs import Input, InputError, opened, opened_all
 from handshake_probe.messages import error, plural, warning
+from handshake_probe.views.progress import FileBar
 
 
 
@@ -44,7 +46,15 @@ def add_arguments(an: argparse.ArgumentParser) -> None:
                     help="show flow N (1-based): every segment with seq/ack and both endpoints' states")
     an.add_argument("--ladder", action="store_true",
                     help="with --flow N: draw the flow as a client/server ladder diagram instead of the table")
-    an.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    an.add_argument("--format", choices=FORMATS + ARROW_FORMATS, default="table",
+                    help="output format (default: table); parquet (with -o FILE) and arrow (an Arrow IPC stream "
+                         "on standard output) need pyarrow")
+    an.add_argument("-o", "--output", metavar="FILE",
+                    help="where --format parquet or arrow writes (with --dask-scheduler: a directory, one "
+                         "Parquet file per capture)")
+    an.add_argument("--dask-scheduler", metavar="ADDRESS",
+                    help="analyze the files on an existing Dask cluster (tcp://HOST:8786) and write Parquet "
+                         "to -o DIR; the workers open the files by their path or URL")
     an.add_argument("--columns", type=column_list, metavar="A,B,...",
                     help="table columns, from: " + ", ".join(COLUMNS) + f" (default: {','.join(DEFAULT_COLUMNS)}, "
                          "as many as fit the terminal)")
@@ -79,10 +89,20 @@ def run(args: argparse.Namespace) -> int:
         error("--columns chooses the flow table's columns; it does not apply to "
               + ("--flow N" if args.flow is not None else f"--format {args.format}"))
         return ExitStatus.BAD_INPUT
+    usage = check_arguments(args)
+    if usage:
+        error(usage)
+        return ExitStatus.BAD_INPUT
+    if args.dask_scheduler:
+        from handshake_probe.commands import cluster
+        return cluster.run(args)
     # --wide without --columns: every column there is; with them, those, unwrapped.
     args.columns = args.columns or (tuple(COLUMNS) if args.wide else None)
     args.width = None if args.wide else table_width(sys.stdout)
     paths = expand(args.file)
+    if args.format in ARROW_FORMATS:
+        from handshake_probe.commands import columnar
+        return columnar.run(paths, args)
     if len(paths) != 1:
         return run_many(paths, args)
     try:
@@ -162,11 +182,7 @@ def run_engine(source: Input, args: argparse.Namespace, out: TextIO) -> int:
                 show(analysis.frames, analysis.offset)
     if show is not None:
         sys.stderr.write("\r\033[K")          # clear the progress line
-    for line in analysis.warnings:
-        warning(source.text(line))
-    if analysis.evicted:
-        warning(f"{name}: {plural(analysis.evicted, 'flow')} finished early: more than "
-                f"--max-open {args.max_open} were open at once")
+    warn_after(analysis, source, args)
     status = ExitStatus.BAD_INPUT if analysis.damaged else ExitStatus.OK
     if analysis.error and analysis.frames == 0:
         # Nothing was read: an empty table and a "0 frames" line would only bury the one line that
@@ -180,6 +196,15 @@ def run_engine(source: Input, args: argparse.Namespace, out: TextIO) -> int:
     if analysis.error:
         error(source.text(analysis.error) + _before_it(analysis.flow_count))
     return status
+
+
+def warn_after(analysis: Any, source: Input, args: argparse.Namespace) -> None:
+    """A file's warnings once it is read: malformed frames skipped, flows finished early."""
+    for line in analysis.warnings:
+        warning(source.text(line))
+    if analysis.evicted:
+        warning(f"{source.shown}: {plural(analysis.evicted, 'flow')} finished early: more than "
+                f"--max-open {args.max_open} were open at once")
 
 
 def _engine() -> Any:
@@ -240,8 +265,10 @@ def _run_many(sources: List[Input], args: argparse.Namespace) -> int:
     if args.format == "json":
         out.write("[")
     first = True
+    bar = FileBar(len(sources))     # on a terminal only: a bar over files on stderr
     for result in analyze_many([s.path for s in sources], args.jobs, options):
         source = by_path[result.path]
+        bar.clear()
         for rec in result.records:
             rec["file"] = source.shown
         for line in result.warnings:
@@ -262,6 +289,8 @@ def _run_many(sources: List[Input], args: argparse.Namespace) -> int:
             error(source.text(result.error) + _before_it(len(result.records)))
         if result.damaged:
             status = ExitStatus.BAD_INPUT
+        bar.step(source.shown)
+    bar.close()
     if args.format == "json":
         out.write("\n]\n")
     return status

@@ -6,7 +6,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp")
@@ -49,13 +49,16 @@ def analyze_one(path: str, options: Dict[str, Any]) -> FileResult:
                       analysis.error, analysis.damaged)
 
 
-def analyze_many(paths: Sequence[str], jobs: int, options: Dict[str, Any]) -> Iterator[FileResult]:
-    """Yield each file's result in the order of `paths`, analyzing up to `jobs` files at once."""
+def analyze_many(paths: Sequence[str], jobs: int, options: Dict[str, Any],
+                 work: Callable[[str, Dict[str, Any]], Any] = analyze_one) -> Iterator[Any]:
+    """Yield each file's result in the order of `paths`, analyzing up to `jobs` files at once. `work`
+    makes one file's result (a module-level function, so it pickles): records by default, an Arrow
+    table for the Arrow formats (files/tables.py)."""
     if jobs <= 1 or len(paths) == 1:
         for p in paths:
-            yield analyze_one(p, options)
+            yield work(p, options)
         return
     with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:
-        futures = [pool.submit(analyze_one, p, options) for p in paths]
+        futures = [pool.submit(work, p, options) for p in paths]
         for fut in futures:
             yield fut.result()
