@@ -31,15 +31,15 @@ class CaptureError(Exception):
 
 
 def capture_paths(paths_or_glob: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]],
-                  storage_options: Optional[Mapping[str, Any]] = None) -> List[str]:
+                  storage_options: Optional[Mapping[str, Any]] = None, absolute: bool = True) -> List[str]:
     """The captures meant: a file or URL as given, a directory (or a URL's prefix) for the captures directly in
-    it, a glob pattern for what it matches, sorted; a list of any of these, in its order."""
+    it, a glob pattern for what it matches, sorted; a list of any of these, in its order. Local paths are
+    made absolute (`absolute`): a worker's working directory is not ours."""
     from handshake_probe.files.parallel import CAPTURE_SUFFIXES, expand
-    from handshake_probe.files.tables import is_url
     items = [paths_or_glob] if isinstance(paths_or_glob, (str, os.PathLike)) else list(paths_or_glob)
     out: List[str] = []
     for item in map(os.fspath, items):
-        if is_url(item):
+        if "://" in item:             # a URL, file:// included: listed by fsspec
             import fsspec
             fs, _token, _paths = fsspec.core.get_fs_token_paths(item, storage_options=dict(storage_options or {}))
             if _glob.has_magic(item):
@@ -51,9 +51,9 @@ def capture_paths(paths_or_glob: Union[str, "os.PathLike[str]", Sequence[Union[s
                 continue
             out += [fs.unstrip_protocol(p) for p in found]
         elif _glob.has_magic(item):
-            out += sorted(_glob.glob(item))
+            out += [os.path.abspath(p) if absolute else p for p in sorted(_glob.glob(item))]
         else:
-            out += expand([item])
+            out += [os.path.abspath(p) if absolute else p for p in expand([item])]
     return out
 
 

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from handshake_probe.files.tables import analyze_table, is_url
     from handshake_probe.views.arrow import ParquetSink, with_file
     try:
-        paths = capture_paths(args.file)
+        paths = capture_paths(args.file, absolute=False)
     except (OSError, ValueError) as err:
         error(f"cannot list {' '.join(args.file)}: {err}")
         return ExitStatus.BAD_INPUT
@@ -97,12 +97,14 @@ def run(args: argparse.Namespace) -> int:
     options: Dict[str, Any] = engine_options(args)
     try:
         os.makedirs(args.output, exist_ok=True)
-        futures = client.map(analyze_table, good, options=options, pure=False,
+        # Workers get absolute paths (their working directory is not ours); messages keep the names given.
+        where = [p if is_url(p) else os.path.abspath(p) for p in good]
+        futures = client.map(analyze_table, where, [options] * len(good), [None] * len(good), good, pure=False,
                              key=[f"handshake-probe-{i}-{os.path.basename(p)}" for i, p in enumerate(good)])
         if sys.stderr.isatty() and futures:
             # Dask's own bar draws on stdout; here stdout is free, but stderr is where progress goes.
             with redirect_stdout(sys.stderr):
-                distributed.progress(futures, notebook=False)
+                distributed.progress(futures, notebook=False, scheduler=client.scheduler.address)
         for path, name, future in zip(good, output_names(good), futures):
             try:
                 result = future.result()

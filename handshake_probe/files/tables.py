@@ -49,11 +49,23 @@ def local_copy(url: str, storage_options: Optional[Mapping[str, Any]] = None) ->
         os.unlink(tmp)
 
 
-def analyze_table(path: str, options: Dict[str, Any],
-                  storage_options: Optional[Mapping[str, Any]] = None) -> TableResult:
+def analyze_table(path: str, options: Dict[str, Any], storage_options: Optional[Mapping[str, Any]] = None,
+                  shown: Optional[str] = None) -> TableResult:
     """The capture at `path` (a path or a URL) analyzed in the engine, its records in flow order as one
     Arrow table. A file that does not open or is no capture gives an empty table and the one line the
-    local command prints for it; a fault mid-file keeps the flows read before it."""
+    local command prints for it; a fault mid-file keeps the flows read before it. Messages call the
+    file `shown` (default: `path`; a cluster's workers get absolute paths, the user sees what he typed)."""
+    result = _analyze_table(path, options, storage_options)
+    if shown is not None and shown != result.path:
+        def text(line: str) -> str:
+            return line.replace(result.path, shown)
+        result = TableResult(shown, result.table, text(result.summary), [text(w) for w in result.warnings],
+                             text(result.error) if result.error else None, result.damaged, result.frames)
+    return result
+
+
+def _analyze_table(path: str, options: Dict[str, Any],
+                   storage_options: Optional[Mapping[str, Any]] = None) -> TableResult:
     from handshake_probe.commands.inputs import InputError, check_capture
     from handshake_probe.views.arrow import table_from_jsonl
     if path.startswith("file://"):
