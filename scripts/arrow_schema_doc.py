@@ -29,7 +29,7 @@ def render() -> str:
         "`tunnels`, structs for `handshake`, `anomalies` and `negotiation`. Every integer is int64, every",
         "real a double (float64), every time a double of seconds since the epoch (UTC) as in the JSON. The schema's",
         f"metadata has `handshake_probe.schema_version` (`{SCHEMA_VERSION}`) and `handshake_probe.version`, and",
-        "every field its meaning under the metadata key `doc`.",
+        "every column its meaning under the metadata key `doc` (nested fields: this page).",
         "",
         "The schema is a contract as the JSON is: columns are added, never renamed or retyped; any change",
         "bumps `schema_version`. `negotiation` is null in rows of an engine that does not report it; inside",
