@@ -108,9 +108,12 @@ def run(args: argparse.Namespace) -> int:
         for path, name, future in zip(good, output_names(good), futures):
             try:
                 result = future.result()
-            except Exception as err:       # the worker died, or a bug: this capture only
+            except Exception as err:       # this capture only: the others' results are kept
                 error(f"{path}: the Dask task failed: {type(err).__name__}: {err}")
-                status = ExitStatus.INTERNAL
+                # An engine panic is a bug (70, as locally); a worker that died or vanished is the
+                # cluster's failing (69).
+                bug = type(err).__name__ == "EngineError"
+                status = max(status, ExitStatus.INTERNAL if bug else ExitStatus.UNAVAILABLE)
                 continue
             finally:
                 future.release()
