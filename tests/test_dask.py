@@ -169,3 +169,16 @@ def test_dask_progress_bar_on_a_terminal_only(cluster: Any, broken_dir: Path, tm
     piped = subprocess.run(argv + ["-o", str(tmp_path / "pipe")], capture_output=True, cwd=ROOT, timeout=TIMEOUT)
     assert piped.returncode == 0 and piped.stderr == b"" and piped.stdout == b""
     assert sorted(p.name for p in (tmp_path / "pipe").iterdir()) == ["a-good.pcap.parquet", "d-good.pcap.parquet"]
+
+
+def test_output_must_be_a_writable_directory(tmp_path: Path, capsys) -> None:
+    """Checked before the scheduler is asked: one line each, exit 2."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    assert main(["analyze", str(GOOD), "--dask-scheduler", "tcp://127.0.0.1:9", "-o", str(a_file)]) == 2
+    assert capsys.readouterr().err == (f"handshake-probe: error: -o {a_file}: not a directory (--dask-scheduler "
+                                       "writes one Parquet file per capture in it)\n")
+    assert main(["analyze", str(GOOD), "--dask-scheduler", "tcp://127.0.0.1:9", "-o", str(a_file / "sub")]) == 2
+    assert capsys.readouterr().err.startswith(f"handshake-probe: error: cannot write {a_file / 'sub'}: ")
+    assert main(["analyze", str(GOOD), "--dask-scheduler", "tcp://127.0.0.1:9"]) == 2
+    assert "--dask-scheduler needs -o DIR" in capsys.readouterr().err

@@ -208,3 +208,25 @@ def test_schema_doc_is_generated_from_the_schema() -> None:
     for path, _typ, _doc in arrow.schema_rows():
         assert f"| `{path}` |" in text
     assert "| `negotiation.in_effect.mss_to_client` |" in text and "| `anomalies.window_full` |" in text
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "arrow"])
+def test_an_unwritable_output_is_one_line_before_any_work(fmt: str, tmp_path: Path, capsys) -> None:
+    target = tmp_path / "missing-dir" / "flows.out"
+    assert main(["analyze", str(A), "--format", fmt, "-o", str(target)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"handshake-probe: error: cannot write {target}: No such file or directory\n"
+
+
+def test_arrow_to_a_file_and_nothing_when_nothing_could_be_read(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "flows.arrows"
+    assert main(["analyze", str(A), str(B), "--format", "arrow", "-o", str(out)]) == 0
+    with pa.ipc.open_stream(out.read_bytes()) as reader:
+        rows = reader.read_all().to_pylist()
+    assert_same_records(rows, jsonl([str(A), str(B)], capsys))
+    header_only = tmp_path / "header-only.pcap"
+    header_only.write_bytes(A.read_bytes()[:24 + 8])        # the global header and half a record header
+    for fmt, target in (("arrow", tmp_path / "h.arrows"), ("parquet", tmp_path / "h.parquet")):
+        assert main(["analyze", str(header_only), "--format", fmt, "-o", str(target)]) == 2
+        assert not target.exists() and "header-only.pcap" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flows.arrows", "header-only.pcap"]

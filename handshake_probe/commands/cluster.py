@@ -65,6 +65,11 @@ def run(args: argparse.Namespace) -> int:
         error(f"-o {args.output}: not a directory (--dask-scheduler writes one Parquet file per capture in it)")
         return ExitStatus.BAD_INPUT
 
+    try:
+        os.makedirs(args.output, exist_ok=True)
+    except OSError as err:
+        error(f"cannot write {args.output}: {err.strerror or err}")
+        return ExitStatus.BAD_INPUT
     from handshake_probe.commands.inputs import InputError, check_capture
     from handshake_probe.dask import capture_paths
     from handshake_probe.files.tables import analyze_table, is_url
@@ -96,7 +101,6 @@ def run(args: argparse.Namespace) -> int:
     status = ExitStatus.OK
     options: Dict[str, Any] = engine_options(args)
     try:
-        os.makedirs(args.output, exist_ok=True)
         # Workers get absolute paths (their working directory is not ours); messages keep the names given.
         where = [p if is_url(p) else os.path.abspath(p) for p in good]
         futures = client.map(analyze_table, where, [options] * len(good), [None] * len(good), good, pure=False,

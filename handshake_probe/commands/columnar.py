@@ -71,33 +71,41 @@ def _sink(args: argparse.Namespace) -> Any:
     if args.format == "parquet":
         return ParquetSink(args.output)
     if args.output is not None:
-        return ArrowStreamSink(open(args.output, "wb"))
+        return ArrowStreamSink(path=args.output)
     return ArrowStreamSink(sys.stdout.buffer)
+
+
+def _open_sink(args: argparse.Namespace) -> Any:
+    """The sink, or None after the one line saying why -o FILE cannot be written."""
+    try:
+        return _sink(args)
+    except OSError as err:
+        error(f"cannot write {args.output}: {err.strerror or err}")
+        return None
 
 
 def _run_one(source: Any, args: argparse.Namespace, options: dict) -> int:
     import handshake_probe
     from handshake_probe.commands.analyze import _before_it, progress_line, warn_after
     from handshake_probe.views.arrow import table_from_jsonl
-    analysis = handshake_probe.analyze(source.path, streaming=True, **options)
-    show = progress_line(source.path, source.shown)
-    sink = None
+    sink = _open_sink(args)          # before any work: an unwritable -o FILE fails at once
+    if sink is None:
+        return ExitStatus.BAD_INPUT
     try:
+        analysis = handshake_probe.analyze(source.path, streaming=True, **options)
+        show = progress_line(source.path, source.shown)
         while (chunk := analysis.chunk("jsonl")) is not None:
-            if sink is None:
-                sink = _sink(args)
             sink.write(table_from_jsonl(chunk))
             if show is not None:
                 show(analysis.frames, analysis.offset)
         if show is not None:
             sys.stderr.write("\r\033[K")
-        if sink is None and not (analysis.error and analysis.frames == 0):
-            sink = _sink(args)      # no flows: still a file (or stream) with the schema and no rows
-        if sink is not None:
-            sink.close()
+        if analysis.error and analysis.frames == 0:
+            sink.abort()             # nothing could be read: no file, as the text formats print nothing
+        else:
+            sink.close()             # no flows: still a file (or stream) with the schema and no rows
     except BaseException:
-        if sink is not None:
-            sink.abort()
+        sink.abort()
         raise
     warn_after(analysis, source, args)
     status = ExitStatus.BAD_INPUT if analysis.damaged else ExitStatus.OK
@@ -123,7 +131,9 @@ def _run_many(paths: List[str], args: argparse.Namespace, options: dict) -> int:
         for line in bad:
             error(line)
         by_path = {s.path: s for s in sources}
-        sink = _sink(args)
+        sink = _open_sink(args)
+        if sink is None:
+            return ExitStatus.BAD_INPUT
         bar = FileBar(len(sources))
         try:
             for result in analyze_many([s.path for s in sources], args.jobs, options, work=analyze_table):

@@ -340,26 +340,40 @@ class ParquetSink:
 
 class ArrowStreamSink:
     """An Arrow IPC stream (what `pyarrow.ipc.open_stream`, DuckDB and polars' `read_ipc_stream` read
-    from a pipe): each table is written at once as record batches, so a reader sees flows as they finish."""
+    from a pipe): each table is written at once as record batches, so a reader sees flows as they finish.
+    To `out`, or to the file `path` (opened here, so an unwritable path fails before any work; removed
+    by abort()). The stream starts at the first write or at close(): abort() before any leaves nothing."""
 
-    def __init__(self, out: BinaryIO) -> None:
-        self._out = out
-        self._writer = pa.ipc.new_stream(out, _schemas()[1])
+    def __init__(self, out: Optional[BinaryIO] = None, path: Optional[str] = None) -> None:
+        self._path = path
+        self._out: BinaryIO = open(path, "wb") if path is not None else out  # type: ignore[assignment]
+        self._writer: Optional[Any] = None
         self.rows_written = 0
+
+    def _start(self) -> Any:
+        if self._writer is None:
+            self._writer = pa.ipc.new_stream(self._out, _schemas()[1])
+        return self._writer
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows == 0:
             return
-        self._writer.write_table(table)
+        self._start().write_table(table)
         self.rows_written += table.num_rows
         self._out.flush()
 
     def close(self) -> None:
-        self._writer.close()
+        self._start().close()
         self._out.flush()
+        if self._path is not None:
+            self._out.close()
 
     def abort(self) -> None:
-        self.close()
+        if self._path is not None:
+            self._out.close()
+            os.unlink(self._path)
+        elif self._writer is not None:
+            self._writer.close()      # what was sent stays a whole stream
 
 
 def schema_rows(fields: Sequence[pa.Field] = (), prefix: str = "") -> List[Tuple[str, str, str]]:
