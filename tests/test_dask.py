@@ -28,6 +28,22 @@ GOOD = CAPTURES / "echo-client-close.pcap"
 TIMEOUT = 180
 
 
+@pytest.fixture(autouse=True)
+def _bounded_time() -> Iterator[None]:
+    """No test here waits on the cluster for ever: SIGALRM ends it with a failure after TIMEOUT seconds."""
+    import signal
+
+    def expire(_signum: int, _frame: Any) -> None:
+        raise TimeoutError(f"the test took more than {TIMEOUT} s")
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(TIMEOUT)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
