@@ -150,23 +150,25 @@ def test_without_pyarrow_one_line_names_the_pip_command(tmp_path: Path) -> None:
                            "pip install 'handshake-probe[parquet]'\n")
 
 
-NEGOTIATION = {   # every field of the contract (/work/brief/NEGOTIATION.md, issue 12), nulls where it allows
+NEGOTIATION = {   # every field of issue 12's object (the shared contract and its branch's additions)
     "syn_seen": True, "synack_seen": True,
     "client": {"isn": 4085707645, "window": 65495, "mss": 65495, "window_scale": 7, "sack_permitted": True,
                "timestamps": True, "tsval": 123456, "tfo": {"cookie_request": True, "cookie": None, "data": 0,
                                                              "data_acked": False},
                "mptcp": False, "ecn": {"ece": True, "cwr": True, "ae": False}, "ttl": 64, "df": True,
-               "options": "mss,sok,ts,nop,ws", "p0f": "4:64+0:0:65495:mss*1,7:mss,sok,ts,nop,ws:df,id+:0",
-               "os": None},
+               "options": "mss,sok,ts,nop,ws", "offer": "mss 65495 ws 7 sack ts",
+               "p0f": "4:64+0:0:65495:mss*1,7:mss,sok,ts,nop,ws:df,id+:0", "os": None},
     "server": {"isn": 2737417589, "window": 65483, "mss": 65495, "window_scale": 7, "sack_permitted": True,
                "timestamps": True, "tsval": 654321, "tfo": {"cookie_request": False, "cookie": "0a1b2c3d",
                                                              "data": 0, "data_acked": None},
                "mptcp": False, "ecn": {"ece": True, "cwr": False, "ae": False}, "ttl": 64, "df": True,
-               "options": "mss,sok,ts,nop,ws", "p0f": "4:64+0:0:65495:mss*1,7:mss,sok,ts,nop,ws:df,id+:0",
-               "os": "Linux 3.11 and newer"},
+               "options": "mss,sok,ts,nop,ws", "offer": "mss 65495 ws 7 sack ts",
+               "p0f": "4:64+0:0:65495:mss*1,7:mss,sok,ts,nop,ws:df,id+:0", "os": "Linux 3.11 and newer"},
     "in_effect": {"window_scaling": True, "client_window_scale": 7, "server_window_scale": 7, "sack": True,
                   "timestamps": True, "ecn": True, "tfo": False, "mss_to_server": 65495, "mss_to_client": 65495},
     "warnings": ["window_scale_one_side"],
+    "summary": "ws 7/7 sack ts ecn mss 65495/65495",
+    "simultaneous_open": None,
 }
 
 
@@ -177,8 +179,11 @@ def _record_with(negotiation: Any) -> Dict[str, Any]:
     return rec
 
 
-@pytest.mark.parametrize("negotiation", [NEGOTIATION, {**NEGOTIATION, "server": None, "in_effect": None,
-                                                       "synack_seen": False, "warnings": []}])
+@pytest.mark.parametrize("negotiation", [
+    NEGOTIATION,
+    {**NEGOTIATION, "server": None, "in_effect": None, "synack_seen": False, "warnings": []},
+    {**NEGOTIATION, "simultaneous_open": {"server_syn": NEGOTIATION["server"], "client_synack": NEGOTIATION["client"]}},
+], ids=["full", "syn-only", "simultaneous-open"])
 def test_the_negotiation_contract_round_trips(negotiation: Dict[str, Any]) -> None:
     """A record carrying issue 12's `negotiation` (its every field) comes back from Arrow as it went in,
     through the JSON reader (the engine's text) and through Python records."""

@@ -95,8 +95,9 @@ def _n(name: str, typ: pa.DataType, doc: str) -> pa.Field:
     return _f(name, typ, doc, nullable=True)
 
 
-# The `negotiation` object of issue 12 (its contract: the README's schema section once it lands). Null in
-# the rows of an engine that does not write it yet; every field below is the contract's, in its order.
+# The `negotiation` object of issue 12: the contract shared by the helpers (/work/brief/NEGOTIATION.md)
+# plus what its branch added (`offer`, `summary`, `simultaneous_open`), in the record's order. Null in the
+# rows of an engine that does not write it yet.
 _TFO = _struct(
     _n("cookie_request", BOOL, "a TFO option without a cookie (a cookie request)"),
     _n("cookie", STR, "the TFO cookie, hex; null when none"),
@@ -122,6 +123,7 @@ _SIDE = _struct(
     _n("ttl", I64, "IPv4 TTL or IPv6 hop limit"),
     _n("df", BOOL, "IPv4 DF bit; false for IPv6"),
     _n("options", STR, "option layout in order, p0f's names (`mss,sok,ts,nop,ws`)"),
+    _n("offer", STR, "what the segment offers, in words (`mss 65495 ws 7 sack ts`)"),
     _n("p0f", STR, "p0f v3 raw signature of the segment"),
     _n("os", STR, "p0f label with --p0f-db FILE, else null"),
 )
@@ -143,6 +145,11 @@ _NEGOTIATION = _struct(
     _n("server", _SIDE, "from the server's first SYN-ACK; null without one"),
     _n("in_effect", _EFFECT, "what both SYNs agreed; null unless both were seen"),
     _n("warnings", pa.list_(STR), "`syn_options_changed`, `window_scale_one_side`, `mss_above_mtu`, ..."),
+    _n("summary", STR, "one line: `ws 7/7 sack ts ecn mss 65495/1460`, `no ws ...`, `SYN only: ...`"),
+    _n("simultaneous_open", _struct(
+        _n("server_syn", _SIDE, "the server's own SYN (a side, as `client`)"),
+        _n("client_synack", _SIDE, "the client's SYN-ACK answering it"),
+    ), "null, or the crossing SYN and SYN-ACK of a simultaneous open"),
 )
 
 
