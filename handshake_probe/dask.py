@@ -38,7 +38,7 @@ def capture_paths(paths_or_glob: Union[str, "os.PathLike[str]", Sequence[Union[s
     from handshake_probe.files.parallel import CAPTURE_SUFFIXES, expand
     items = [paths_or_glob] if isinstance(paths_or_glob, (str, os.PathLike)) else list(paths_or_glob)
     out: List[str] = []
-    for item in map(os.fspath, items):
+    for item in (os.fspath(i) for i in items):
         if "://" in item:             # a URL, file:// included: listed by fsspec
             import fsspec
             fs, _token, _paths = fsspec.core.get_fs_token_paths(item, storage_options=dict(storage_options or {}))

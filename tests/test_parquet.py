@@ -235,3 +235,21 @@ def test_arrow_to_a_file_and_nothing_when_nothing_could_be_read(tmp_path: Path, 
         assert main(["analyze", str(header_only), "--format", fmt, "-o", str(target)]) == 2
         assert not target.exists() and "header-only.pcap" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["flows.arrows", "header-only.pcap"]
+
+
+def test_interrupted_leaves_neither_target_nor_partial_file(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Ctrl-C in the middle of the writing (here: at the second table written) exits 130 and removes the
+    partial file; the target never exists half written."""
+    calls = []
+    real_write = arrow.ParquetSink.write
+
+    def interrupted(self: arrow.ParquetSink, table: Any) -> None:
+        calls.append(table.num_rows)
+        if len(calls) == 2:
+            assert any(p.name.endswith(".parquet.partial") for p in tmp_path.iterdir())
+            raise KeyboardInterrupt
+        real_write(self, table)
+    monkeypatch.setattr(arrow.ParquetSink, "write", interrupted)
+    target = tmp_path / "flows.parquet"
+    assert main(["analyze", str(MANY), str(A), "--jobs", "1", "--format", "parquet", "-o", str(target)]) == 130
+    assert len(calls) == 2 and list(tmp_path.iterdir()) == []
