@@ -57,6 +57,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("Craft TCP segments with Scapy against this host's kernel and check its answers: "
                      "each scenario's ladder, both endpoints' RFC 9293 states, the kernel's own state, "
                      "and a verdict.")
+    from handshake_probe.prober.notation import LADDER_NOTATION
+    p.epilog = (LADDER_NOTATION + " A failing verdict says its cause first, on its own line, then what was "
+                "expected beside what happened, wrapped to the terminal ($COLUMNS; 100 columns into a pipe).")
     p.add_argument("--scenario", required=True, action="append", metavar="NAME|all",
                    help=f"scenario to run (repeatable, or comma-separated): all, {', '.join(names)}")
     p.add_argument("-w", dest="write", metavar="FILE",
