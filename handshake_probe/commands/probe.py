@@ -28,7 +28,13 @@ def _target(text: str) -> Tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT with a port 1-65535, not {text!r}")
-    return host.strip("[]"), int(port)
+    bracketed = host.startswith("[") and host.endswith("]")
+    if ":" in host and not bracketed:
+        # `::1:80` is itself an IPv6 address: where its port begins is a guess we do not make.
+        raise argparse.ArgumentTypeError(f"an IPv6 target is written [ADDRESS]:PORT (e.g. [::1]:8000), not {text!r}")
+    if bracketed and ":" not in host[1:-1]:
+        raise argparse.ArgumentTypeError(f"brackets are for an IPv6 address, not {host!r}")
+    return (host[1:-1] if bracketed else host), int(port)
 
 
 def _isn(text: str) -> int:
@@ -66,7 +72,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write every frame sent and received as a pcap (raw IP on the TUN, Ethernet on lo)")
     p.add_argument("--target", type=_target, metavar="HOST:PORT",
                    help="probe this server instead of the in-process echo servers "
-                        "(loopback or this run's own TUN peer; anything else needs --allow-remote)")
+                        "(loopback 127.0.0.0/8 or [::1], or this run's own TUN peer; anything else needs "
+                        "--allow-remote); an IPv6 address in brackets, [::1]:8000, probes over IPv6")
+    p.add_argument("-6", "--ipv6", action="store_true",
+                   help="probe over IPv6 (the kernel at ::1 or at 2001:db8:6870:X::1 on the TUN device); "
+                        "without it IPv4, unless --target is an IPv6 address")
     p.add_argument("--message", type=_message, default=b"python", metavar="TEXT",
                    help="what to send in the data scenarios; the server echoes it uppercased (default python)")
     p.add_argument("--ladder", action="store_true",
@@ -111,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
             if any(v.strip() == "all" for value in args.scenario for v in value.split(",")):
                 names = [n for n in names if n not in LOCAL_ONLY]   # `all` = what a remote target allows
         opts = ProbeOptions(names, args.write, args.target, args.message, args.isn, args.timeout,
-                            args.guard, args.allow_remote)
+                            args.guard, args.allow_remote, args.ipv6)
         check_options(opts)         # arguments first: bad ones exit 2 for every user, root or not
         caps.require(args.guard)    # then the privilege, before anything is touched: one line, exit 77
         from handshake_probe.prober import report
