@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -857,3 +858,43 @@ def test_leftover_of_a_reused_pid_is_removed(tool: str) -> None:
         alive.kill()
         alive.wait()
         _unplant(tool, planted, table_before)
+
+
+needs_unshare = pytest.mark.skipif(shutil.which("unshare") is None, reason="unshare (util-linux) not installed")
+
+
+@needs_root
+@needs_unshare
+@pytest.mark.parametrize("guard,setup,says", [
+    pytest.param("nft", "", "IPv6 loopback ::1 is not usable here", marks=needs_nft, id="nft-lo-down"),
+    pytest.param("tun", "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1;",
+                 "IPv6 is disabled on this host", marks=needs_tun, id="tun-ipv6-disabled")])
+def test_without_ipv6_one_line_and_exit_69(guard: str, setup: str, says: str) -> None:
+    """A host (here a fresh network namespace: lo down, or IPv6 switched off) that cannot speak IPv6 where
+    the guard needs it: `-6` says so in one line, exit 69, before anything is set up; IPv4 still runs."""
+    script = (f"{setup} {shlex.join(_probe_cmd('-6', '--rst-guard', guard, '--scenario', 'handshake'))}; "
+              f"echo rc=$?; ip link set lo up; "
+              f"{shlex.join(_probe_cmd('--rst-guard', guard, '--scenario', 'handshake'))} | tail -1")
+    done = subprocess.run(["unshare", "-n", "sh", "-c", script], cwd=ROOT, env=_env(), capture_output=True,
+                          text=True, timeout=60)
+    err = done.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"handshake-probe: error: {says}"), done.stderr
+    assert "rc=69" in done.stdout and "probe: 1/1 scenarios as expected" in done.stdout, done.stdout
+
+
+@needs_root
+@needs_tun
+def test_ipv6_tun_device_is_silent() -> None:
+    """Nothing but what we provoke comes out of an IPv6 TUN device: no router solicitation, no MLD report,
+    no neighbour or duplicate-address solicitation (NOARP, no link-local address), for 2 s after it is up."""
+    from handshake_probe.prober.family import IPV6
+    from handshake_probe.prober.tun import TunDevice
+    import select
+    with TunDevice(family=IPV6) as tun:
+        read: List[bytes] = []
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([tun.fd], [], [], 0.1)
+            if ready:
+                read.append(tun.read())
+        assert read == [], [r[:48].hex() for r in read]

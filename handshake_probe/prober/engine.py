@@ -115,6 +115,32 @@ def check_options(opts: "ProbeOptions") -> bool:
     return local
 
 
+def check_family(family: Family, guard: str) -> None:
+    """Can this host speak the run's family where the guard needs it? Asked before anything is set up, so
+    a host without IPv6 gets one line (GuardError: exit 69), not a half-built run. The tun guard needs
+    IPv6 allowed on new devices (it never overrides net.ipv6.conf.default.disable_ipv6 = 1); the firewall
+    guards need ::1 on lo."""
+    if family.version != 6:
+        return
+    if guard == "tun":
+        try:
+            with open("/proc/sys/net/ipv6/conf/default/disable_ipv6") as f:
+                disabled = f.read().strip() != "0"
+        except OSError:
+            raise guards.GuardError("IPv6 is not available on this host (no /proc/sys/net/ipv6): "
+                                    "probe over IPv4") from None
+        if disabled:
+            raise guards.GuardError("IPv6 is disabled on this host (net.ipv6.conf.default.disable_ipv6 = 1): "
+                                    "probe over IPv4")
+        return
+    try:
+        with kernel_socket(family.loopback) as s:
+            s.bind((family.loopback, 0))
+    except OSError as err:
+        raise guards.GuardError(f"IPv6 loopback {family.loopback} is not usable here ({err.strerror or err}): "
+                                "probe over IPv4") from None
+
+
 # ------------------------------------------------------------------------- signals
 class _Signals:
     """SIGTERM/SIGHUP raise Terminated, SIGINT KeyboardInterrupt; while `held`, they wait their turn."""
@@ -286,6 +312,7 @@ def run_probe(opts: ProbeOptions, emit: Callable[[str], None] = print,
     local = check_options(opts)
     names = list(opts.scenarios)
     caps.require(opts.guard)
+    check_family(opts.family, opts.guard)
     signals = _Signals()
     outcomes: List[Outcome] = []
     with signals.installed():
