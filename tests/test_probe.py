@@ -898,3 +898,30 @@ def test_ipv6_tun_device_is_silent() -> None:
             if ready:
                 read.append(tun.read())
         assert read == [], [r[:48].hex() for r in read]
+
+
+@needs_root
+@pytest.mark.parametrize("guard,version", [pytest.param("iptables", 6, marks=needs_ip6tables, id="ip6tables"),
+                                           pytest.param("nft", 6, marks=needs_nft, id="nft-ip6"),
+                                           pytest.param("nft", 4, marks=needs_nft, id="nft-ip")])
+def test_without_its_rule_the_kernel_resets_the_handshake(guard: str, version: int) -> None:
+    """The guard is what keeps the handshake alive: the same run with the rule never installed sees the
+    kernel's own RST from our port (it holds no connection for the SYN-ACK it receives, RFC 9293 §3.10.7.1),
+    so the scenario fails. With the rule (test_firewall_guard_end_to_end) it passes."""
+    from unittest import mock
+    from handshake_probe.prober import guard as guards
+    cls = guards.IptablesGuard if guard == "iptables" else guards.NftGuard
+    with mock.patch.object(cls, "install", lambda self: None):
+        outcomes = run_probe(ProbeOptions(["handshake"], guard=guard, ipv6=version == 6, timeout=0.5),
+                             emit=lambda s: None)
+    out = outcomes[0]
+    assert not out.ok
+    segs = segments(out)
+    me = (segs[0].src, segs[0].sport)
+    # a bare RST (no ACK) from our port: the prober only ever sends RST/ACK (RawPeer.abort), so the kernel
+    # sent it, in answer to the SYN-ACK (<SEQ=SEG.ACK><CTL=RST>, RFC 9293 §3.10.7.1)
+    kernel_rsts = [s for s in segs if s.flags == Flags.RST and (s.src, s.sport) == me]
+    assert len(kernel_rsts) == 1, ladder(out)
+    synack = next(s for s in segs if s.flags == Flags.SYN | Flags.ACK)
+    assert kernel_rsts[0].seq == synack.ack
+    assert {s.ip_version for s in segs} == {version}
