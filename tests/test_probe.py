@@ -4,7 +4,8 @@ The kernel is the oracle twice over: its answers are the segments under test, an
 is set beside the analyzer's state for the same moment: during a scenario through sock_diag (fast enough
 to read between the kernel's FIN and our answer) with /proc/net/tcp read beside it, after it with `ss`.
 The three are checked against each other on real sockets. Expectations are written out here,
-independently of scenarios.py.
+independently of scenarios.py. Every scenario runs over IPv4 and over IPv6 (the `tun_run` fixture and the
+firewall guards are parametrized by family), with the same expectations: TCP's states do not depend on it.
 
 Live tests need root (CAP_NET_ADMIN for the TUN device and firewall rules, CAP_NET_RAW for raw
 sockets); they skip without it. The privilege and argument tests run anywhere.

@@ -82,9 +82,12 @@ def test_pass_verdict_is_short_and_first() -> None:
 
 
 def test_render_wraps_to_the_given_width() -> None:
-    text = render(_failed_handshake(), width=50)
-    verdict = text[text.index("verdict:"):].splitlines()
-    assert verdict[1].startswith("  cause:") and all(len(line) <= 50 for line in verdict)
+    out = _failed_handshake()
+    out.notes.append("a note long enough to need wrapping at fifty columns, said in plain words")
+    text = render(out, width=50)
+    tail = text[text.index("kernel (server)"):].splitlines()      # checkpoints, notes, the verdict
+    verdict = tail[tail.index(next(l for l in tail if l.startswith("verdict:"))):]
+    assert verdict[1].startswith("  cause:") and all(len(line) <= 50 for line in tail), tail
 
 
 def test_help_explains_the_ladder_notation() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import List, Optional, Sequence, Tuple
 
 from handshake_probe.views.ladder import ladder_text
-from handshake_probe.views.table import flow_detail
+from handshake_probe.views.table import fitted, flow_detail
 from handshake_probe.prober.verdict import Outcome, state_after
 
 __all__ = ["render", "verdict_line", "verdict_lines", "wrap_item", "summary", "DEFAULT_WIDTH"]
@@ -107,9 +107,9 @@ def render(out: Outcome, ladder: bool = False, width: Optional[int] = None) -> s
             tail = f"analyzer's {cp.role}: {seen}"
         else:
             tail = "no segment shows this: the analyzer cannot see it"
-        lines.append(f"kernel ({cp.role}) {cp.label} [{where}]: {cp.kernel}; {tail}")
+        lines.append(fitted(f"kernel ({cp.role}) {cp.label} [{where}]: {cp.kernel}; {tail}", width))
     for note in out.notes:
-        lines.append(f"note: {note}")
+        lines.append(fitted(f"note: {note}", width))
     lines += verdict_lines(out, width)
     return "\n".join(lines)
 
