@@ -20,11 +20,13 @@ every one of them when the last fd closes, even after SIGKILL. Nothing can be le
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import ipaddress
 import os
 import socket
 import struct
+import time
 from types import TracebackType
 from typing import FrozenSet, Optional, Type, Union
 
@@ -48,6 +50,7 @@ _IFF_UP = 0x1
 _IFREQ = struct.Struct("16sH14x")          # ifr_name, then a short (flags) or a sockaddr's family
 _IFREQ_ADDR = struct.Struct("16sHH4s8x")   # ifr_name, sockaddr_in: family, port, address, zero
 _IN6_IFREQ = struct.Struct("16sIi")        # in6_addr, prefix length, interface index
+_USABLE_WITHIN = 3.0                       # seconds a new IPv6 address may stay tentative
 
 
 def _routed_networks() -> FrozenSet[ipaddress.IPv4Network]:
@@ -180,6 +183,24 @@ class TunDevice:
                                   self.network.prefixlen, socket.if_nametoindex(self.name))
             fcntl.ioctl(s, _SIOCSIFADDR, req)
         self._up()
+        self._wait_usable()
+
+    def _wait_usable(self) -> None:
+        """Return once the kernel's address can be bound. A new IPv6 address is tentative until the
+        kernel's address worker has run, even with no DAD to do (RFC 4862 §5.4; a NOARP device skips the
+        probes, not the worker): binding it before then fails with EADDRNOTAVAIL (measured: 18 of 100
+        fresh devices). Bounded: a worker that never runs is an error, not a hang."""
+        deadline = time.monotonic() + _USABLE_WITHIN
+        while True:
+            with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind((self.kernel_addr, 0))
+                    return
+                except OSError as err:
+                    if err.errno != errno.EADDRNOTAVAIL or time.monotonic() > deadline:
+                        raise OSError(f"{self.kernel_addr} on {self.name} still not usable after "
+                                      f"{_USABLE_WITHIN:g} s: {err.strerror}") from None
+            time.sleep(0.002)
 
     @staticmethod
     def _sysctl(path: str, value: str) -> None:
