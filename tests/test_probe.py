@@ -473,6 +473,12 @@ def _ours(pid: Optional[int] = None) -> Set[str]:
     return found
 
 
+def _others() -> bool:
+    """Are rules of another probe (another test run on this host) present right now?"""
+    return any(not item.startswith("link ") and not re.search(rf"handshake.probe.{os.getpid()}\b", item)
+               for item in _ours())
+
+
 def _filter_table() -> Tuple[bool, bool]:
     """Do `table ip filter` and `table ip6 filter` exist (iptables-nft creates them on demand; the guard
     removes what it made)?"""
@@ -517,7 +523,10 @@ def test_firewall_guard_end_to_end(guard: str, version: int) -> None:
     ipt, nft = _firewall()
     mine = re.compile(rf"handshake.probe.{os.getpid()}")
     assert not mine.search(ipt) and not mine.search(nft)
-    assert _wait_for(lambda: _ours() == before and _filter_table() == table_before, 3.0), (_ours(), before)
+    # Judged by this process's pid: probes of other test runs on the host may come and go meanwhile. The
+    # filter tables iptables-nft made on demand must be gone too, unless another run's rule holds them.
+    assert _wait_for(lambda: not _ours(os.getpid()) and (_filter_table() == table_before or _others()), 3.0), \
+        (_ours(), before)
 
 
 def _probe_cmd(*args: str) -> List[str]:
@@ -581,7 +590,8 @@ def test_killed_mid_scenario_leaves_nothing(guard: str, sig: int, family: List[s
             assert any(f"dead pid {proc.pid}" in line for line in lines), lines
     # The kernel unregisters a closed TUN device asynchronously: give it time.
     assert _wait_for(lambda: not present() and not _ours(proc.pid)
-                     and (guard == "tun" or _filter_table() == table_before), 10.0), (present(), _ours(proc.pid))
+                     and (guard == "tun" or _filter_table() == table_before or _others()), 10.0), \
+        (present(), _ours(proc.pid))
 
 
 def _wait_for(condition: Callable[[], bool], within: float) -> bool:
