@@ -218,7 +218,7 @@ def tun_run(request: pytest.FixtureRequest,
 
     def during(out: Outcome) -> None:
         names = re.findall(r"hprobe\d+", "\n".join(lines))
-        seen_devices.extend(n for n in re.findall(r"hprobe\d+", _links()) if n in names)
+        seen_devices.extend(d for d in _devices() if d.split(": ")[1] in names)   # "index: name"
         if names and not device_addrs:
             device_addrs.append(subprocess.run(["ip", "-o", "addr", "show", "dev", names[0]],
                                                capture_output=True, text=True).stdout)
@@ -229,7 +229,8 @@ def tun_run(request: pytest.FixtureRequest,
     lines.append(f"took {time.monotonic() - started:.1f} s")
     lines.append(f"device addresses: {device_addrs[0] if device_addrs else ''}")
     device = re.search(r"TUN device (hprobe\d+)", "\n".join(lines))
-    assert device is not None and device.group(1) in seen_devices
+    assert device is not None and device.group(1) in {d.split(": ")[1] for d in seen_devices}
+    lines.append(f"device seen: {sorted(set(seen_devices))[0]}")
     yield {o.scenario.name: o for o in outcomes}, pcap, lines, oracle
 
 
@@ -379,9 +380,10 @@ def test_pcap_is_read_by_analyze_and_tcpdump(tun_run) -> None:
 @needs_root
 @needs_tun
 def test_tun_device_gone_after_the_run(tun_run) -> None:
-    device = re.search(r"TUN device (hprobe\d+)", "\n".join(tun_run[2]))
-    assert device is not None
-    assert _wait_for(lambda: device.group(1) not in re.findall(r"hprobe\d+", _links()), 3.0)
+    """Judged by interface index: the kernel hands a freed name (hprobe0) to the next run's device at once."""
+    seen = next(l for l in tun_run[2] if l.startswith("device seen: "))[len("device seen: "):]
+    assert re.fullmatch(r"\d+: hprobe\d+", seen)
+    assert _wait_for(lambda: seen not in _devices(), 10.0)
 
 
 def _version(run) -> int:
