@@ -86,7 +86,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seconds to wait for each expected answer (default 2)")
     p.add_argument("--rst-guard", dest="guard", choices=("tun", "iptables", "nft"), default="tun",
                    help="how the kernel is kept from resetting our connections: play a non-local address "
-                        "behind a TUN device (default), or drop this run's RSTs with an iptables/nft rule")
+                        "behind a TUN device (default), or drop this run's RSTs with an iptables/nft rule "
+                        "(ip6tables, nft ip6 for IPv6)")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow a --target that is not on this host (needs --rst-guard iptables or nft)")
 

@@ -20,4 +20,4 @@ LADDER_NOTATION = (
     "Ladders: one token per segment, in wire order. '>' is a segment the prober sent, '<' one the kernel "
     "(or --target) sent. Letters are tcpdump's flags (" + _letters() + "); a trailing '.' is ACK, alone "
     "('.') a bare ACK: '>S <S. >.' is our SYN, its SYN-ACK, our ACK. In an expected ladder 'X?' is a "
-    "segment that may or may not appear (a delayed ACK) and ' | ' separates accepted alternatives.")
+    "segment that may or may not appear (a delayed ACK) and '|' separates accepted alternatives.")
