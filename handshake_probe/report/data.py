@@ -1,0 +1,201 @@
+"""Flow records and their per-segment rows, packed once into the compact JSON the report page renders from.
+
+The page must open a 100,000-flow capture in under 2 s, so the data is split in two:
+
+- the *head* (parsed when the page opens): the captures' counters, the vocabulary, an interned string
+  table, and the flow table as columns (one array per column, numbers and string indexes);
+- the *details* (parsed only when a flow is opened), in chunks of CHUNK flows, one `<script
+  type="application/json">` element each: every flow's full record (less what the head holds), its
+  transitions and its segments.
+
+Everything comes from the public boundary (records and rows); nothing is computed here that the page
+could not show as the engine said it. Times are written as integer microseconds since the flow's first
+segment when that prints the same milliseconds (`.3f`) as the exact difference, else as `[seconds]`
+(nanosecond captures): the page shows what `--flow N` shows, and its ladder equals ladder_svg's.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+import handshake_probe
+
+__all__ = ["CHUNK", "Source", "Packer", "source_from_file", "pack", "layout_constants"]
+
+Record = Mapping[str, Any]
+Row = Mapping[str, Any]
+Time = Union[int, List[float]]
+
+CHUNK = 1000        # flows per details chunk: opening a flow parses ~0.3-1 MB, not the whole capture
+FORMAT = 1          # the data's layout version, read by assets/report.js
+
+# Record keys the head or the details hold in their own compact form; every other key (tunnels,
+# negotiation, keys added to the contract later) goes into the details as the record has it.
+_PACKED = frozenset({"flow", "client", "server", "packets", "first_ts", "last_ts", "duration_ms",
+                     "client_states", "server_states", "transitions", "close", "conn_state", "history",
+                     "anomalies"})
+
+
+@dataclass
+class Source:
+    """One capture (a file, a live capture, a probe scenario): its name, its counters and its flows as
+    (record, rows) pairs; `flows` may be a generator, consumed once while packing."""
+
+    name: str
+    flows: Iterable[Tuple[Record, Optional[Sequence[Row]]]]
+    counters: Dict[str, Any] = field(default_factory=dict)   # frames, segments, skipped, error, warnings...
+
+
+def _time(ts: float, t0: float) -> Time:
+    d = ts - t0
+    us = round(d * 1e6)
+    if f"{us / 1000:.3f}" == f"{d * 1000:.3f}":
+        return us
+    return [d]
+
+
+class Packer:
+    """Packs flows as they come (one record in memory at a time) into the head's columns and the
+    details' chunks."""
+
+    COLUMNS = ("src", "n", "cl", "sv", "pk", "t", "dur", "close", "conn", "hist", "cp", "sp", "an", "vc",
+               "hs", "r1", "r2")
+
+    def __init__(self) -> None:
+        self.strings: List[str] = [""]
+        self._index: Dict[str, int] = {"": 0}
+        self.columns: Dict[str, List[Any]] = {c: [] for c in self.COLUMNS}
+        self.first_ts: List[float] = []
+        self.sources: List[Dict[str, Any]] = []
+        self.chunks: List[str] = []
+        self._chunk: List[Any] = []
+
+    def s(self, text: Optional[str]) -> int:
+        """The index of `text` in the string table (0: empty or none)."""
+        if not text:
+            return 0
+        at = self._index.get(text)
+        if at is None:
+            at = self._index[text] = len(self.strings)
+            self.strings.append(text)
+        return at
+
+    def add_source(self, source: Source) -> None:
+        src = len(self.sources)
+        self.sources.append({"name": source.name})
+        count = 0
+        for record, rows in source.flows:
+            self.add(src, record, rows or [])
+            count += 1
+        info = {"name": source.name, "flows_in_report": count}
+        info.update({k: v for k, v in source.counters.items() if k != "name"})
+        self.sources[src] = info
+
+    def add(self, src: int, rec: Record, rows: Sequence[Row]) -> None:
+        c = self.columns
+        hs = rec["handshake"]
+        anomalies = ";".join(f"{k}={n}" for k, n in (rec.get("anomalies") or {}).items() if n)
+        for key, value in (("src", src), ("n", rec["flow"]), ("cl", rec["client"]), ("sv", rec["server"]),
+                           ("pk", rec["packets"]), ("dur", rec["duration_ms"]), ("close", self.s(rec["close"])),
+                           ("conn", self.s(rec.get("conn_state"))), ("hist", self.s(rec.get("history"))),
+                           ("cp", self.s(">".join(rec["client_states"]))),
+                           ("sp", self.s(">".join(rec["server_states"]))), ("an", self.s(anomalies)),
+                           ("vc", rec["violation_count"]), ("hs", self.s(hs["status"])),
+                           ("r1", hs.get("syn_to_synack_ms")), ("r2", hs.get("synack_to_ack_ms"))):
+            c[key].append(value)
+        self.first_ts.append(rec["first_ts"])
+        self._chunk.append(self._detail(rec, rows))
+        if len(self._chunk) == CHUNK:
+            self._flush()
+
+    def _detail(self, rec: Record, rows: Sequence[Row]) -> Dict[str, Any]:
+        t0 = rec["first_ts"]
+        extra = {k: v for k, v in rec.items() if k not in _PACKED}
+        extra["anomalies"] = {k: n for k, n in (rec.get("anomalies") or {}).items() if n}
+        roles = {"client": 0, "server": 1}
+        transitions = [[_time(t["ts"], t0), t["frame"], roles[t["endpoint"]], self.s(t["from"]),
+                        self.s(t["to"]), self.s(t["cause"])] for t in rec["transitions"]]
+        packed: List[List[Any]] = []
+        frame = 0
+        for row in rows:
+            moved = 0
+            for t in row["transitions"]:
+                moved |= 1 << roles[t["endpoint"]]
+            entry: List[Any] = [row["frame"] - frame, _time(row["ts"], t0), 1 if row["from_client"] else 0,
+                                self.s(row["tcpdump_flags"]), self.s(row["flag_names"]), row["seq"], row["ack"],
+                                row["rel_seq"], row["rel_ack"], row["len"], row["window"],
+                                self.s(row["client_state"]), self.s(row["server_state"]), moved]
+            if row["notes"]:
+                entry.append(list(row["notes"]))
+            packed.append(entry)
+            frame = row["frame"]
+        return {"ts": t0, "last": rec["last_ts"], "cs": [self.s(x) for x in rec["client_states"]],
+                "ss": [self.s(x) for x in rec["server_states"]], "tr": transitions, "rows": packed,
+                "rec": extra}
+
+    def _flush(self) -> None:
+        if self._chunk:
+            self.chunks.append(to_json(self._chunk))
+            self._chunk = []
+
+    def head(self, title: str) -> str:
+        """The head's JSON (call once every source is added; it also closes the last chunk)."""
+        self._flush()
+        t0 = min(self.first_ts, default=0.0)
+        self.columns["t"] = [round((ts - t0) * 1000, 3) for ts in self.first_ts]
+        data = {
+            "format": FORMAT, "title": title, "version": handshake_probe.__version__, "t0": t0,
+            "chunk": CHUNK, "sources": self.sources, "strings": self.strings, "flows": self.columns,
+            "vocab": {"states": list(handshake_probe.STATES), "close": list(handshake_probe.CLOSE_KINDS),
+                      "conn": list(handshake_probe.CONN_STATES), "anomalies": list(handshake_probe.ANOMALY_KINDS)},
+            "layout": layout_constants(),
+        }
+        return to_json(data)
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON that is safe inside a <script> element: '<' only ever appears inside strings, where
+    \\u003c reads the same, so no '</script>' or '<!--' can end or confuse the element."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).replace("<", "\\u003c")
+
+
+def layout_constants() -> Dict[str, Any]:
+    """The ladder's layout constants, from views/ladder_svg.py and views/ladder.py (the one place they
+    are defined), for the page's port of the layout."""
+    from handshake_probe.views import ladder, ladder_svg as svg
+    return {"head": svg.SVG_HEAD, "tail": svg.SVG_TAIL, "colours": dict(svg.COLOURS),
+            "legend": [list(x) for x in svg._LEGEND], "font": svg._FONT, "ch": svg._CH, "slant": svg._SLANT,
+            "row": svg._ROW, "box_h": svg._BOX_H, "box_step": svg._BOX_STEP, "note_step": svg._NOTE_STEP,
+            "state_fill": svg._STATE_FILL, "state_stroke": svg._STATE_STROKE, "close_text": dict(ladder.CLOSE_TEXT)}
+
+
+def pack(sources: Iterable[Source], title: str) -> Tuple[str, List[str], int]:
+    """(head JSON, details chunks' JSON, number of flows) for these sources."""
+    packer = Packer()
+    for source in sources:
+        packer.add_source(source)
+    head = packer.head(title)
+    return head, packer.chunks, len(packer.first_ts)
+
+
+def _counters(analysis: Any) -> Dict[str, Any]:
+    return {"frames": analysis.frames, "segments": analysis.segments, "skipped": dict(analysis.skipped),
+            "error": analysis.error, "warnings": list(analysis.warnings), "flow_count": analysis.flow_count,
+            "violations": analysis.violations}
+
+
+def source_from_file(path: str, name: Optional[str] = None, **options: Any) -> Source:
+    """A capture file as a report source: every flow with its rows, read through handshake_probe.analyze
+    as the source is packed (the counters are filled in when its flows have been consumed)."""
+    analysis = handshake_probe.analyze(path, streaming=False, keep_rows=True, **options)
+    source = Source(name or path, [], {})
+
+    def flows() -> Iterator[Tuple[Record, Optional[Sequence[Row]]]]:
+        for rec in analysis:
+            yield rec, analysis.rows(rec["flow"])
+        source.counters.update(_counters(analysis))
+
+    source.flows = flows()
+    return source
