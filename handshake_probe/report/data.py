@@ -28,6 +28,8 @@ Record = Mapping[str, Any]
 Row = Mapping[str, Any]
 Time = Union[int, List[float]]
 
+_RADIX = 64         # state names packed in a number (the engine has 12)
+_MOD = 1 << 32      # sequence numbers
 CHUNK = 1000        # flows per details chunk: opening a flow parses ~0.3-1 MB, not the whole capture
 FORMAT = 1          # the data's layout version, read by assets/report.js
 
@@ -71,6 +73,9 @@ class Packer:
         self.sources: List[Dict[str, Any]] = []
         self.chunks: List[str] = []
         self._chunk: List[Any] = []
+        self.states: List[str] = []
+        self._state_index: Dict[str, int] = {}
+        self._cause_index: Dict[str, int] = {}
 
     def s(self, text: Optional[str]) -> int:
         """The index of `text` in the string table (0: empty or none)."""
@@ -110,30 +115,81 @@ class Packer:
         if len(self._chunk) == CHUNK:
             self._flush()
 
+    def _state(self, name: str) -> int:
+        at = self._state_index.get(name)
+        if at is None:
+            if len(self.states) == _RADIX:
+                raise ValueError(f"more than {_RADIX} state names")
+            at = self._state_index[name] = len(self.states)
+            self.states.append(name)
+        return at
+
     def _detail(self, rec: Record, rows: Sequence[Row]) -> Dict[str, Any]:
+        """One flow's details, packed (assets/report.js `flowOf` unpacks them):
+
+        - `k`: the string index of the record's remaining keys as JSON, less the per-flow numbers (`v`:
+          client/server packets and bytes), the handshake times (in the head), the violations (`vi`) and
+          the negotiation (`ng`): flows share a handful of these shapes;
+        - `isn`: each side's ISN as the rows imply it (absolute = ISN + relative, mod 2^32);
+        - `tr`: transitions, [frame, code] or [frame, code, time] when the time is not its frame's
+          (timers: frame null); code = ((cause * R + from) * R + to) * 2 + endpoint;
+        - `rows`: [frame - previous frame, time, flags * 2 + from_client, seq, ack, len, window,
+          (client state * R + server state) * 4 + moved, notes?], seq as relative when the ISN gives the
+          absolute back, else [absolute, relative]; ack likewise against the other side's ISN.
+        """
         t0 = rec["first_ts"]
         extra = {k: v for k, v in rec.items() if k not in _PACKED}
+        numbers = [extra.pop(k, None) for k in ("client_packets", "server_packets", "client_bytes", "server_bytes")]
+        negotiation = extra.pop("negotiation", None)
+        violations = extra.pop("violations", [])
+        hs = {k: v for k, v in extra.pop("handshake", {}).items() if not k.endswith("_ms")}
+        extra["handshake"] = hs
         extra["anomalies"] = {k: n for k, n in (rec.get("anomalies") or {}).items() if n}
+        out: Dict[str, Any] = {"k": self.s(json.dumps(extra, separators=(",", ":"))), "v": numbers}
+        if violations:
+            out["vi"] = violations
+        if negotiation is not None:
+            out["ng"] = negotiation
         roles = {"client": 0, "server": 1}
-        transitions = [[_time(t["ts"], t0), t["frame"], roles[t["endpoint"]], self.s(t["from"]),
-                        self.s(t["to"]), self.s(t["cause"])] for t in rec["transitions"]]
+        isn: List[Optional[int]] = [None, None]
+        for row in rows:
+            side = 0 if row["from_client"] else 1
+            if isn[side] is None and row["rel_seq"] is not None:
+                isn[side] = (row["seq"] - row["rel_seq"]) % _MOD
+        row_ts: Dict[int, float] = {}
         packed: List[List[Any]] = []
         frame = 0
         for row in rows:
             moved = 0
             for t in row["transitions"]:
                 moved |= 1 << roles[t["endpoint"]]
-            entry: List[Any] = [row["frame"] - frame, _time(row["ts"], t0), 1 if row["from_client"] else 0,
-                                self.s(row["tcpdump_flags"]), self.s(row["flag_names"]), row["seq"], row["ack"],
-                                row["rel_seq"], row["rel_ack"], row["len"], row["window"],
-                                self.s(row["client_state"]), self.s(row["server_state"]), moved]
+            side = 0 if row["from_client"] else 1
+            seq: Any = row["rel_seq"]
+            if seq is None or isn[side] is None or (isn[side] + seq) % _MOD != row["seq"]:
+                seq = [row["seq"], row["rel_seq"]]
+            ack: Any = row["rel_ack"]
+            if row["ack"] is not None and (ack is None or isn[1 - side] is None
+                                           or (isn[1 - side] + ack) % _MOD != row["ack"]):
+                ack = [row["ack"], row["rel_ack"]]
+            flags = self.s(f"{row['tcpdump_flags']} {row['flag_names']}")
+            states = (self._state(row["client_state"]) * _RADIX + self._state(row["server_state"])) * 4 + moved
+            entry: List[Any] = [row["frame"] - frame, _time(row["ts"], t0), flags * 2 + (1 - side), seq, ack,
+                                row["len"], row["window"], states]
             if row["notes"]:
                 entry.append(list(row["notes"]))
             packed.append(entry)
             frame = row["frame"]
-        return {"ts": t0, "last": rec["last_ts"], "cs": [self.s(x) for x in rec["client_states"]],
-                "ss": [self.s(x) for x in rec["server_states"]], "tr": transitions, "rows": packed,
-                "rec": extra}
+            row_ts.setdefault(frame, row["ts"])
+        transitions: List[List[Any]] = []
+        for t in rec["transitions"]:
+            cause = self._cause_index.setdefault(t["cause"], len(self._cause_index))
+            code = ((cause * _RADIX + self._state(t["from"])) * _RADIX + self._state(t["to"])) * 2 + roles[t["endpoint"]]
+            entry = [t["frame"], code]
+            if t["frame"] is None or row_ts.get(t["frame"]) != t["ts"]:
+                entry.append(_time(t["ts"], t0))
+            transitions.append(entry)
+        out.update(isn=isn, tr=transitions, rows=packed)
+        return out
 
     def _flush(self) -> None:
         if self._chunk:
@@ -148,6 +204,7 @@ class Packer:
         data = {
             "format": FORMAT, "title": title, "version": handshake_probe.__version__, "t0": t0,
             "chunk": CHUNK, "sources": self.sources, "strings": self.strings, "flows": self.columns,
+            "states": self.states, "causes": list(self._cause_index), "radix": _RADIX,
             "vocab": {"states": list(handshake_probe.STATES), "close": list(handshake_probe.CLOSE_KINDS),
                       "conn": list(handshake_probe.CONN_STATES), "anomalies": list(handshake_probe.ANOMALY_KINDS)},
             "layout": layout_constants(),

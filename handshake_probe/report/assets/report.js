@@ -349,19 +349,38 @@
   const ms = v => typeof v === "number" ? v / 1000 : v[0] * 1000;
   const ROLES = ["client", "server"];
   // The flow as the ladder port takes it (the record's and the rows' own names).
+  const shapes = new Map();
+  const shape = k => { if (!shapes.has(k)) shapes.set(k, JSON.parse(S[k])); return shapes.get(k); };
+  const R = D.radix, MOD = 4294967296;
   function flowOf(i) {
     const d = detail(i);
+    const rec = Object.assign({}, shape(d.k), {client_packets: d.v[0], server_packets: d.v[1], client_bytes: d.v[2],
+      server_bytes: d.v[3], violations: d.vi || []});
+    if (d.ng !== undefined) rec.negotiation = d.ng;
     let frame = 0;
+    const whenOf = new Map();
     const rows = d.rows.map(r => {
       frame += r[0];
-      return {frame: frame, ms: ms(r[1]), from_client: r[2] === 1, tcpdump_flags: S[r[3]], flag_names: S[r[4]], seq: r[5], ack: r[6],
-        rel_seq: r[7], rel_ack: r[8], len: r[9], window: r[10], client_state: S[r[11]], server_state: S[r[12]], moved: r[13], notes: r[14] || []};
+      const side = r[2] & 1 ? 0 : 1, fl = S[r[2] >> 1], cut = fl.indexOf(" ");
+      const seq = Array.isArray(r[3]) ? r[3] : [(d.isn[side] + r[3]) % MOD, r[3]];
+      const ack = r[4] === null ? [null, null] : Array.isArray(r[4]) ? r[4] : [(d.isn[1 - side] + r[4]) % MOD, r[4]];
+      const st = r[7];
+      if (!whenOf.has(frame)) whenOf.set(frame, r[1]);
+      return {frame: frame, ms: ms(r[1]), from_client: side === 0, tcpdump_flags: fl.slice(0, cut), flag_names: fl.slice(cut + 1),
+        seq: seq[0], rel_seq: seq[1], ack: ack[0], rel_ack: ack[1], len: r[5], window: r[6],
+        client_state: D.states[Math.floor(st / 4 / R)], server_state: D.states[Math.floor(st / 4) % R], moved: st & 3, notes: r[8] || []};
     });
-    return {index: i, number: F.n[i], client: F.cl[i], server: F.sv[i], direction: d.rec.direction, packets: F.pk[i],
-      close: S[F.close[i]], client_initial: S[d.cs[0]], server_initial: S[d.ss[0]], client_states: d.cs.map(k => S[k]),
-      server_states: d.ss.map(k => S[k]), violations: d.rec.violations || [], rec: d.rec,
-      transitions: d.tr.map(t => ({ms: ms(t[0]), frame: t[1], endpoint: ROLES[t[2]], from: S[t[3]], to: S[t[4]], cause: S[t[5]]})),
-      rows: rows};
+    const transitions = d.tr.map(t => {
+      let code = t[1];
+      const endpoint = ROLES[code & 1];
+      code = Math.floor(code / 2);
+      const to = D.states[code % R], from = D.states[Math.floor(code / R) % R], cause = D.causes[Math.floor(code / R / R)];
+      return {ms: ms(t.length > 2 ? t[2] : whenOf.get(t[0])), frame: t[0], endpoint: endpoint, from: from, to: to, cause: cause};
+    });
+    const cs = S[F.cp[i]].split(">"), ss = S[F.sp[i]].split(">");
+    return {index: i, number: F.n[i], client: F.cl[i], server: F.sv[i], direction: rec.direction, packets: F.pk[i],
+      close: S[F.close[i]], client_initial: cs[0], server_initial: ss[0], client_states: cs, server_states: ss,
+      violations: rec.violations, rec: rec, transitions: transitions, rows: rows};
   }
   function negotiationHtml(ng) {
     if (!ng) return "";
