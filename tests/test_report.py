@@ -382,3 +382,46 @@ def test_print_hides_the_controls(browser: Any, tmp_path: Path) -> None:
         assert len(pdf["data"]) > 10000
     finally:
         browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
+
+
+# ------------------------------------------------------------------------------------ the hooks
+def head_of(page: Path) -> Dict[str, Any]:
+    text = page.read_text(encoding="utf-8")
+    return json.loads(re.search(r'<script type="application/json" id="hp-data">(.*?)</script>', text, re.S).group(1))
+
+
+def test_capture_report_holds_what_was_captured(tmp_path: Path) -> None:
+    from tests.test_live import CaptureCommand, EchoServer, echo_once, needs_raw
+    if needs_raw.args[0]:
+        pytest.skip(needs_raw.kwargs["reason"])
+    pcap, page = tmp_path / "out.pcap", tmp_path / "live.html"
+    with EchoServer() as address:
+        cmd = CaptureCommand(["-q", "-w", str(pcap), "--duration", "2", "--report", str(page),
+                              f"tcp port {address[1]}"])
+        cmd.wait_listening()
+        for _ in range(2):
+            echo_once(address)
+        rc, out, err = cmd.finish()
+    assert rc == 0, err
+    assert f"wrote {page}: 2 flows\n" in out
+    records, _rows = flows_of(pcap)          # the same frames, read back from the pcap by analyze
+    flows = head_of(page)["flows"]
+    assert flows["n"] == [r["flow"] for r in records] == [1, 2]
+    assert flows["pk"] == [r["packets"] for r in records]
+    assert flows["cl"] == [r["client"] for r in records]
+
+
+def test_probe_sources_one_per_scenario() -> None:
+    from handshake_probe.report.hooks import probe_sources
+    from handshake_probe.prober.verdict import Analysis
+    records, rows = flows_of(ROOT / "captures/probe-echo.pcap")
+
+    class Outcome:     # the two fields probe_sources reads, as prober.verdict.Outcome has them
+        def __init__(self, name: str, ok: bool) -> None:
+            self.scenario = type("S", (), {"name": name})()
+            self.analysis = Analysis(name, records, rows, 10, 10, [])
+            self.ok, self.problems = ok, ([] if ok else ["no echo"])
+    sources = probe_sources([Outcome("echo", True), Outcome("handshake", False)])
+    assert [s.name for s in sources] == ["probe echo", "probe handshake"]
+    assert [s.counters["verdict"] for s in sources] == ["ok", "no echo"]
+    assert [[(r["flow"], len(rs)) for r, rs in s.flows] for s in sources] == [[(1, 10)], [(1, 10)]]
