@@ -199,8 +199,14 @@ class Packer:
     def head(self, title: str) -> str:
         """The head's JSON (call once every source is added; it also closes the last chunk)."""
         self._flush()
+        # Start times since each capture's first segment: captures recorded years apart share one axis.
+        starts: Dict[int, float] = {}
+        for src, ts in zip(self.columns["src"], self.first_ts):
+            starts[src] = min(ts, starts.get(src, ts))
+        for src, ts in starts.items():
+            self.sources[src]["t0"] = ts
         t0 = min(self.first_ts, default=0.0)
-        self.columns["t"] = [round((ts - t0) * 1000, 3) for ts in self.first_ts]
+        self.columns["t"] = [round((ts - starts[src]) * 1000, 3) for src, ts in zip(self.columns["src"], self.first_ts)]
         data = {
             "format": FORMAT, "title": title, "version": handshake_probe.__version__, "t0": t0,
             "chunk": CHUNK, "sources": self.sources, "strings": self.strings, "flows": self.columns,

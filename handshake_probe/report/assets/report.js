@@ -32,7 +32,7 @@
   const rtt = i => (F.r1[i] === null || F.r2[i] === null) ? null : F.r1[i] + F.r2[i];
   function handshakeText(i) {
     const st = S[F.hs[i]];
-    if (st === "complete") return "complete (" + fixed(F.r1[i], 3) + " / " + fixed(F.r2[i], 3) + " ms)";
+    if (st === "complete") return fixed(F.r1[i], 3) + " / " + fixed(F.r2[i], 3);
     return st;
   }
 
@@ -128,11 +128,11 @@
         out += '<rect class="tbar" data-close="' + k + '" x="' + (left + b * bw + 0.5).toFixed(1) + '" y="' + y.toFixed(1) + '" width="' +
           Math.max(1, bw - 1).toFixed(1) + '" height="' + h.toFixed(1) + '" fill="url(#tp' + j + ')" stroke="#424242" stroke-width="0.3"><title>' +
           esc((CLOSE_TEXT[k] || k) + ": " + n + " flows starting " + fixed(b * span / BINS / 1000, 3) + "\u2013" +
-          fixed((b + 1) * span / BINS / 1000, 3) + " s") + "</title></rect>";
+          fixed((b + 1) * span / BINS / 1000, 3) + " s" + (MANY ? " after their capture's first segment" : "")) + "</title></rect>";
       });
     }
     out += '<text x="' + left + '" y="' + (H - bottom + 16) + '" font-size="11">0 s</text><text x="' + (W - 10) + '" y="' +
-      (H - bottom + 16) + '" font-size="11" text-anchor="end">' + fixed(span / 1000, 3) + " s after the first segment</text>";
+      (H - bottom + 16) + '" font-size="11" text-anchor="end">' + fixed(span / 1000, 3) + (MANY ? " s after each capture's first segment" : " s after the first segment") + "</text>";
     let x = left;
     kinds.forEach((k, j) => {
       out += '<rect x="' + x + '" y="' + (H + 8) + '" width="14" height="12" fill="url(#tp' + j + ')" stroke="#424242"/><text x="' +
@@ -149,38 +149,41 @@
     if (!v.length) return '<div class="chart wide"><h3>Handshake RTT</h3><p>no complete handshake in this report</p></div>';
     v.sort((a, b) => a - b);
     const q = p => v[Math.min(v.length - 1, Math.floor(p * v.length))];
-    const lo = Math.log10(Math.max(v[0], 1e-4)), hi = Math.log10(Math.max(v[v.length - 1], 1e-4)) + 1e-9;
+    // Log-scale bins when the times spread over more than a factor of 4, else linear ones.
+    const logScale = v[v.length - 1] > 4 * Math.max(v[0], 1e-4);
+    const tr = logScale ? x => Math.log10(Math.max(x, 1e-4)) : x => x, back = logScale ? x => Math.pow(10, x) : x => x;
+    const lo = tr(v[0]), hi = tr(v[v.length - 1]) + 1e-9;
     const BINS = 40, W = 820, H = 150, left = 50, bottom = 30;
     const counts = new Array(BINS).fill(0);
     const width = Math.max(hi - lo, 1e-6);
-    for (const r of v) counts[Math.min(BINS - 1, Math.floor((Math.log10(Math.max(r, 1e-4)) - lo) / width * BINS))]++;
+    for (const r of v) counts[Math.min(BINS - 1, Math.floor((tr(r) - lo) / width * BINS))]++;
     const max = Math.max(...counts), bw = (W - left - 10) / BINS, ph = H - bottom - 10;
     let out = '<svg width="' + W + '" height="' + H + '" role="img" aria-label="handshake RTT distribution">';
     out += '<line x1="' + left + '" y1="' + (H - bottom) + '" x2="' + (W - 10) + '" y2="' + (H - bottom) + '" stroke="#9e9e9e"/>';
     out += '<text x="' + (left - 6) + '" y="16" text-anchor="end" font-size="11">' + fmt(max) + "</text>";
     counts.forEach((n, b) => {
       if (!n) return;
-      const h = n / max * ph, a = Math.pow(10, lo + b * width / BINS), z = Math.pow(10, lo + (b + 1) * width / BINS);
+      const h = n / max * ph, a = back(lo + b * width / BINS), z = back(lo + (b + 1) * width / BINS);
       out += '<rect class="rbar" x="' + (left + b * bw + 0.5).toFixed(1) + '" y="' + (H - bottom - h).toFixed(1) + '" width="' +
         Math.max(1, bw - 1).toFixed(1) + '" height="' + h.toFixed(1) + '" fill="#5c6bc0"><title>' + fmt(n) + " flows: " +
         a.toPrecision(3) + "\u2013" + z.toPrecision(3) + " ms</title></rect>";
     });
-    out += '<text x="' + left + '" y="' + (H - bottom + 16) + '" font-size="11">' + Math.pow(10, lo).toPrecision(3) +
+    out += '<text x="' + left + '" y="' + (H - bottom + 16) + '" font-size="11">' + back(lo).toPrecision(3) +
       ' ms</text><text x="' + (W - 10) + '" y="' + (H - bottom + 16) + '" font-size="11" text-anchor="end">' +
-      Math.pow(10, hi).toPrecision(3) + " ms (log scale)</text></svg>";
+      back(hi).toPrecision(3) + " ms" + (logScale ? " (log scale)" : "") + "</text></svg>";
     return '<div class="chart wide"><h3>Handshake RTT, SYN \u2192 SYN-ACK \u2192 ACK (' + plural(v.length, "complete handshake") +
       "): median " + fixed(q(0.5), 3) + " ms, p90 " + fixed(q(0.9), 3) + " ms, p99 " + fixed(q(0.99), 3) + " ms</h3>" + out + "</div>";
   }
 
   // ------------------------------------------------------------------ the flow table
   const COLS = [
-    ["n", "#", i => F.n[i], "num"], ["src", "capture", i => D.sources[F.src[i]].name, ""],
+    ["n", "#", i => F.n[i], "num"], ["src", "capture", i => D.sources[F.src[i]].name.replace(/^.*[\\/]/, ""), ""],
     ["cl", "client", i => F.cl[i], ""], ["sv", "server", i => F.sv[i], ""],
     ["pk", "pkts", i => F.pk[i], "num"], ["t", "start (s)", i => F.t[i], "num"], ["dur", "ms", i => F.dur[i], "num"],
-    ["rtt", "handshake (SYN>SYN-ACK / SYN-ACK>ACK)", i => rtt(i), ""], ["close", "close", i => CLOSE_TEXT[S[F.close[i]]] || S[F.close[i]], ""],
+    ["rtt", "handshake ms SYN\u203aSYN-ACK / SYN-ACK\u203aACK", i => rtt(i), ""], ["close", "close", i => CLOSE_TEXT[S[F.close[i]]] || S[F.close[i]], ""],
     ["conn", "conn_state", i => S[F.conn[i]], ""], ["hist", "history", i => S[F.hist[i]], ""],
-    ["an", "anomalies", i => S[F.an[i]], ""], ["vc", "viol.", i => F.vc[i], "num"],
-    ["cp", "client states", i => S[F.cp[i]], "path"], ["sp", "server states", i => S[F.sp[i]], "path"],
+    ["an", "anomalies", i => S[F.an[i]], "wrap"], ["vc", "viol.", i => F.vc[i], "num"],
+    ["cp", "states: client / server", i => S[F.cp[i]], "path"],
   ].filter(c => c[0] !== "src" || MANY);
   const cell = (key, i) => {
     switch (key) {
@@ -188,7 +191,7 @@
       case "dur": return fixed(F.dur[i], 3);
       case "rtt": return handshakeText(i);
       case "an": return S[F.an[i]].replace(/;/g, " ");
-      case "cp": case "sp": return S[F[key][i]].replace(/>/g, " > ");
+      case "cp": return S[F.cp[i]].replace(/>/g, " \u203a ") + "\n" + S[F.sp[i]].replace(/>/g, " \u203a ");
       default: return COLS.find(c => c[0] === key)[2](i);
     }
   };
@@ -268,6 +271,11 @@
     if (!keepPage) page = 0;
     render();
   }
+  // Both paths, one block each, a state never split at its hyphen.
+  const pathHtml = k => S[k].split(">").map(x => '<span class="st">' + esc(x) + "</span>").join(" \u203a ");
+  function pathsHtml(i) {
+    return '<div><span class="who">client</span> ' + pathHtml(F.cp[i]) + '</div><div><span class="who">server</span> ' + pathHtml(F.sp[i]) + "</div>";
+  }
   function render() {
     const pages = Math.max(1, Math.ceil(order.length / pageSize));
     page = Math.min(page, pages - 1);
@@ -276,7 +284,7 @@
     for (let k = start; k < stop; k++) {
       const i = order[k];
       html.push('<tr tabindex="-1" data-index="' + i + '" data-flow="' + F.n[i] + '"' + (i === current ? ' class="current"' : "") + ">" +
-        COLS.map(c => "<td" + (c[3] ? ' class="' + c[3] + '"' : "") + ">" + esc(cell(c[0], i)) + "</td>").join("") + "</tr>");
+        COLS.map(c => "<td" + (c[3] ? ' class="' + c[3] + '"' : "") + ">" + (c[0] === "cp" ? pathsHtml(i) : esc(cell(c[0], i))) + "</td>").join("") + "</tr>");
     }
     $("flow-body").innerHTML = html.join("");
     const first = $("flow-body").firstElementChild;
@@ -420,7 +428,7 @@
       fmt(rec.server_packets) + " from the server; " + fmt(rec.client_bytes) + " / " + fmt(rec.server_bytes) + " payload bytes), close: <b>" +
       esc(CLOSE_TEXT[f.close] || f.close) + "</b>, " + fixed(F.dur[i], 3) + " ms</p>";
     if (rec.tunnels && rec.tunnels.length) head += "<p>tunnels: " + rec.tunnels.map(t => esc(t.kind + " " + t.outer_client + " <-> " + t.outer_server + " (" + plural(t.packets, "packet") + ")")).join("; ") + "</p>";
-    head += "<p>handshake: " + esc(handshakeText(i)) + (hs.syn_count > 1 ? " \u00b7 " + hs.syn_count + " SYNs" : "") + "</p>";
+    head += "<p>handshake: " + esc(S[F.hs[i]] === "complete" ? "complete (" + handshakeText(i) + " ms: SYN \u2192 SYN-ACK / SYN-ACK \u2192 ACK)" : handshakeText(i)) + (hs.syn_count > 1 ? " \u00b7 " + hs.syn_count + " SYNs" : "") + "</p>";
     head += '<p class="paths">client: ' + esc(f.client_states.join(" > ")) + '<br>server: ' + esc(f.server_states.join(" > ")) + "</p>";
     head += "<p>Zeek: conn_state <b>" + esc(S[F.conn[i]]) + "</b>, history <code>" + esc(S[F.hist[i]]) + "</code> (originator: " + esc(rec.zeek_orig || "-") +
       ") \u00b7 tshark completeness " + esc(rec.completeness) + " (" + esc(rec.completeness_flags || "-") + ")" +
