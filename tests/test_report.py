@@ -425,3 +425,32 @@ def test_probe_sources_one_per_scenario() -> None:
     assert [s.name for s in sources] == ["probe echo", "probe handshake"]
     assert [s.counters["verdict"] for s in sources] == ["ok", "no echo"]
     assert [[(r["flow"], len(rs)) for r, rs in s.flows] for s in sources] == [[(1, 10)], [(1, 10)]]
+
+
+def test_a_damaged_capture_keeps_the_flows_read_before_the_fault(browser: Any, tmp_path: Path) -> None:
+    data = (ROOT / "captures/echo-port-reuse-3000.pcap").read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[:len(data) // 2 + 7])          # ends inside a record
+    out = tmp_path / "cut.html"
+    done = cli("report", str(cut), "-o", str(out))
+    assert done.returncode == 2
+    analysis = handshake_probe.analyze(str(cut), streaming=False)
+    records = list(analysis)
+    assert analysis.error and done.stderr.startswith(f"handshake-probe: error: {analysis.error}")
+    assert done.stderr.count("\n") == 1
+    open_page(browser, out)
+    assert js(browser, "return document.getElementById('count').textContent") == f"{len(records):,} flows"
+    assert analysis.error in js(browser, "return document.getElementById('stats').textContent")
+
+
+def test_a_capture_without_tcp_gives_an_empty_page_that_works(browser: Any, tmp_path: Path) -> None:
+    from handshake_probe.files.pcapwriter import PcapWriter
+    empty = tmp_path / "empty.pcap"
+    writer = PcapWriter(str(empty), 1)
+    writer.close()
+    out = tmp_path / "empty.html"
+    done = cli("report", str(empty), "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    open_page(browser, out)
+    assert js(browser, "return document.getElementById('count').textContent") == "0 flows"
+    assert js(browser, "return document.getElementById('p-where').textContent") == "no flow matches"
