@@ -282,6 +282,13 @@ def test_filter_sort_and_keyboard(browser: Any, tmp_path: Path) -> None:
     assert count() == f"{sum(1 for r in records if r['conn_state'] == 'SF'):,} of {len(records):,} flows match the filters"
     browser.find_element(By.ID, "f-reset").click()
 
+    # A click on a chart's bar filters too: the flows with a violation.
+    js(browser, "document.querySelector('.bar[data-value=\"!v\"]').dispatchEvent(new MouseEvent('click', {bubbles: true}))")
+    assert count() == f"{sum(1 for r in records if r['violation_count'])} of {len(records):,} flows match the filters"
+    assert [int(r[header_index(browser, "viol.")]) for r in body_rows(browser)] == [
+        r["violation_count"] for r in records if r["violation_count"]]
+    browser.find_element(By.ID, "f-reset").click()
+
     ipv6 = [r for r in records if r["client"].startswith("[")]
     port = ipv6[0]["server"].rsplit(":", 1)[1]
     browser.find_element(By.ID, "f-port").send_keys(port)

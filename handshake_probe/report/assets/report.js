@@ -87,7 +87,7 @@
     barChart("Flows with each anomaly (Wireshark's analysis)", anomalyKinds.map(k => [k + " (" + fmt(anomalyTotals[k]) + ")", anomalyFlows[k], k]), "anomaly") :
     '<div class="chart"><h3>Anomalies</h3><p>none: no retransmission, duplicate ACK, zero window, ... in any flow</p></div>');
   charts.push(barChart("Violations (segments that fit no RFC 9293 transition)",
-    [["flows without", N - violationFlows, ""], ["flows with", violationFlows, "yes"]], "violation"));
+    [["flows without", N - violationFlows, "-v"], ["flows with", violationFlows, "!v"]], "anomaly"));
   $("charts").innerHTML = charts.join("") + timeChart() + rttChart();
 
   // Connections over time, stacked by how they ended: each close kind has a pattern as well as a colour.
@@ -212,8 +212,8 @@
     [k, (k[0] === "c" ? "client: " : "server: ") + S[Number(k.slice(1))].replace(/>/g, " > ") + " (" + fmt(n) + ")"]), "any");
   options($("f-close"), D.vocab.close.filter(k => closeCounts[k]).map(k => [k, (CLOSE_TEXT[k] || k) + " (" + fmt(closeCounts[k]) + ")"]), "any");
   options($("f-conn"), D.vocab.conn.filter(k => connCounts[k]).map(k => [k, k + " (" + fmt(connCounts[k]) + ")"]), "any");
-  options($("f-anomaly"), [["*", "any anomaly"], ["-", "none"]].concat(anomalyKinds.map(k => [k, k + " (" + fmt(anomalyFlows[k]) + ")"])), "all flows");
-  $("f-anomaly").querySelector('option[value="*"]').textContent = "any anomaly";
+  options($("f-anomaly"), [["*", "any anomaly"], ["-", "no anomaly"], ["!v", "RFC 9293 violations (" + fmt(violationFlows) + ")"],
+    ["-v", "no violation"]].concat(anomalyKinds.map(k => [k, k + " (" + fmt(anomalyFlows[k]) + ")"])), "all flows");
 
   function filtered() {
     const text = $("f-text").value.trim().toLowerCase(), path = $("f-path").value, close = $("f-close").value,
@@ -231,7 +231,9 @@
       if (conn && F.conn[i] !== connIdx) continue;
       if (anomaly === "*" && !F.an[i]) continue;
       if (anomaly === "-" && F.an[i]) continue;
-      if (anomaly && anomaly !== "*" && anomaly !== "-" && !anomalies(i)[anomaly]) continue;
+      if (anomaly === "!v" && !F.vc[i]) continue;
+      if (anomaly === "-v" && F.vc[i]) continue;
+      if (anomaly && anomaly[0] !== "*" && anomaly[0] !== "-" && anomaly[0] !== "!" && !anomalies(i)[anomaly]) continue;
       if (portNum !== null && port(F.cl[i]) !== portNum && port(F.sv[i]) !== portNum) continue;
       if (words.length) {
         // Interned columns are lower-cased once per distinct string.
@@ -321,9 +323,7 @@
   $("charts").addEventListener("click", e => {
     const bar = e.target.closest(".bar");
     if (!bar || !bar.dataset.filter) return;
-    const f = bar.dataset.filter, v = bar.dataset.value;
-    if (f === "violation") { $("f-text").value = ""; } else $("f-" + f).value = v;
-    if (f === "violation") { sortKey = "vc"; sortDir = v ? -1 : 1; }
+    $("f-" + bar.dataset.filter).value = bar.dataset.value;
     update(false);
     $("flows").scrollIntoView();
   });
