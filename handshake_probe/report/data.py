@@ -250,14 +250,20 @@ def _counters(analysis: Any) -> Dict[str, Any]:
 
 
 def source_from_file(path: str, name: Optional[str] = None, **options: Any) -> Source:
-    """A capture file as a report source: every flow with its rows, read through handshake_probe.analyze
-    as the source is packed (the counters are filled in when its flows have been consumed)."""
-    analysis = handshake_probe.analyze(path, streaming=False, keep_rows=True, **options)
+    """A capture file as a report source: every flow with its rows, in the order flows end, read through
+    handshake_probe.analyze as the source is packed (the counters are filled in when its flows have been
+    consumed)."""
+    # Streamed: each flow is packed (and its rows forgotten) as soon as it is over, so memory grows with
+    # the flows open at once, not with the capture; the page orders the table by flow number itself.
+    analysis = handshake_probe.analyze(path, streaming=True, keep_rows=True, **options)
     source = Source(name or path, [], {})
+
+    # take_rows forgets each flow's rows once read (the engine would keep all of them otherwise).
+    take = getattr(analysis, "take_rows", analysis.rows)
 
     def flows() -> Iterator[Tuple[Record, Optional[Sequence[Row]]]]:
         for rec in analysis:
-            yield rec, analysis.rows(rec["flow"])
+            yield rec, take(rec["flow"])
         source.counters.update(_counters(analysis))
 
     source.flows = flows()

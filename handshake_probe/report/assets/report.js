@@ -215,6 +215,13 @@
   options($("f-anomaly"), [["*", "any anomaly"], ["-", "no anomaly"], ["!v", "RFC 9293 violations (" + fmt(violationFlows) + ")"],
     ["-v", "no violation"]].concat(anomalyKinds.map(k => [k, k + " (" + fmt(anomalyFlows[k]) + ")"])), "all flows");
 
+  // Flows are packed in the order they ended (a streamed analysis): the table's own order is by capture,
+  // then flow number.
+  const base = new Int32Array(N);
+  for (let i = 0; i < N; i++) base[i] = i;
+  base.sort((a, b) => F.src[a] - F.src[b] || F.n[a] - F.n[b]);
+  const rank = new Int32Array(N);
+  for (let k = 0; k < N; k++) rank[base[k]] = k;
   function filtered() {
     const text = $("f-text").value.trim().toLowerCase(), path = $("f-path").value, close = $("f-close").value,
       conn = $("f-conn").value, anomaly = $("f-anomaly").value, portText = $("f-port").value.trim();
@@ -225,7 +232,8 @@
     const textOf = new Map();
     const out = new Int32Array(N);
     let n = 0;
-    for (let i = 0; i < N; i++) {
+    for (let k = 0; k < N; k++) {
+      const i = base[k];
       if (path && (pathSide === "c" ? F.cp[i] : F.sp[i]) !== pathIdx) continue;
       if (close && F.close[i] !== closeIdx) continue;
       if (conn && F.conn[i] !== connIdx) continue;
@@ -265,7 +273,7 @@
     const keys = new Array(N);
     for (const i of idx) keys[i] = get(i);
     const arr = Array.from(idx);
-    arr.sort((a, b) => (keys[a] < keys[b] ? -sortDir : keys[a] > keys[b] ? sortDir : a - b));
+    arr.sort((a, b) => (keys[a] < keys[b] ? -sortDir : keys[a] > keys[b] ? sortDir : rank[a] - rank[b]));
     return arr;
   }
   function update(keepPage) {
