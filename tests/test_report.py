@@ -465,3 +465,13 @@ def test_a_capture_without_tcp_gives_an_empty_page_that_works(browser: Any, tmp_
     open_page(browser, out)
     assert js(browser, "return document.getElementById('count').textContent") == "0 flows"
     assert js(browser, "return document.getElementById('p-where').textContent") == "no flow matches"
+
+
+def test_take_rows_gives_the_rows_once() -> None:
+    path = str(ROOT / "captures/echo-port-reuse-3000.pcap")
+    kept = handshake_probe.analyze(path, streaming=False, keep_rows=[1, 2])
+    want = {r["flow"]: kept.rows(r["flow"]) for r in kept}
+    taking = handshake_probe.analyze(path, streaming=True, keep_rows=True)
+    got = {r["flow"]: taking.take_rows(r["flow"]) for r in taking}
+    assert len(got) == 3000 and got[1] == want[1] and got[2] == want[2]
+    assert taking.take_rows(1) is None and taking.rows(1) is None      # forgotten
