@@ -475,3 +475,17 @@ def test_take_rows_gives_the_rows_once() -> None:
     got = {r["flow"]: taking.take_rows(r["flow"]) for r in taking}
     assert len(got) == 3000 and got[1] == want[1] and got[2] == want[2]
     assert taking.take_rows(1) is None and taking.rows(1) is None      # forgotten
+
+
+def test_a_long_flow_lists_its_first_and_last_segments_then_all(browser: Any, tmp_path: Path) -> None:
+    records, rows = flows_of(ROOT / "captures/echo-client-close.pcap")
+    many = [dict(rows[1][k % 10], frame=k + 1) for k in range(2500)]
+    out = tmp_path / "long.html"
+    write_report_from(out, "long", [dict(records[0], packets=2500)], {1: many})
+    open_page(browser, out)
+    js(browser, "window.hpReport.open(0)")
+    frames = lambda: js(browser, "return [...document.querySelectorAll('#fv-segments tbody tr[data-frame]')].map(tr => Number(tr.dataset.frame))")  # noqa: E731
+    assert frames() == list(range(1, 1501)) + list(range(2001, 2501))
+    assert js(browser, "return document.querySelectorAll('#fv-ladder g.segment').length") == 60   # 40 + 20, elided
+    js(browser, "document.getElementById('fv-seg-all').click()")
+    assert frames() == list(range(1, 2501))

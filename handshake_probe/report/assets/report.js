@@ -424,8 +424,8 @@
     $("fv-ladder").innerHTML = svg.replace(/^<\?xml[^>]*>\s*/, "");
   }
   let shownFlow = null;
-  function openFlow(i, fromHash) {
-    const f = flowOf(i);
+  function openFlow(i, fromHash, again) {
+    const f = again || flowOf(i);
     shownFlow = f;
     current = i;
     const rec = f.rec, hs = rec.handshake || {};
@@ -446,7 +446,12 @@
     $("fv-head").innerHTML = head;
     $("fv-negotiation").innerHTML = negotiationHtml(rec.negotiation);
     if (f.rows.length) drawLadder(f); else $("fv-ladder").textContent = "(no segments kept for this flow)";
-    const rows = f.rows.map(r => {
+    // A flow of many thousand segments: its first and last ones, and a button for all of them.
+    const SEG_MAX = 2000, whole = f.rows.length <= SEG_MAX || f.showAll;
+    const listed = whole ? f.rows : f.rows.slice(0, SEG_MAX - 500).concat([null], f.rows.slice(-500));
+    const rows = listed.map(r => {
+      if (r === null) return '<tr><td colspan="14"><button type="button" id="fv-seg-all">show all ' + fmt(f.rows.length) +
+        " segments (" + fmt(f.rows.length - SEG_MAX) + " more)</button></td></tr>";
       const dir = r.from_client ? "client\u2192server" : "server\u2192client";
       return '<tr data-frame="' + r.frame + '"><td>' + r.frame + '</td><td class="num">' + fixed(r.ms, 3) + "</td><td>" + dir +
         "</td><td>" + esc(r.tcpdump_flags) + "</td><td>" + esc(r.flag_names) + '</td><td class="num">' + (r.rel_seq === null ? "" : r.rel_seq) +
@@ -457,6 +462,7 @@
     });
     $("fv-segments").innerHTML = "<thead><tr>" + ["frame", "ms", "direction", "flags", "names", "seq", "ack", "seq (abs)", "ack (abs)", "len", "win", "client", "server", "notes"]
       .map(h => '<th scope="col">' + h + "</th>").join("") + "</tr></thead><tbody>" + rows.join("") + "</tbody>";
+    if (!whole) $("fv-seg-all").addEventListener("click", () => { f.showAll = true; shownFlow = f; openFlow(f.index, true, f); });
     $("fv-transitions").innerHTML = "<thead><tr><th>ms</th><th>at</th><th>endpoint</th><th>from</th><th>to</th><th>cause</th></tr></thead><tbody>" +
       f.transitions.map(t => '<tr><td class="num">' + fixed(t.ms, 3) + "</td><td>" + (t.frame === null ? "timer" : "frame " + t.frame) + "</td><td>" + t.endpoint +
         "</td><td>" + esc(t.from) + "</td><td>" + esc(t.to) + "</td><td>" + esc(t.cause) + "</td></tr>").join("") + "</tbody>";
