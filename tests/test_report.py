@@ -65,6 +65,11 @@ def test_no_external_url_is_referenced(tmp_path: Path) -> None:
     assert not re.search(r"""url\(\s*["']?\s*(?:[a-z]+:)?//""", page, re.I)
     assert "@import" not in page
     assert "<link" not in page and "<iframe" not in page
+    # The inline script cannot end its own element early, nor can the data's.
+    for name in ("ladder.js", "report.js"):
+        text = (ROOT / "handshake_probe/report/assets" / name).read_text(encoding="utf-8").lower()
+        assert "</script" not in text and "<!--" not in text
+    assert page.lower().count("</script") == page.lower().count("<script")
     # The only "http" text is the SVG namespace name (an identifier, never fetched).
     assert set(re.findall(r"https?://[^\s\"'<>)]*", page)) <= {"http://www.w3.org/2000/svg"}
 

@@ -7,7 +7,7 @@ from typing import Iterator, List
 
 from handshake_probe import DEFAULT_MSL  # the engine's
 from handshake_probe.commands.argtypes import positive_float
-from handshake_probe.commands.inputs import Input, opened_all
+from handshake_probe.commands.inputs import opened_all
 from handshake_probe.exitcodes import ExitStatus
 from handshake_probe.files.parallel import expand
 from handshake_probe.messages import error, plural, warning
