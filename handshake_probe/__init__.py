@@ -4,7 +4,8 @@ The public API is the engine's narrow boundary (everything per packet runs in Ru
 
 - `analyze(path, **options)`: an iterator of flow records (dicts, the JSON contract); after it is
   exhausted its attributes tell `frames`, `segments`, `skipped`, `warnings`, `error`, `flow_count`,
-  `evicted`, `violations`, `damaged`; `rows(n)` gives a kept flow's segments (`keep_rows=[n]`).
+  `evicted`, `violations`, `damaged`; `rows(n)` gives a kept flow's segments (`keep_rows=[n]`),
+  `take_rows(n)` the same and forgets them.
 - the vocabulary, defined once in the engine: `STATES`, `CUES`, `TRANSITIONS` ((state, cue) -> state),
   `CLOSE_KINDS`, `CONN_STATES`, `ANOMALY_KINDS`, `FLAGS`.
 """

@@ -229,6 +229,15 @@ impl Analysis {
         }
     }
 
+    /// `rows(number)`, then forgotten: a caller that reads each kept flow's rows once (the HTML report
+    /// of a whole capture) holds one flow's rows at a time, not every flow's.
+    fn take_rows(&mut self, py: Python<'_>, number: u64) -> PyResult<Option<PyObject>> {
+        match self.inner.kept.remove(&number) {
+            Some(rows) => to_py(py, &rows).map(Some),
+            None => Ok(None),
+        }
+    }
+
     #[getter]
     fn path(&self) -> &str {
         &self.inner.path

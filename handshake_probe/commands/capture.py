@@ -47,6 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--msl", type=positive_float, default=DEFAULT_MSL, metavar="SECONDS",
                    help=f"maximum segment lifetime; TIME-WAIT lasts 2*MSL (default {DEFAULT_MSL:g})")
     p.add_argument("-q", "--quiet", action="store_true", help="do not print transitions as they happen")
+    p.add_argument("--report", metavar="REPORT.html", help="at the end, also write the HTML report of the flows")
     p.add_argument("filter", nargs="*", metavar="FILTER",
                    help="tcpdump filter expression; the words are joined with spaces, e.g. tcp port 8080")
 
@@ -103,7 +104,7 @@ def _capture(cap: LiveCapture, writer: Optional[PcapWriter], args: argparse.Name
     stop = threading.Event()
     previous = _install_stop_handlers(stop)
     try:
-        engine = _engine.Engine(cap.linktype, msl=args.msl)
+        engine = _engine.Engine(cap.linktype, msl=args.msl, keep_rows=True if args.report else None)
 
         def idle() -> None:
             # Nothing queued: a good moment to make file and screen current.
@@ -141,6 +142,11 @@ def _capture(cap: LiveCapture, writer: Optional[PcapWriter], args: argparse.Name
         out.flush()
         for line in failure:
             _error(line)
+        if args.report:
+            from handshake_probe.report.hooks import report_records
+            if not report_records(args.report, args.iface, records, engine.rows,
+                                  {"frames": engine.frames, "segments": engine.segments}):
+                return ExitStatus.BAD_INPUT
         return ExitStatus.UNAVAILABLE if failure else ExitStatus.OK
     finally:
         _restore_handlers(previous)

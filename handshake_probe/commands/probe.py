@@ -88,6 +88,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how the kernel is kept from resetting our connections: play a non-local address "
                         "behind a TUN device (default), or drop this run's RSTs with an iptables/nft rule "
                         "(ip6tables, nft ip6 for IPv6)")
+    p.add_argument("--report", metavar="REPORT.html",
+                   help="also write the HTML report of every scenario's exchange (one capture each)")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow a --target that is not on this host (needs --rst-guard iptables or nft)")
 
@@ -148,4 +150,8 @@ def run(args: argparse.Namespace) -> int:
     print(report.summary(outcomes))
     if args.write:
         print(f"probe: wrote {plural(sum(len(o.frames) for o in outcomes), 'frame')} to {args.write}")
+    if args.report:
+        from handshake_probe.report.hooks import probe_sources, report_sources
+        if not report_sources(args.report, probe_sources(outcomes), "handshake-probe: probe"):
+            return ExitStatus.BAD_INPUT
     return ExitStatus.OK if all(o.ok for o in outcomes) else ExitStatus.CHECK_FAILED
