@@ -91,6 +91,7 @@ fn options(
     keep_rows: RowFilter,
     events: bool,
     check_checksums: bool,
+    p0f_db: Option<std::sync::Arc<crate::p0f::Db>>,
 ) -> Options {
     Options {
         table: TableOptions {
@@ -101,8 +102,19 @@ fn options(
             streaming,
             keep_rows,
             events,
+            p0f_db,
         },
         check_checksums,
+    }
+}
+
+/// p0f.fp text (`p0f_db=`) parsed, or ValueError naming the line.
+fn p0f_db(text: Option<&str>) -> PyResult<Option<std::sync::Arc<crate::p0f::Db>>> {
+    match text {
+        None => Ok(None),
+        Some(t) => crate::p0f::Db::parse(t)
+            .map(|db| Some(std::sync::Arc::new(db)))
+            .map_err(pyo3::exceptions::PyValueError::new_err),
     }
 }
 
@@ -125,7 +137,7 @@ impl Analysis {
     #[new]
     #[pyo3(signature = (path, *, msl=crate::flows::DEFAULT_MSL, linger=crate::flows::DEFAULT_LINGER,
         idle_timeout=crate::flows::DEFAULT_IDLE_TIMEOUT, max_open=crate::flows::DEFAULT_MAX_OPEN,
-        streaming=true, keep_rows=None, check_checksums=false))]
+        streaming=true, keep_rows=None, check_checksums=false, p0f_db=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         path: &str,
@@ -136,8 +148,10 @@ impl Analysis {
         streaming: bool,
         keep_rows: Option<&Bound<'_, PyAny>>,
         check_checksums: bool,
+        p0f_db: Option<&str>,
     ) -> PyResult<Self> {
         let filter = row_filter(keep_rows)?;
+        let db = self::p0f_db(p0f_db)?;
         let opts = options(
             msl,
             linger,
@@ -147,6 +161,7 @@ impl Analysis {
             filter,
             false,
             check_checksums,
+            db,
         );
         guard(
             || path.to_string(),
@@ -325,7 +340,7 @@ impl Engine {
     #[new]
     #[pyo3(signature = (linktype, *, msl=crate::flows::DEFAULT_MSL, linger=crate::flows::DEFAULT_LINGER,
         idle_timeout=crate::flows::DEFAULT_IDLE_TIMEOUT, max_open=crate::flows::DEFAULT_MAX_OPEN,
-        streaming=false, keep_rows=None, check_checksums=false))]
+        streaming=false, keep_rows=None, check_checksums=false, p0f_db=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         linktype: u32,
@@ -336,8 +351,10 @@ impl Engine {
         streaming: bool,
         keep_rows: Option<&Bound<'_, PyAny>>,
         check_checksums: bool,
+        p0f_db: Option<&str>,
     ) -> PyResult<Self> {
         let filter = row_filter(keep_rows)?;
+        let db = self::p0f_db(p0f_db)?;
         let opts = options(
             msl,
             linger,
@@ -347,6 +364,7 @@ impl Engine {
             filter.clone(),
             true,
             check_checksums,
+            db,
         );
         Ok(Engine {
             linktype,
@@ -528,6 +546,7 @@ fn segment_value(seg: &crate::segment::Segment) -> Value {
                     Value::List(
                         o.sack
                             .iter()
+                            .flatten()
                             .map(|(a, b)| Value::List(vec![(*a).into(), (*b).into()]))
                             .collect(),
                     ),
@@ -686,6 +705,14 @@ fn add_vocabulary(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add(
         "ANOMALY_KINDS",
         PyList::new(py, crate::anomalies::ANOMALY_KINDS)?,
+    )?;
+    m.add(
+        "NEGOTIATION_WARNINGS",
+        PyList::new(py, crate::negotiation::NEGOTIATION_WARNINGS)?,
+    )?;
+    m.add(
+        "NEGOTIATION_OPTIONS",
+        PyList::new(py, crate::negotiation::NEGOTIATION_OPTIONS)?,
     )?;
     m.add("CSV_COLUMNS", PyList::new(py, crate::record::CSV_COLUMNS)?)?;
     m.add("SKIP_REASONS", PyList::new(py, SKIP_REASONS)?)?;
