@@ -31,6 +31,59 @@ pub const NEGOTIATION_WARNINGS: [&str; 5] = [
 /// RFC 2018 §2; RFC 3168 §6.1.1; RFC 7413 §4.1.1; RFC 8684 §3.1).
 pub const NEGOTIATION_OPTIONS: [&str; 6] = ["ws", "sack", "ts", "ecn", "tfo", "mptcp"];
 
+/// Every field of the `negotiation` object as a dotted path below it (`client.mss`,
+/// `in_effect.window_scaling`): for `check`, which refuses a path that is none of these. The test
+/// below holds this list to what `emit` writes.
+pub const NEGOTIATION_FIELDS: [&str; 7] = [
+    "syn_seen",
+    "synack_seen",
+    "client",
+    "server",
+    "in_effect",
+    "warnings",
+    "simultaneous_open",
+];
+/// The fields of a side (`client`, `server`, `simultaneous_open.server_syn`, ...).
+pub const SIDE_FIELDS: [&str; 24] = [
+    "isn",
+    "window",
+    "mss",
+    "window_scale",
+    "sack_permitted",
+    "timestamps",
+    "tsval",
+    "tfo",
+    "tfo.cookie_request",
+    "tfo.cookie",
+    "tfo.data",
+    "tfo.data_acked",
+    "mptcp",
+    "ecn",
+    "ecn.ece",
+    "ecn.cwr",
+    "ecn.ae",
+    "ttl",
+    "df",
+    "options",
+    "p0f",
+    "os",
+    // the side objects of `simultaneous_open`
+    "server_syn",
+    "client_synack",
+];
+/// The fields of `in_effect`.
+pub const EFFECT_FIELDS: [&str; 9] = [
+    "window_scaling",
+    "client_window_scale",
+    "server_window_scale",
+    "sack",
+    "timestamps",
+    "ecn",
+    "tfo",
+    "mss_to_server",
+    "mss_to_client",
+];
+
 const O_WS: u8 = 1;
 const O_SACK: u8 = 2;
 const O_TS: u8 = 4;
@@ -420,4 +473,134 @@ pub fn emit(e: &mut dyn Emit, n: Option<&Negotiation>) {
         }
     }
     e.end_obj();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Value, ValueBuilder};
+    use crate::segment::{Addr, TcpOptions};
+
+    fn seg(flags: u16, seq: u32, ack: u32, options: TcpOptions, len: u32) -> Segment {
+        Segment {
+            ts: 0.0,
+            frame: 1,
+            src: Addr::V4([10, 0, 0, 1]),
+            sport: 1,
+            dst: Addr::V4([10, 0, 0, 2]),
+            dport: 2,
+            seq,
+            ack,
+            flags,
+            window: 1000,
+            payload_len: len,
+            options,
+            ip_version: 4,
+            checksum_ok: None,
+            tunnels: None,
+        }
+    }
+
+    fn record(n: &Negotiation) -> Value {
+        let mut b = ValueBuilder::new();
+        emit(&mut b, Some(n));
+        b.finish()
+    }
+
+    fn keys(v: &Value) -> Vec<&'static str> {
+        match v {
+            Value::Obj(f) => f.iter().map(|(k, _)| *k).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn field_lists_are_what_emit_writes() {
+        let mut n = Negotiation::default();
+        let ws = TcpOptions {
+            wscale: Some(7),
+            ..TcpOptions::default()
+        };
+        n.note(&seg(SYN, 1, 0, ws.clone(), 0), true);
+        n.note(&seg(SYN, 9, 0, TcpOptions::default(), 0), false);
+        n.note(&seg(SYN | ACK, 1, 10, ws.clone(), 0), true);
+        n.note(&seg(SYN | ACK, 9, 2, ws, 0), false);
+        let rec = record(&n);
+        assert_eq!(keys(&rec), NEGOTIATION_FIELDS);
+        let side = rec.get("client").expect("client");
+        let mut paths: Vec<String> = Vec::new();
+        for k in keys(side) {
+            paths.push(k.to_string());
+            for sub in keys(side.get(k).expect("field")) {
+                paths.push(format!("{k}.{sub}"));
+            }
+        }
+        let mut want: Vec<String> = SIDE_FIELDS.iter().map(|s| s.to_string()).collect();
+        want.retain(|f| f != "server_syn" && f != "client_synack");
+        assert_eq!(paths, want);
+        assert_eq!(keys(rec.get("in_effect").expect("effect")), EFFECT_FIELDS);
+        let crossed = rec.get("simultaneous_open").expect("crossed");
+        assert_eq!(keys(crossed), ["server_syn", "client_synack"]);
+        // the client's SYN-ACK turned scaling on for a server SYN that had not offered it
+        let warnings = rec.get("warnings").expect("warnings");
+        assert_eq!(
+            warnings,
+            &Value::List(vec![Value::Str("synack_enables_unoffered:ws".into())])
+        );
+    }
+
+    #[test]
+    fn in_effect_follows_the_rfcs() {
+        let mut n = Negotiation::default();
+        let c = TcpOptions {
+            mss: Some(1460),
+            wscale: Some(20),
+            sack_permitted: true,
+            ..TcpOptions::default()
+        };
+        n.note(&seg(SYN | ECE | CWR, 100, 0, c.clone(), 5), true);
+        let mut retry = c.clone();
+        retry.wscale = None;
+        n.note(&seg(SYN | ECE | CWR, 100, 0, retry, 5), true);
+        let s = TcpOptions {
+            wscale: Some(3),
+            ts_val: Some(1),
+            ..TcpOptions::default()
+        };
+        n.note(&seg(SYN | ACK | ECE, 7, 106, s, 0), false);
+        let rec = record(&n);
+        let eff = rec.get("in_effect").expect("effect");
+        let get = |k: &str| eff.get(k).cloned().expect(k);
+        assert_eq!(get("window_scaling"), Value::Bool(true));
+        assert_eq!(get("client_window_scale"), Value::Int(14)); // RFC 7323 §2.3
+        assert_eq!(get("server_window_scale"), Value::Int(3));
+        assert_eq!(get("sack"), Value::Bool(false));
+        assert_eq!(get("timestamps"), Value::Bool(false));
+        assert_eq!(get("ecn"), Value::Bool(true));
+        assert_eq!(get("tfo"), Value::Bool(true)); // 5 bytes on the SYN, acked: 100 + 1 + 5
+        assert_eq!(get("mss_to_server"), Value::Int(536)); // no MSS option: RFC 9293 §3.7.1
+        assert_eq!(get("mss_to_client"), Value::Int(1460));
+        let warnings = rec.get("warnings").expect("warnings");
+        assert_eq!(
+            warnings,
+            &Value::List(vec![
+                Value::Str("syn_options_changed".into()),
+                // the retransmitted SYN (the one answered) did not offer scaling; the SYN-ACK did
+                Value::Str("synack_enables_unoffered:ws".into()),
+                Value::Str("synack_enables_unoffered:ts".into()),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_missing_side_is_null_and_nothing_is_in_effect() {
+        let mut n = Negotiation::default();
+        n.note(&seg(SYN, 1, 0, TcpOptions::default(), 0), true);
+        let rec = record(&n);
+        assert_eq!(rec.get("server"), Some(&Value::Null));
+        assert_eq!(rec.get("in_effect"), Some(&Value::Null));
+        assert_eq!(rec.get("synack_seen"), Some(&Value::Bool(false)));
+        assert!(mss_above_mtu(65535, 4) && !mss_above_mtu(65495, 4));
+        assert!(!mss_above_mtu(65535, 6) && mss_above_mtu(65534, 6));
+    }
 }

@@ -711,6 +711,18 @@ fn add_vocabulary(m: &Bound<'_, PyModule>) -> PyResult<()> {
         PyList::new(py, crate::negotiation::NEGOTIATION_WARNINGS)?,
     )?;
     m.add(
+        "NEGOTIATION_FIELDS",
+        PyList::new(py, crate::negotiation::NEGOTIATION_FIELDS)?,
+    )?;
+    m.add(
+        "NEGOTIATION_SIDE_FIELDS",
+        PyList::new(py, crate::negotiation::SIDE_FIELDS)?,
+    )?;
+    m.add(
+        "NEGOTIATION_EFFECT_FIELDS",
+        PyList::new(py, crate::negotiation::EFFECT_FIELDS)?,
+    )?;
+    m.add(
         "NEGOTIATION_OPTIONS",
         PyList::new(py, crate::negotiation::NEGOTIATION_OPTIONS)?,
     )?;
