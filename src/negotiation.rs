@@ -34,17 +34,18 @@ pub const NEGOTIATION_OPTIONS: [&str; 6] = ["ws", "sack", "ts", "ecn", "tfo", "m
 /// Every field of the `negotiation` object as a dotted path below it (`client.mss`,
 /// `in_effect.window_scaling`): for `check`, which refuses a path that is none of these. The test
 /// below holds this list to what `emit` writes.
-pub const NEGOTIATION_FIELDS: [&str; 7] = [
+pub const NEGOTIATION_FIELDS: [&str; 8] = [
     "syn_seen",
     "synack_seen",
     "client",
     "server",
     "in_effect",
     "warnings",
+    "summary",
     "simultaneous_open",
 ];
 /// The fields of a side (`client`, `server`, `simultaneous_open.server_syn`, ...).
-pub const SIDE_FIELDS: [&str; 24] = [
+pub const SIDE_FIELDS: [&str; 25] = [
     "isn",
     "window",
     "mss",
@@ -65,6 +66,7 @@ pub const SIDE_FIELDS: [&str; 24] = [
     "ttl",
     "df",
     "options",
+    "offer",
     "p0f",
     "os",
     // the side objects of `simultaneous_open`
@@ -168,6 +170,18 @@ impl Side {
             && self.flags & (ECE | CWR | NS) == other.flags & (ECE | CWR | NS)
     }
 
+    /// The options as the decoder read them (for `offer_text`).
+    fn options(&self) -> crate::segment::TcpOptions {
+        crate::segment::TcpOptions {
+            mss: self.mss,
+            wscale: self.wscale,
+            sack_permitted: self.sack,
+            ts_val: self.tsval,
+            syn: Some(self.d.clone()),
+            ..Default::default()
+        }
+    }
+
     fn default_mss(&self) -> u16 {
         if self.ip_version == 6 {
             DEFAULT_MSS_V6
@@ -186,6 +200,45 @@ impl Side {
             synack: self.flags & (SYN | ACK | FIN | RST) == SYN | ACK,
         }
     }
+}
+
+/// A SYN's or SYN-ACK's offer in a few words, as the ladder's arrows show it: `mss 65495 ws 7 sack
+/// ts`, then `ecn` (ECE+CWR on a SYN, ECE on a SYN-ACK), `accecn` (AE+CWR+ECE on a SYN, RFC 9768),
+/// `tfo` (a cookie), `tfo-req` (a cookie request), `mptcp`, and `+N` for N bytes of data.
+pub fn offer_text(o: &crate::segment::TcpOptions, flags: u16, payload_len: u32) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(m) = o.mss {
+        parts.push(format!("mss {m}"));
+    }
+    if let Some(w) = o.wscale {
+        parts.push(format!("ws {w}"));
+    }
+    if o.sack_permitted {
+        parts.push("sack".into());
+    }
+    if o.ts_val.is_some() {
+        parts.push("ts".into());
+    }
+    let synack = flags & ACK != 0;
+    if !synack && flags & (ECE | CWR | NS) == ECE | CWR | NS {
+        parts.push("accecn".into());
+    } else if (!synack && flags & (ECE | CWR) == ECE | CWR) || (synack && flags & ECE != 0) {
+        parts.push("ecn".into());
+    }
+    if let Some(d) = &o.syn {
+        match &d.tfo {
+            Some(c) if c.is_empty() => parts.push("tfo-req".into()),
+            Some(_) => parts.push("tfo".into()),
+            None => {}
+        }
+        if d.mptcp {
+            parts.push("mptcp".into());
+        }
+    }
+    if payload_len > 0 {
+        parts.push(format!("+{payload_len}"));
+    }
+    parts.join(" ")
 }
 
 /// Is `mss` above what the path can carry? What a capture can know of the path's MTU is the largest
@@ -379,6 +432,8 @@ fn emit_side(e: &mut dyn Emit, s: &Side, client: bool, n: &Negotiation, syn_mss:
     e.bool(s.d.df);
     e.key("options");
     e.str(&layout_text(&s.d));
+    e.key("offer");
+    e.str(&offer_text(&s.options(), s.flags, s.payload_len));
     let packet = s.packet(syn_mss);
     e.key("p0f");
     e.str(&raw_sig(&packet));
@@ -391,6 +446,44 @@ fn emit_side(e: &mut dyn Emit, s: &Side, client: bool, n: &Negotiation, syn_mss:
         None => e.null(),
     }
     e.end_obj();
+}
+
+/// One line for tables and CSV (`negotiated`): what is in effect, `ws 7/7 sack ts ecn tfo mss
+/// 65495/1460` (MSS client/server, `-` where a side sent none), or what the one side seen offered.
+pub fn summary(n: &Negotiation) -> String {
+    let side_text = |s: &Side| offer_text(&s.options(), s.flags, s.payload_len);
+    let opt = |m: Option<u16>| m.map_or("-".to_string(), |v| v.to_string());
+    match (&n.client, &n.server) {
+        (Some(c), Some(s)) => {
+            let mut parts: Vec<String> = Vec::new();
+            match (n.scale_of(true), n.scale_of(false)) {
+                (Some(a), Some(b)) => parts.push(format!("ws {a}/{b}")),
+                _ => parts.push("no ws".into()),
+            }
+            if c.sack && s.sack {
+                parts.push("sack".into());
+            }
+            if c.tsval.is_some() && s.tsval.is_some() {
+                parts.push("ts".into());
+            }
+            if c.flags & (ECE | CWR) == ECE | CWR && s.flags & (ECE | CWR) == ECE {
+                parts.push("ecn".into());
+            }
+            if c.payload_len > 0 && n.data_acked == Some(true) {
+                parts.push("tfo".into());
+            }
+            if c.d.mptcp && s.d.mptcp {
+                parts.push("mptcp".into());
+            }
+            parts.push(format!("mss {}/{}", opt(c.mss), opt(s.mss)));
+            parts.join(" ")
+        }
+        (Some(c), None) => format!("SYN only: {}", side_text(c)).trim_end().to_string(),
+        (None, Some(s)) => format!("SYN-ACK only: {}", side_text(s))
+            .trim_end()
+            .to_string(),
+        (None, None) => "no SYN seen".into(),
+    }
 }
 
 /// The record's `negotiation` object (the contract: add, never rename).
@@ -449,8 +542,11 @@ pub fn emit(e: &mut dyn Emit, n: Option<&Negotiation>) {
         e.str(&w);
     }
     e.end_list();
-    // Added beside the contract's fields: a simultaneous open's other SYN and SYN-ACK (p0f
+    // Added beside the contract's fields: the one-line summary (tables, CSV), and a simultaneous
+    // open's other SYN and SYN-ACK (p0f
     // fingerprints the SYN-ACK against that SYN's MSS, as it does on its reversed flow).
+    e.key("summary");
+    e.str(&summary(n));
     e.key("simultaneous_open");
     match (&n.server_syn, &n.client_synack) {
         (None, None) => e.null(),

@@ -118,6 +118,15 @@ fn p0f_db(text: Option<&str>) -> PyResult<Option<std::sync::Arc<crate::p0f::Db>>
     }
 }
 
+/// The number of TCP signatures in p0f.fp text; ValueError naming the line when p0f's parser would
+/// refuse it (`--p0f-db` checks its file with this before any analysis).
+#[pyfunction]
+fn p0f_db_signatures(text: &str) -> PyResult<usize> {
+    crate::p0f::Db::parse(text)
+        .map(|db| db.len())
+        .map_err(pyo3::exceptions::PyValueError::new_err)
+}
+
 /// One capture file through the engine. Iterating yields flow records (dicts, the JSON contract) as
 /// flows finish (streaming) or all in flow order at the end; the counters are final once exhausted.
 #[pyclass(unsendable, module = "handshake_probe._engine")]
@@ -746,6 +755,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Engine>()?;
     m.add_function(wrap_pyfunction!(csv_header, m)?)?;
     m.add_function(wrap_pyfunction!(decode, m)?)?;
+    m.add_function(wrap_pyfunction!(p0f_db_signatures, m)?)?;
     m.add_function(wrap_pyfunction!(tcpdump_flags, m)?)?;
     m.add_class::<Frames>()?;
     m.add("DecodeError", m.py().get_type::<DecodeError>())?;

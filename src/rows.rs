@@ -67,6 +67,15 @@ pub fn rows_value(flow: &Flow) -> Value {
                     ("window", seg.window.into()),
                     ("window_scale", shift.map(u16::from).into()),
                     ("window_scaled", scaled.into()),
+                    (
+                        "syn_options",
+                        if seg.flags & SYN != 0 {
+                            crate::negotiation::offer_text(&seg.options, seg.flags, seg.payload_len)
+                                .into()
+                        } else {
+                            Value::Null
+                        },
+                    ),
                     ("client_state", row.client_state.name().into()),
                     ("server_state", row.server_state.name().into()),
                     (
