@@ -66,7 +66,7 @@ class Step:
         """`[S] seq=0 mss 65495 ws 7 sack ts`, `[S.] seq=0 ack=1 ...`, `[P.] seq=1 ack=1 len=6`: the text
         on the arrow (the flags bracketed as tcpdump prints them, so that a lone `.` for ACK stays
         visible; a SYN's options after its numbers)."""
-        return f"[{self.flags}] {self.numbers}" + (f"  {self.options}" if self.options else "")
+        return f"[{self.flags}] {self.numbers}" + (f" {self.options}" if self.options else "")
 
     @property
     def numbers(self) -> str:
