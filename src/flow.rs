@@ -301,7 +301,7 @@ impl Flow {
     }
 
     // ----------------------------------------------------------------- feeding
-    pub fn add(&mut self, seg: Segment) {
+    pub fn add(&mut self, mut seg: Segment) {
         self.packets += 1;
         self.last_ts = seg.ts;
         let from_client = seg.sport == self.client.port && seg.src == self.client.addr;
@@ -348,9 +348,15 @@ impl Flow {
         }
         self.note_handshake(&seg, from_client, rcv);
         if flags & SYN != 0 {
+            // the SYN's details move into the negotiation (copied only when rows keep the segment)
+            let details = if self.rows.is_some() {
+                seg.options.syn.clone()
+            } else {
+                seg.options.syn.take()
+            };
             self.negotiation
                 .get_or_insert_with(Default::default)
-                .note(&seg, from_client);
+                .note(&seg, details, from_client);
         }
 
         let mut rst_ok = true;

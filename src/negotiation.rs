@@ -116,7 +116,7 @@ struct Side {
 }
 
 impl Side {
-    fn of(seg: &Segment) -> Side {
+    fn of(seg: &Segment, details: Option<Box<SynDetails>>) -> Side {
         let o = &seg.options;
         Side {
             isn: seg.seq,
@@ -128,7 +128,7 @@ impl Side {
             wscale: o.wscale,
             sack: o.sack_permitted,
             tsval: o.ts_val,
-            d: o.syn.clone().unwrap_or_default(),
+            d: details.unwrap_or_default(),
         }
     }
 
@@ -164,22 +164,24 @@ impl Side {
 
     /// What a retransmission must repeat: the option layout and values, and the ECN bits.
     fn same_offer(&self, other: &Side) -> bool {
-        self.d.layout == other.d.layout
+        self.d.layout() == other.d.layout()
             && self.mss == other.mss
             && self.wscale == other.wscale
             && self.flags & (ECE | CWR | NS) == other.flags & (ECE | CWR | NS)
     }
 
-    /// The options as the decoder read them (for `offer_text`).
-    fn options(&self) -> crate::segment::TcpOptions {
-        crate::segment::TcpOptions {
+    /// The offer in a few words (`offer_text`), without copying the details.
+    fn offer(&self) -> String {
+        Offer {
             mss: self.mss,
             wscale: self.wscale,
-            sack_permitted: self.sack,
-            ts_val: self.tsval,
-            syn: Some(self.d.clone()),
-            ..Default::default()
+            sack: self.sack,
+            ts: self.tsval.is_some(),
+            flags: self.flags,
+            payload_len: self.payload_len,
+            d: Some(&self.d),
         }
+        .text()
     }
 
     fn default_mss(&self) -> u16 {
@@ -206,39 +208,72 @@ impl Side {
 /// ts`, then `ecn` (ECE+CWR on a SYN, ECE on a SYN-ACK), `accecn` (AE+CWR+ECE on a SYN, RFC 9768),
 /// `tfo` (a cookie), `tfo-req` (a cookie request), `mptcp`, and `+N` for N bytes of data.
 pub fn offer_text(o: &crate::segment::TcpOptions, flags: u16, payload_len: u32) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    if let Some(m) = o.mss {
-        parts.push(format!("mss {m}"));
-    }
-    if let Some(w) = o.wscale {
-        parts.push(format!("ws {w}"));
-    }
-    if o.sack_permitted {
-        parts.push("sack".into());
-    }
-    if o.ts_val.is_some() {
-        parts.push("ts".into());
-    }
-    let synack = flags & ACK != 0;
-    if !synack && flags & (ECE | CWR | NS) == ECE | CWR | NS {
-        parts.push("accecn".into());
-    } else if (!synack && flags & (ECE | CWR) == ECE | CWR) || (synack && flags & ECE != 0) {
-        parts.push("ecn".into());
-    }
-    if let Some(d) = &o.syn {
-        match &d.tfo {
-            Some(c) if c.is_empty() => parts.push("tfo-req".into()),
-            Some(_) => parts.push("tfo".into()),
-            None => {}
+    let offer = Offer {
+        mss: o.mss,
+        wscale: o.wscale,
+        sack: o.sack_permitted,
+        ts: o.ts_val.is_some(),
+        flags,
+        payload_len,
+        d: o.syn.as_deref(),
+    };
+    offer.text()
+}
+
+/// What `offer_text` reads, borrowed from a segment's options or from a recorded side.
+struct Offer<'a> {
+    mss: Option<u16>,
+    wscale: Option<u8>,
+    sack: bool,
+    ts: bool,
+    flags: u16,
+    payload_len: u32,
+    d: Option<&'a SynDetails>,
+}
+
+impl Offer<'_> {
+    fn text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::with_capacity(40);
+        let word = |out: &mut String, w: &dyn std::fmt::Display| {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            let _ = write!(out, "{w}");
+        };
+        if let Some(m) = self.mss {
+            word(&mut out, &format_args!("mss {m}"));
         }
-        if d.mptcp {
-            parts.push("mptcp".into());
+        if let Some(w) = self.wscale {
+            word(&mut out, &format_args!("ws {w}"));
         }
+        if self.sack {
+            word(&mut out, &"sack");
+        }
+        if self.ts {
+            word(&mut out, &"ts");
+        }
+        let (flags, synack) = (self.flags, self.flags & ACK != 0);
+        if !synack && flags & (ECE | CWR | NS) == ECE | CWR | NS {
+            word(&mut out, &"accecn");
+        } else if (!synack && flags & (ECE | CWR) == ECE | CWR) || (synack && flags & ECE != 0) {
+            word(&mut out, &"ecn");
+        }
+        if let Some(d) = self.d {
+            match &d.tfo {
+                Some(c) if c.is_empty() => word(&mut out, &"tfo-req"),
+                Some(_) => word(&mut out, &"tfo"),
+                None => {}
+            }
+            if d.mptcp {
+                word(&mut out, &"mptcp");
+            }
+        }
+        if self.payload_len > 0 {
+            word(&mut out, &format_args!("+{}", self.payload_len));
+        }
+        out
     }
-    if payload_len > 0 {
-        parts.push(format!("+{payload_len}"));
-    }
-    parts.join(" ")
 }
 
 /// Is `mss` above what the path can carry? What a capture can know of the path's MTU is the largest
@@ -283,11 +318,12 @@ impl Negotiation {
 
     /// A segment with SYN set, in capture order.
     #[cold]
-    pub fn note(&mut self, seg: &Segment, from_client: bool) {
+    /// `details`: the segment's `options.syn`, moved out of it (or a copy).
+    pub fn note(&mut self, seg: &Segment, details: Option<Box<SynDetails>>, from_client: bool) {
         let synack = seg.flags & ACK != 0;
         match (from_client, synack) {
             (true, false) => {
-                let side = Side::of(seg);
+                let side = Side::of(seg, details);
                 if self.server.is_none() {
                     self.offered = side.offers(false);
                 }
@@ -297,7 +333,7 @@ impl Negotiation {
                 }
             }
             (false, true) => {
-                let side = Side::of(seg);
+                let side = Side::of(seg, details);
                 match &self.server {
                     None => {
                         if let Some(c) = &self.client {
@@ -315,7 +351,7 @@ impl Negotiation {
             // figure 8). The sides stay the client's SYN and the server's SYN-ACK; these two are
             // kept beside them (`simultaneous_open`).
             (false, false) => {
-                let side = Side::of(seg);
+                let side = Side::of(seg, details);
                 if self.client_synack.is_none() {
                     self.server_offered = side.offers(false);
                 }
@@ -325,7 +361,7 @@ impl Negotiation {
             }
             (true, true) => {
                 if self.client_synack.is_none() {
-                    self.client_synack = Some(Side::of(seg));
+                    self.client_synack = Some(Side::of(seg, details));
                 }
             }
         }
@@ -433,7 +469,7 @@ fn emit_side(e: &mut dyn Emit, s: &Side, client: bool, n: &Negotiation, syn_mss:
     e.key("options");
     e.str(&layout_text(&s.d));
     e.key("offer");
-    e.str(&offer_text(&s.options(), s.flags, s.payload_len));
+    e.str(&s.offer());
     let packet = s.packet(syn_mss);
     e.key("p0f");
     e.str(&raw_sig(&packet));
@@ -451,7 +487,7 @@ fn emit_side(e: &mut dyn Emit, s: &Side, client: bool, n: &Negotiation, syn_mss:
 /// One line for tables and CSV (`negotiated`): what is in effect, `ws 7/7 sack ts ecn tfo mss
 /// 65495/1460` (MSS client/server, `-` where a side sent none), or what the one side seen offered.
 pub fn summary(n: &Negotiation) -> String {
-    let side_text = |s: &Side| offer_text(&s.options(), s.flags, s.payload_len);
+    let side_text = |s: &Side| s.offer();
     let opt = |m: Option<u16>| m.map_or("-".to_string(), |v| v.to_string());
     match (&n.client, &n.server) {
         (Some(c), Some(s)) => {
@@ -617,10 +653,10 @@ mod tests {
             wscale: Some(7),
             ..TcpOptions::default()
         };
-        n.note(&seg(SYN, 1, 0, ws.clone(), 0), true);
-        n.note(&seg(SYN, 9, 0, TcpOptions::default(), 0), false);
-        n.note(&seg(SYN | ACK, 1, 10, ws.clone(), 0), true);
-        n.note(&seg(SYN | ACK, 9, 2, ws, 0), false);
+        n.note(&seg(SYN, 1, 0, ws.clone(), 0), None, true);
+        n.note(&seg(SYN, 9, 0, TcpOptions::default(), 0), None, false);
+        n.note(&seg(SYN | ACK, 1, 10, ws.clone(), 0), None, true);
+        n.note(&seg(SYN | ACK, 9, 2, ws, 0), None, false);
         let rec = record(&n);
         assert_eq!(keys(&rec), NEGOTIATION_FIELDS);
         let side = rec.get("client").expect("client");
@@ -654,16 +690,16 @@ mod tests {
             sack_permitted: true,
             ..TcpOptions::default()
         };
-        n.note(&seg(SYN | ECE | CWR, 100, 0, c.clone(), 5), true);
+        n.note(&seg(SYN | ECE | CWR, 100, 0, c.clone(), 5), None, true);
         let mut retry = c.clone();
         retry.wscale = None;
-        n.note(&seg(SYN | ECE | CWR, 100, 0, retry, 5), true);
+        n.note(&seg(SYN | ECE | CWR, 100, 0, retry, 5), None, true);
         let s = TcpOptions {
             wscale: Some(3),
             ts_val: Some(1),
             ..TcpOptions::default()
         };
-        n.note(&seg(SYN | ACK | ECE, 7, 106, s, 0), false);
+        n.note(&seg(SYN | ACK | ECE, 7, 106, s, 0), None, false);
         let rec = record(&n);
         let eff = rec.get("in_effect").expect("effect");
         let get = |k: &str| eff.get(k).cloned().expect(k);
@@ -691,7 +727,7 @@ mod tests {
     #[test]
     fn a_missing_side_is_null_and_nothing_is_in_effect() {
         let mut n = Negotiation::default();
-        n.note(&seg(SYN, 1, 0, TcpOptions::default(), 0), true);
+        n.note(&seg(SYN, 1, 0, TcpOptions::default(), 0), None, true);
         let rec = record(&n);
         assert_eq!(rec.get("server"), Some(&Value::Null));
         assert_eq!(rec.get("in_effect"), Some(&Value::Null));

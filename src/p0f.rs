@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 
-use crate::syn::{layout_text, SynDetails, QUIRK_NAMES, Q_DF, Q_ECN, Q_FLOW, Q_NZ_ID, Q_ZERO_ID};
+use crate::syn::{write_layout, SynDetails, QUIRK_NAMES, Q_DF, Q_ECN, Q_FLOW, Q_NZ_ID, Q_ZERO_ID};
 
 /// p0f's config.h: a TTL more than this below the guessed initial TTL is "+?".
 const MAX_DIST: i32 = 35;
@@ -52,29 +52,26 @@ fn win_multi(p: &Packet<'_>) -> Option<(i32, bool)> {
     if win == 0 || mss < 100 {
         return None;
     }
-    let mut divs: Vec<(i32, bool)> = vec![(mss, false)];
-    // "Some systems will sometimes subtract 12 bytes when timestamps are in use."
-    if p.d.p0f_ts1 != 0 {
-        divs.push((mss - 12, false));
-    }
-    // "Some systems use MTU on the wrong interface": 1500-byte Ethernet.
-    divs.push((1500 - MIN_TCP4, false));
-    divs.push((1500 - MIN_TCP4 - 12, false));
-    if p.ip_version == 6 {
-        divs.push((1500 - MIN_TCP6, false));
-        divs.push((1500 - MIN_TCP6 - 12, false));
-    }
-    divs.push((mss + MIN_TCP4, true));
-    divs.push((mss + i32::from(p.d.tot_hdr), true));
-    if p.ip_version == 6 {
-        divs.push((mss + MIN_TCP6, true));
-    }
-    divs.push((1500, true));
-    if p.syn_mss != 0 {
+    // p0f's candidates in its order (a fixed array: no allocation per record); 0 is "no candidate".
+    let v6 = p.ip_version == 6;
+    let syn_mss = i32::from(p.syn_mss);
+    let divs: [(i32, bool); 12] = [
+        (mss, false),
+        // "Some systems will sometimes subtract 12 bytes when timestamps are in use."
+        (if p.d.p0f_ts1 != 0 { mss - 12 } else { 0 }, false),
+        // "Some systems use MTU on the wrong interface": 1500-byte Ethernet.
+        (1500 - MIN_TCP4, false),
+        (1500 - MIN_TCP4 - 12, false),
+        (if v6 { 1500 - MIN_TCP6 } else { 0 }, false),
+        (if v6 { 1500 - MIN_TCP6 - 12 } else { 0 }, false),
+        (mss + MIN_TCP4, true),
+        (mss + i32::from(p.d.tot_hdr), true),
+        (if v6 { mss + MIN_TCP6 } else { 0 }, true),
+        (1500, true),
         // "On SYN+ACKs, some systems use of the peer"
-        divs.push((i32::from(p.syn_mss), false));
-        divs.push((i32::from(p.syn_mss) - 12, false));
-    }
+        (syn_mss, false),
+        (if syn_mss != 0 { syn_mss - 12 } else { 0 }, false),
+    ];
     for (div, mtu) in divs {
         if div != 0 && win % div == 0 {
             return Some((win / div, mtu));
@@ -108,7 +105,7 @@ pub fn raw_sig(p: &Packet<'_>) -> String {
         }
     }
     let _ = write!(out, ",{}:", d.p0f_wscale);
-    out.push_str(&layout_text(d));
+    write_layout(d, &mut out);
     out.push(':');
     let mut first = true;
     for (bit, name) in QUIRK_NAMES.iter().enumerate() {
@@ -268,7 +265,7 @@ impl Db {
         let mut gmatch: Option<&Sig> = None;
         for r in sigs {
             // p0f compares a hash of the layout; equal layouts are what it means
-            if r.layout != d.layout {
+            if r.layout.as_slice() != d.layout() {
                 continue;
             }
             let mut fuzzy = false;

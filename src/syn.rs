@@ -57,8 +57,10 @@ pub struct SynDetails {
     pub tot_hdr: u16,
     /// p0f's quirks bitmask (Q_*)
     pub quirks: u32,
-    /// option kinds in order, at most MAX_TCP_OPT (p0f's opt_layout)
-    pub layout: Vec<u8>,
+    /// option kinds in order, at most MAX_TCP_OPT (p0f's opt_layout): `layout()`. Inline, not a
+    /// Vec: a SYN's details are one allocation.
+    layout_kinds: [u8; MAX_TCP_OPT],
+    layout_len: u8,
     /// bytes after an End-of-Option-List (p0f's eol+N)
     pub eol_pad: u8,
     /// MSS, window scale and TSval as p0f's walk reads them (0 when absent)
@@ -71,6 +73,22 @@ pub struct SynDetails {
     pub mptcp: bool,
     /// the IPv6 packet had extension headers before TCP (p0f does not follow them)
     pub ip6_ext: bool,
+}
+
+impl SynDetails {
+    /// The option kinds in order (p0f's opt_layout).
+    pub fn layout(&self) -> &[u8] {
+        self.layout_kinds
+            .get(..usize::from(self.layout_len))
+            .unwrap_or(&[])
+    }
+
+    fn push_kind(&mut self, kind: u8) {
+        if let Some(slot) = self.layout_kinds.get_mut(usize::from(self.layout_len)) {
+            *slot = kind;
+            self.layout_len += 1;
+        }
+    }
 }
 
 /// The IP header fields p0f's quirks read, gathered by the decoder (which has already checked them).
@@ -171,9 +189,9 @@ pub fn read(ip: IpFields, tcp: &[u8]) -> Box<SynDetails> {
 fn p0f_options(d: &mut SynDetails, tcp: &[u8], mut i: usize, end: usize, syn_only: bool) -> u32 {
     let mut q = 0u32;
     let at = |j: usize| tcp.get(j).copied().unwrap_or(0);
-    while i < end && d.layout.len() < MAX_TCP_OPT {
+    while i < end && usize::from(d.layout_len) < MAX_TCP_OPT {
         let kind = at(i);
-        d.layout.push(kind);
+        d.push_kind(kind);
         i += 1; // `data` now points at the length byte
         match kind {
             0 => {
@@ -302,23 +320,29 @@ fn rfc_options(d: &mut SynDetails, tcp: &[u8], mut i: usize, end: usize) {
 
 /// The option layout in p0f's names: `mss,sok,ts,nop,ws`, `eol+N`, `?K` for other kinds.
 pub fn layout_text(d: &SynDetails) -> String {
-    let mut out = String::new();
-    for (i, kind) in d.layout.iter().enumerate() {
+    let mut out = String::with_capacity(4 * d.layout().len());
+    write_layout(d, &mut out);
+    out
+}
+
+/// `layout_text`, appended to `out`.
+pub fn write_layout(d: &SynDetails, out: &mut String) {
+    use std::fmt::Write as _;
+    for (i, kind) in d.layout().iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        match kind {
-            0 => out.push_str(&format!("eol+{}", d.eol_pad)),
-            1 => out.push_str("nop"),
-            2 => out.push_str("mss"),
-            3 => out.push_str("ws"),
-            4 => out.push_str("sok"),
-            5 => out.push_str("sack"),
-            8 => out.push_str("ts"),
-            k => out.push_str(&format!("?{k}")),
-        }
+        let _ = match kind {
+            0 => write!(out, "eol+{}", d.eol_pad),
+            1 => write!(out, "nop"),
+            2 => write!(out, "mss"),
+            3 => write!(out, "ws"),
+            4 => write!(out, "sok"),
+            5 => write!(out, "sack"),
+            8 => write!(out, "ts"),
+            k => write!(out, "?{k}"),
+        };
     }
-    out
 }
 
 #[cfg(test)]
