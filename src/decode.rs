@@ -1265,6 +1265,32 @@ mod tests {
         assert!(s.options.sack_permitted);
         assert_eq!((s.options.ts_val, s.options.ts_ecr), (Some(1), Some(2)));
         assert_eq!(s.checksum_ok, None);
+        // a SYN carries its details (src/syn.rs), the same on the fast and the general path
+        let d = s.options.syn.as_deref().expect("SYN details");
+        assert_eq!(crate::syn::layout_text(d), "mss,nop,ws,sok,ts");
+        assert_eq!((d.ttl, d.df, d.ip_opt_len, d.tot_hdr), (64, true, 0, 60));
+        // DF with a non-zero IP ID, and a SYN's TSecr that is not zero (p0f's ts2+)
+        let want = crate::syn::Q_DF | crate::syn::Q_NZ_ID | crate::syn::Q_OPT_NZ_TS2;
+        assert_eq!(d.quirks, want);
+        let general = seg(decode_general(&f, 1, 1.5, 7, None, false));
+        assert_eq!(general.options.syn, s.options.syn);
+        // with IP options (general path only): olen and tot_hdr count them
+        let tcp = tcp_hdr(10, 0x02, &opts);
+        let mut ip = ipv4(6, Some(24 + tcp.len() as u16), 0x4000, 6, &tcp);
+        ip.splice(20..20, [1, 1, 1, 0]);
+        let with_opts = seg(decode(&eth(&ip), 1, 1.5, 7, None, false));
+        let d = with_opts.options.syn.as_deref().expect("SYN details");
+        assert_eq!((d.ip_opt_len, d.tot_hdr), (4, 64));
+        // an ACK carries none
+        let ack = seg(decode(
+            &eth(&ipv4(5, None, 0x4000, 6, &tcp_hdr(10, 0x10, &opts))),
+            1,
+            1.5,
+            7,
+            None,
+            false,
+        ));
+        assert!(ack.options.syn.is_none());
     }
 
     #[test]

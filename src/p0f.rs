@@ -422,7 +422,9 @@ fn parse_sig(val: &str) -> Result<Sig, String> {
         s = r.get(1..).unwrap_or("");
     } else if let Some(r) = rest.strip_prefix('+') {
         let (a, r2) = digits(r);
-        ttl += num(a, "initial TTL")?;
+        ttl = ttl
+            .checked_add(num(a, "initial TTL")?)
+            .ok_or("bogus initial TTL")?;
         s = r2.strip_prefix(':').ok_or("malformed signature")?;
     } else {
         s = rest.strip_prefix(':').ok_or("malformed signature")?;
@@ -602,5 +604,18 @@ mod tests {
         let fz = db.find(&Packet { d: &d, ..p }).expect("fuzzy");
         assert!(fz.fuzzy);
         assert!(Db::parse("[tcp:request]\nsig = 4:64:0:*:*,*::0\n").is_err());
+        // nothing a database says can panic the parser
+        for bad in [
+            "4:2147483647+2147483647:0:*:*,*:mss::0",
+            "4:64:0:*:%0,*:mss::0",
+            "4:64:0:*:*,*:eol+:0",
+            "4:64",
+            "",
+            "4:64-:",
+            "6:64:0:99999999999:*,*:?999::0",
+        ] {
+            let text = format!("classes = unix\n[tcp:request]\nlabel = s:unix:X:\nsig = {bad}\n");
+            assert!(Db::parse(&text).is_err(), "{bad}");
+        }
     }
 }

@@ -50,6 +50,8 @@ keyword arguments:
     contains = {FIELD = V, ...}    a list field has V as a consecutive sub-list, a string field has V in it
     FIELD.SUB = VALUE              any other key is a record field, by dotted path: anomalies.retransmission,
                                    handshake.syn_count, history, completeness, reused_port, ...
+                                   negotiation.in_effect.window_scaling = true, negotiation.client.mss = 1460
+                                   (negotiation paths are checked against the engine's NEGOTIATION_* lists)
 
 TOML's dotted keys and sub-tables nest (`anomalies.retransmission = 0` is `anomalies = {retransmission = 0}`);
 both forms check the named fields one by one. An anomaly kind that the flow's `anomalies` table does not
