@@ -91,6 +91,7 @@ fn options(
     keep_rows: RowFilter,
     events: bool,
     check_checksums: bool,
+    p0f_db: Option<std::sync::Arc<crate::p0f::Db>>,
 ) -> Options {
     Options {
         table: TableOptions {
@@ -101,9 +102,29 @@ fn options(
             streaming,
             keep_rows,
             events,
+            p0f_db,
         },
         check_checksums,
     }
+}
+
+/// p0f.fp text (`p0f_db=`) parsed, or ValueError naming the line.
+fn p0f_db(text: Option<&str>) -> PyResult<Option<std::sync::Arc<crate::p0f::Db>>> {
+    match text {
+        None => Ok(None),
+        Some(t) => crate::p0f::Db::parse(t)
+            .map(|db| Some(std::sync::Arc::new(db)))
+            .map_err(pyo3::exceptions::PyValueError::new_err),
+    }
+}
+
+/// The number of TCP signatures in p0f.fp text; ValueError naming the line when p0f's parser would
+/// refuse it (`--p0f-db` checks its file with this before any analysis).
+#[pyfunction]
+fn p0f_db_signatures(text: &str) -> PyResult<usize> {
+    crate::p0f::Db::parse(text)
+        .map(|db| db.len())
+        .map_err(pyo3::exceptions::PyValueError::new_err)
 }
 
 /// One capture file through the engine. Iterating yields flow records (dicts, the JSON contract) as
@@ -125,7 +146,7 @@ impl Analysis {
     #[new]
     #[pyo3(signature = (path, *, msl=crate::flows::DEFAULT_MSL, linger=crate::flows::DEFAULT_LINGER,
         idle_timeout=crate::flows::DEFAULT_IDLE_TIMEOUT, max_open=crate::flows::DEFAULT_MAX_OPEN,
-        streaming=true, keep_rows=None, check_checksums=false))]
+        streaming=true, keep_rows=None, check_checksums=false, p0f_db=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         path: &str,
@@ -136,8 +157,10 @@ impl Analysis {
         streaming: bool,
         keep_rows: Option<&Bound<'_, PyAny>>,
         check_checksums: bool,
+        p0f_db: Option<&str>,
     ) -> PyResult<Self> {
         let filter = row_filter(keep_rows)?;
+        let db = self::p0f_db(p0f_db)?;
         let opts = options(
             msl,
             linger,
@@ -147,6 +170,7 @@ impl Analysis {
             filter,
             false,
             check_checksums,
+            db,
         );
         guard(
             || path.to_string(),
@@ -334,7 +358,7 @@ impl Engine {
     #[new]
     #[pyo3(signature = (linktype, *, msl=crate::flows::DEFAULT_MSL, linger=crate::flows::DEFAULT_LINGER,
         idle_timeout=crate::flows::DEFAULT_IDLE_TIMEOUT, max_open=crate::flows::DEFAULT_MAX_OPEN,
-        streaming=false, keep_rows=None, check_checksums=false))]
+        streaming=false, keep_rows=None, check_checksums=false, p0f_db=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         linktype: u32,
@@ -345,8 +369,10 @@ impl Engine {
         streaming: bool,
         keep_rows: Option<&Bound<'_, PyAny>>,
         check_checksums: bool,
+        p0f_db: Option<&str>,
     ) -> PyResult<Self> {
         let filter = row_filter(keep_rows)?;
+        let db = self::p0f_db(p0f_db)?;
         let opts = options(
             msl,
             linger,
@@ -356,6 +382,7 @@ impl Engine {
             filter.clone(),
             true,
             check_checksums,
+            db,
         );
         Ok(Engine {
             linktype,
@@ -537,6 +564,7 @@ fn segment_value(seg: &crate::segment::Segment) -> Value {
                     Value::List(
                         o.sack
                             .iter()
+                            .flatten()
                             .map(|(a, b)| Value::List(vec![(*a).into(), (*b).into()]))
                             .collect(),
                     ),
@@ -696,6 +724,26 @@ fn add_vocabulary(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "ANOMALY_KINDS",
         PyList::new(py, crate::anomalies::ANOMALY_KINDS)?,
     )?;
+    m.add(
+        "NEGOTIATION_WARNINGS",
+        PyList::new(py, crate::negotiation::NEGOTIATION_WARNINGS)?,
+    )?;
+    m.add(
+        "NEGOTIATION_FIELDS",
+        PyList::new(py, crate::negotiation::NEGOTIATION_FIELDS)?,
+    )?;
+    m.add(
+        "NEGOTIATION_SIDE_FIELDS",
+        PyList::new(py, crate::negotiation::SIDE_FIELDS)?,
+    )?;
+    m.add(
+        "NEGOTIATION_EFFECT_FIELDS",
+        PyList::new(py, crate::negotiation::EFFECT_FIELDS)?,
+    )?;
+    m.add(
+        "NEGOTIATION_OPTIONS",
+        PyList::new(py, crate::negotiation::NEGOTIATION_OPTIONS)?,
+    )?;
     m.add("CSV_COLUMNS", PyList::new(py, crate::record::CSV_COLUMNS)?)?;
     m.add("SKIP_REASONS", PyList::new(py, SKIP_REASONS)?)?;
     m.add(
@@ -716,6 +764,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Engine>()?;
     m.add_function(wrap_pyfunction!(csv_header, m)?)?;
     m.add_function(wrap_pyfunction!(decode, m)?)?;
+    m.add_function(wrap_pyfunction!(p0f_db_signatures, m)?)?;
     m.add_function(wrap_pyfunction!(tcpdump_flags, m)?)?;
     m.add_class::<Frames>()?;
     m.add("DecodeError", m.py().get_type::<DecodeError>())?;
