@@ -294,6 +294,7 @@ class LiveCapture:
         # On lo, the outgoing copy is the duplicate: let the kernel drop it (module doc).
         self.kernel_drops_outgoing = False
         self._loopback = loopback
+        self.loopback: bool = loopback  # on lo: keep the arriving copy only
         if loopback:
             try:
                 sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
