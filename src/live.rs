@@ -2,8 +2,8 @@
 //! the GIL) reads packets from the AF_PACKET socket the Python edge set up (kernel BPF filter
 //! attached, bound, `PACKET_IGNORE_OUTGOING` on `lo`: see handshake_probe/live/capture.py) and
 //! runs each one through the same `Pipeline` as a file's frames. What it hands over, in batches:
-//! the transitions as they become final, the finished flows (as JSON Lines text, or counted and the
-//! last few kept for the closing table), the counters and the kernel's drop counts.
+//! the transitions as they become final, the finished flows (written as JSON Lines by the caller's
+//! thread, in bounded chunks; or counted and the last few kept for the closing table), the counters and the kernel's drop counts.
 //!
 //! Why `recvmmsg` and not a TPACKET_V3 ring: one call takes up to `BATCH` packets (one system call
 //! per batch instead of per packet), it needs no ring geometry and no block-timeout latency (a V3
@@ -83,7 +83,9 @@ pub struct LiveOptions {
 pub struct Shared {
     pub events: Vec<Event>,
     pub events_dropped: u64,
-    pub jsonl: String,
+    /// finished flows waiting to be written as JSON Lines (with `jsonl`), oldest first: the caller
+    /// writes them on its own thread, in bounded chunks (`write_jsonl`)
+    pub ready: VecDeque<Flow>,
     pub last: VecDeque<Flow>,
     /// finished flows by close kind (CLOSE_KINDS order)
     pub closes: [u64; CLOSE_KINDS.len()],
@@ -166,7 +168,7 @@ impl Live {
         let guard = lock(m);
         let (mut guard, _) = cv
             .wait_timeout_while(guard, timeout, |s| {
-                !s.done && s.events.is_empty() && s.jsonl.is_empty()
+                !s.done && s.events.is_empty() && s.ready.is_empty()
             })
             .unwrap_or_else(|e| e.into_inner());
         f(&mut guard)
@@ -202,7 +204,6 @@ struct Reader {
     stop: Arc<AtomicBool>,
     frames: u64,
     finished: Vec<Flow>,
-    jsonl: String,
     received: u64,
     dropped: u64,
     error: Option<String>,
@@ -228,7 +229,6 @@ impl Reader {
             stop,
             frames: 0,
             finished: Vec::new(),
-            jsonl: String::new(),
             received: 0,
             dropped: 0,
             error: None,
@@ -374,12 +374,6 @@ impl Reader {
     }
 
     fn publish_inner(&mut self, counters: bool) {
-        if self.opts.jsonl {
-            for flow in &self.finished {
-                flow.emit(&mut JsonWriter::new(&mut self.jsonl));
-                self.jsonl.push('\n');
-            }
-        }
         if counters {
             self.p.sync_counts();
         }
@@ -392,19 +386,13 @@ impl Reader {
             out.events.extend(events.by_ref().take(room));
             out.events_dropped += events.len() as u64;
         }
-        if !self.jsonl.is_empty() {
-            if out.jsonl.is_empty() {
-                std::mem::swap(&mut out.jsonl, &mut self.jsonl);
-            } else {
-                out.jsonl.push_str(&self.jsonl);
-                self.jsonl.clear();
-            }
-        }
         for flow in self.finished.drain(..) {
             if let Some(k) = CLOSE_KINDS.iter().position(|c| *c == flow.close_kind()) {
                 out.closes[k] += 1;
             }
-            if keep > 0 {
+            if self.opts.jsonl {
+                out.ready.push_back(flow);
+            } else if keep > 0 {
                 if out.last.len() >= keep {
                     out.last.pop_front();
                 }
@@ -421,6 +409,15 @@ impl Reader {
             }
         }
         cv.notify_all();
+    }
+}
+
+/// Up to `max_flows` of the waiting finished flows as JSON Lines (the text `analyze --format jsonl`
+/// writes), taken from `ready`.
+pub fn write_jsonl(ready: &mut VecDeque<Flow>, max_flows: usize, out: &mut String) {
+    for flow in ready.drain(..max_flows.min(ready.len())) {
+        flow.emit(&mut JsonWriter::new(out));
+        out.push('\n');
     }
 }
 

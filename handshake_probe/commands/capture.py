@@ -22,7 +22,7 @@ import threading
 import time
 from datetime import datetime
 from types import FrameType
-from typing import Any, Callable, Dict, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Mapping, Optional, TextIO, Union
 
 from handshake_probe import DEFAULT_MSL, _engine
 from handshake_probe.exitcodes import ExitStatus
@@ -138,7 +138,7 @@ def _capture(live: Any, cap: LiveCapture, args: argparse.Namespace, expr: Option
             for event in events:
                 out.write(transition_line(event))
             if text:
-                out.write(text.decode())
+                _write_bytes(out, text)
             if events or text:
                 out.flush()
             if ended and not events and not text:
@@ -153,7 +153,7 @@ def _capture(live: Any, cap: LiveCapture, args: argparse.Namespace, expr: Option
                 out.write("\n")
             write_records(records, "table", out, width=table_width(out))
             out.write("\n")
-        summary_out.write(_summary(args.iface, live) + "\n")
+        summary_out.write(_summary(args.iface, live, args.format == "table") + "\n")
         out.flush()
         summary_out.flush()
         if live.error:
@@ -164,7 +164,17 @@ def _capture(live: Any, cap: LiveCapture, args: argparse.Namespace, expr: Option
         _restore_handlers(previous)
 
 
-def _summary(iface: str, live: Any) -> str:
+def _write_bytes(out: TextIO, text: bytes) -> None:
+    """JSON Lines from the engine straight to the byte stream under `out` (no str copy)."""
+    raw = getattr(out, "buffer", None)
+    if raw is None:
+        out.write(text.decode())
+        return
+    out.flush()
+    raw.write(text)
+
+
+def _summary(iface: str, live: Any, table: bool) -> str:
     """One line from the engine's counters and the kernel's."""
     text = (f"capture on {iface}: {plural(live.frames, 'frame')} captured, "
             f"{plural(live.segments, 'TCP segment')}, {plural(live.flow_count, 'flow')}, "
@@ -173,7 +183,7 @@ def _summary(iface: str, live: Any) -> str:
     if closes:
         text += "; closes: " + ", ".join(f"{n} {kind}" for kind, n in closes.items())
     shown = min(live.flow_count, len(live.last()))
-    if shown < live.flow_count:
+    if table and shown < live.flow_count:
         text += f"; the table shows the last {shown}"
     skipped = live.skipped
     if skipped:

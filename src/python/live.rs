@@ -11,6 +11,9 @@ use crate::flows::RowFilter;
 use crate::live::{Live as Reader, LiveOptions, Shared};
 use crate::record::Value;
 
+/// Finished flows written as JSON Lines per `poll`: bounds the text (and its Python copy) in flight.
+const JSONL_CHUNK: usize = 1024;
+
 /// Reads the capture socket `fd` (set up by handshake_probe.live.capture.LiveCapture: filter
 /// attached, bound; the engine reads a duplicate of it) on a thread that never holds the GIL, and
 /// runs every frame through the same pipeline as a file. `poll` hands over the transitions and
@@ -86,21 +89,33 @@ impl Live {
     }
 
     /// Wait up to `timeout` seconds for something to print; returns (events, jsonl bytes): the
-    /// transitions (dicts, as Engine.feed returns them) and the finished flows' JSON Lines since
-    /// the last call. Both empty and `done` true: the capture has ended.
+    /// transitions (dicts, as Engine.feed returns them) since the last call and up to 1024
+    /// finished flows' JSON Lines. Both empty and `done` true: the capture has ended.
     #[pyo3(signature = (timeout=0.2))]
     fn poll(&self, py: Python<'_>, timeout: f64) -> PyResult<(PyObject, PyObject)> {
         let wait = Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
         let inner = &self.inner;
         let (events, text) = py.allow_threads(|| {
-            inner.wait(wait, |s| {
+            let (events, flows) = inner.wait(wait, |s| {
                 let events: Vec<Value> = s
                     .events
                     .drain(..)
                     .map(|e| crate::rows::event_value(&e))
                     .collect();
-                (events, std::mem::take(&mut s.jsonl))
-            })
+                let n = s.ready.len().min(JSONL_CHUNK);
+                (
+                    events,
+                    s.ready
+                        .drain(..n)
+                        .collect::<std::collections::VecDeque<_>>(),
+                )
+            });
+            // The text is written here, on the caller's thread and outside the lock: the reader
+            // thread goes on reading meanwhile.
+            let mut flows = flows;
+            let mut text = String::new();
+            crate::live::write_jsonl(&mut flows, JSONL_CHUNK, &mut text);
+            (events, text)
         });
         self.check()?;
         Ok((
