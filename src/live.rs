@@ -278,8 +278,8 @@ impl Reader {
                     continue;
                 }
                 let meta = control_messages(control);
-                let (sec, nsec) = meta.ts.unwrap_or_else(now_parts);
-                let ts = sec as f64 + nsec as f64 * 1e-9;
+                let (sec, usec) = micro(meta.ts.unwrap_or_else(now_parts));
+                let ts = crate::pcap::ticks::pcap_seconds(sec, usec, 1_000_000);
                 if end.is_some_and(|e| ts > e) {
                     break 'read; // arrived after the end
                 }
@@ -300,7 +300,7 @@ impl Reader {
                 };
                 self.frames += 1;
                 if let Some(pcap) = self.pcap.as_mut() {
-                    if let Err(e) = pcap.record(sec, nsec, data, wirelen) {
+                    if let Err(e) = pcap.record(sec, usec, data, wirelen) {
                         self.error = Some(format!("{}: {e}", pcap.path));
                         self.pcap = None;
                     }
@@ -434,6 +434,19 @@ fn now_parts() -> (i64, i64) {
     }
 }
 
+/// The kernel's stamp rounded to the microsecond in integers (.9999996 carries into the seconds),
+/// as the pcap record (-w) stores it; the engine gets the same value the file reader makes of that
+/// record, so what is printed live is what `analyze` says of the written file, to the digit.
+fn micro((sec, nsec): (i64, i64)) -> (u32, u32) {
+    let mut sec = sec;
+    let mut usec = (nsec.clamp(0, 999_999_999) + 500) / 1000;
+    if usec >= 1_000_000 {
+        sec += 1;
+        usec -= 1_000_000;
+    }
+    (u32::try_from(sec).unwrap_or(0), usec as u32)
+}
+
 /// What the control messages say about one packet.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Meta {
@@ -551,18 +564,10 @@ impl PcapOut {
         Ok(out)
     }
 
-    fn record(&mut self, sec: i64, nsec: i64, data: &[u8], wirelen: u32) -> io::Result<()> {
+    fn record(&mut self, sec: u32, usec: u32, data: &[u8], wirelen: u32) -> io::Result<()> {
         let data = &data[..data.len().min(self.snaplen)];
-        // Rounded to the microsecond in integers: .9999996 carries into the seconds.
-        let mut usec = (nsec + 500) / 1000;
-        let mut sec = sec;
-        if usec >= 1_000_000 {
-            sec += 1;
-            usec -= 1_000_000;
-        }
-        let sec = u32::try_from(sec).unwrap_or(0);
         self.pending.extend_from_slice(&sec.to_le_bytes());
-        self.pending.extend_from_slice(&(usec as u32).to_le_bytes());
+        self.pending.extend_from_slice(&usec.to_le_bytes());
         self.pending
             .extend_from_slice(&(data.len() as u32).to_le_bytes());
         self.pending
@@ -662,7 +667,8 @@ mod tests {
         let path = dir.with_extension("pcap");
         let file = File::create(&path).unwrap();
         let mut w = PcapOut::create(file, "x.pcap", 1, 65535).unwrap();
-        w.record(10, 999_999_600, &[1, 2, 3], 60).unwrap();
+        let (sec, usec) = micro((10, 999_999_600));
+        w.record(sec, usec, &[1, 2, 3], 60).unwrap();
         w.flush().unwrap();
         let data = std::fs::read(&path).unwrap();
         let _ = std::fs::remove_file(&path);

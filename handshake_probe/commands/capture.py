@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -165,13 +166,18 @@ def _capture(live: Any, cap: LiveCapture, args: argparse.Namespace, expr: Option
 
 
 def _write_bytes(out: TextIO, text: bytes) -> None:
-    """JSON Lines from the engine straight to the byte stream under `out` (no str copy)."""
-    raw = getattr(out, "buffer", None)
-    if raw is None:
+    """JSON Lines from the engine straight to the file under `out` (no str copy), every byte: a
+    write(2) to a full pipe that a signal (Ctrl-C) interrupts returns short, and the rest is
+    written again here (measured: through sys.stdout.buffer the rest of that chunk was lost)."""
+    try:
+        fd = out.fileno()
+    except (AttributeError, OSError, ValueError):
         out.write(text.decode())
         return
     out.flush()
-    raw.write(text)
+    view = memoryview(text)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _summary(iface: str, live: Any, table: bool) -> str:
