@@ -75,13 +75,13 @@ def wait_line(proc: subprocess.Popen, needle: str, what: str) -> None:
 class Capture:
     """`handshake-probe capture -q --format jsonl -w FILE FILTER` in /usr/bin/time -v."""
 
-    def __init__(self, bpf: str, pcap: Path, records: Path) -> None:
+    def __init__(self, bpf: str, pcap: Path, records: Path, reader: str) -> None:
         self.records_path = records
         self.out = open(records, "w")
         timer = ["/usr/bin/time", "-v"] if Path("/usr/bin/time").exists() else []
         self.proc = subprocess.Popen(
             timer + [sys.executable, "-m", "handshake_probe", "capture", "-q", "--format", "jsonl",
-                     "-w", str(pcap), bpf],
+                     "--reader", reader, "-w", str(pcap), bpf],
             stdout=self.out, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env())
         wait_line(self.proc, "listening on", "handshake-probe capture")
 
@@ -180,7 +180,7 @@ def run_load(args: argparse.Namespace, bpf: str, tmp: Path) -> Tuple[str, Option
     and the file that was replayed (None for the flood)."""
     print(f"before: {uptime()}")
     live_pcap, live_jsonl = tmp / "live.pcap", tmp / "live.jsonl"
-    cap = Capture(bpf, live_pcap, live_jsonl)
+    cap = Capture(bpf, live_pcap, live_jsonl, args.reader)
     td = Tcpdump(bpf) if not args.no_tcpdump else None
     try:
         if args.load == "replay":
@@ -203,7 +203,7 @@ def run_load(args: argparse.Namespace, bpf: str, tmp: Path) -> Tuple[str, Option
         counted = td.stop() if td is not None else None
     print(f"load: {load}")
     print(f"after: {during}")
-    print(f"handshake-probe capture: {frames:,} frames, {flows:,} flows, {dropped:,} dropped by the kernel "
+    print(f"handshake-probe capture --reader {args.reader}: {frames:,} frames, {flows:,} flows, {dropped:,} dropped by the kernel "
           f"({received:,} received by the filter); CPU {timing.get('User time (seconds)', '?')} s user + "
           f"{timing.get('System time (seconds)', '?')} s system, peak RSS "
           f"{int(timing.get('Maximum resident set size (kbytes)', 0)) // 1024} MiB")
@@ -234,6 +234,10 @@ def run_load(args: argparse.Namespace, bpf: str, tmp: Path) -> Tuple[str, Option
         rejected = sum(1 for r in live if r["conn_state"] == "REJ")
         print(f"flows: {len(live):,}, of them rejected (REJ): {rejected:,}; frames = 2 x flows: "
               f"{'yes' if frames == 2 * len(live) else 'NO'}")
+        for r in [r for r in live if r["conn_state"] != "REJ"][:3]:
+            print(f"  not REJ: flow {r['flow']} {r['client']} -> {r['server']}: {r['conn_state']} "
+                  f"{r['history']}, {r['packets']} packets, client {'>'.join(r['client_states'])}, "
+                  f"server {'>'.join(r['server_states'])}")
     return load, args.pcap if args.load == "replay" else None
 
 
@@ -247,6 +251,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--duration", type=float, default=3.0, help="flood: seconds (default 3)")
     ap.add_argument("--count", type=int, help="flood: send exactly N SYNs (hping3 -i u1 -c N) instead")
     ap.add_argument("--no-tcpdump", action="store_true", help="skip tcpdump's independent count")
+    ap.add_argument("--reader", choices=("ring", "recvmmsg"), default="ring",
+                    help="capture --reader (default ring: TPACKET_V3)")
     args = ap.parse_args(argv)
     needed = ["tcpdump"] + (["tcpreplay"] if args.load == "replay" else ["hping3"])
     missing = [t for t in needed if shutil.which(t) is None]

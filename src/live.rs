@@ -45,7 +45,13 @@ const POLL_MS: i32 = 50;
 /// Between two sweeps of the flow table while no packet comes: flows that ended `linger` seconds
 /// ago leave (and are printed) even when the traffic stopped.
 const IDLE_SWEEP: Duration = Duration::from_secs(1);
-/// Records of the whole-record pcap buffer that trigger a write.
+/// The TPACKET_V3 ring: 64 MiB (as the socket buffer it replaces) in blocks of 1 MiB (each must
+/// hold a whole frame: at least twice the snapshot length), handed over at the latest 10 ms after
+/// a block's first packet (the lag a live view may show).
+const RING_BYTES: usize = 64 << 20;
+const RING_BLOCK: usize = 1 << 20;
+const RING_RETIRE_MS: u32 = 10;
+/// Bytes of the whole-record pcap buffer that trigger a write.
 const PCAP_FLUSH_AT: usize = 1 << 16;
 
 // include/uapi/linux/if_packet.h, asm-generic/socket.h
@@ -75,6 +81,8 @@ pub struct LiveOptions {
     pub events: bool,
     /// finished flows kept for the closing table
     pub keep_last: usize,
+    /// read through a TPACKET_V3 ring (else, or where the kernel refuses one, recvmmsg batches)
+    pub ring: bool,
     pub analysis: Options,
 }
 
@@ -96,6 +104,8 @@ pub struct Shared {
     pub dropped: u64,
     /// the socket or the pcap file failed: the capture stopped (what was read is kept)
     pub error: Option<String>,
+    /// the packets come through a TPACKET_V3 ring (else recvmmsg)
+    pub ring: bool,
     /// an engine bug: a panic in the reader, with the frame it happened at
     pub panic: Option<String>,
     pub done: bool,
@@ -128,6 +138,15 @@ impl Live {
             )?),
             None => None,
         };
+        // The ring is set up before this returns (before the caller says it is listening): while
+        // the kernel switches the socket over, packets are not delivered to it.
+        let snaplen = (opts.snaplen as usize).max(1);
+        let block = RING_BLOCK.max(snaplen.next_power_of_two() * 2);
+        let ring = if opts.ring {
+            sys::Ring::new(&fd, block, (RING_BYTES / block).max(2), RING_RETIRE_MS).ok()
+        } else {
+            None
+        };
         let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (s2, stop2) = (shared.clone(), stop.clone());
@@ -135,7 +154,7 @@ impl Live {
             .name("engine-live".into())
             .spawn(move || {
                 let mut reader = Reader::new(fd, opts, pcap, s2.clone(), stop2);
-                let ran = catch_unwind(AssertUnwindSafe(|| reader.run()));
+                let ran = catch_unwind(AssertUnwindSafe(|| reader.run(ring)));
                 let (m, cv) = &*s2;
                 let mut out = lock(m);
                 if let Err(payload) = ran {
@@ -209,6 +228,7 @@ struct Reader {
     error: Option<String>,
     /// VLAN tag put back (rare): the frame is copied here
     scratch: Vec<u8>,
+    with_ring: bool,
 }
 
 impl Reader {
@@ -233,103 +253,147 @@ impl Reader {
             dropped: 0,
             error: None,
             scratch: Vec::new(),
+            with_ring: false,
         }
     }
 
-    fn run(&mut self) {
+    /// Read until stopped. `ring`: where the kernel took one; else recvmmsg batches from the
+    /// socket's queue. Packets queued before the ring existed are read from the queue first.
+    fn run(&mut self, mut ring: Option<sys::Ring>) {
         let snaplen = (self.opts.snaplen as usize).max(1);
         let mut batch = sys::Batch::new(BATCH, snaplen);
+        self.with_ring = ring.is_some();
+        let mut queue = true; // the socket's queue may hold packets: read it
         let mut end: Option<f64> = None; // wall-clock end once asked to stop: drain up to it
+        let mut waited_after_end = false;
         let mut last_flush = Instant::now();
         let mut last_sweep = Instant::now();
         'read: loop {
             if end.is_none() && self.stop.load(Ordering::Relaxed) {
                 end = Some(now());
             }
-            let got = match batch.recv(&self.fd) {
-                Ok(n) => n,
-                Err(e) => {
-                    self.error = Some(format!("capture stopped: {e}"));
-                    break;
+            if queue {
+                let got = match batch.recv(&self.fd) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        self.error = Some(format!("capture stopped: {e}"));
+                        break;
+                    }
+                };
+                for i in 0..got {
+                    let Some(slot) = batch.slot(i) else {
+                        continue;
+                    };
+                    let meta = control_messages(slot.control);
+                    let pk = Packet {
+                        data: slot.data,
+                        ts: meta.ts,
+                        wirelen: meta.wirelen,
+                        vlan: meta.vlan,
+                        pkttype: pkttype(slot.name),
+                    };
+                    if !self.packet(pk, end) {
+                        break 'read;
+                    }
                 }
-            };
-            if got == 0 {
-                if end.is_some() {
-                    break; // the queue is drained after the end
+                if got > 0 {
+                    self.after_batch(&mut last_flush);
+                    continue;
                 }
-                self.idle(&mut last_sweep);
-                self.flush_pcap();
-                self.publish();
-                last_flush = Instant::now();
-                sys::wait_readable(&self.fd, POLL_MS);
-                continue;
+                queue = ring.is_none();
             }
-            for i in 0..got {
-                let Some(sys::Slot {
-                    data,
-                    control,
-                    name,
-                    ..
-                }) = batch.slot(i)
-                else {
-                    continue;
-                };
-                if self.opts.drop_outgoing && pkttype(name) == Some(PACKET_OUTGOING) {
-                    continue;
-                }
-                let meta = control_messages(control);
-                let (sec, usec) = micro(meta.ts.unwrap_or_else(now_parts));
-                let ts = crate::pcap::ticks::pcap_seconds(sec, usec, 1_000_000);
-                if end.is_some_and(|e| ts > e) {
-                    break 'read; // arrived after the end
-                }
-                let mut wirelen = meta.wirelen.unwrap_or(data.len() as u32);
-                let data = match meta.vlan {
-                    Some((tpid, tci)) if self.opts.linktype == 1 && data.len() >= 12 => {
-                        // The NIC stripped the 802.1Q tag into metadata; the frame on the wire
-                        // had it (as libpcap puts it back).
-                        self.scratch.clear();
-                        self.scratch.extend_from_slice(&data[..12]);
-                        self.scratch.extend_from_slice(&tpid.to_be_bytes());
-                        self.scratch.extend_from_slice(&tci.to_be_bytes());
-                        self.scratch.extend_from_slice(&data[12..]);
-                        wirelen = wirelen.saturating_add(4);
-                        &self.scratch[..]
+            if let Some(r) = ring.as_mut() {
+                let mut go = true;
+                if let Some(bytes) = r.block() {
+                    waited_after_end = false;
+                    for_each_packet(bytes, |pk| {
+                        go = self.packet(pk, end);
+                        go
+                    });
+                    r.release();
+                    if !go {
+                        break 'read;
                     }
-                    _ => data,
-                };
-                self.frames += 1;
-                if let Some(pcap) = self.pcap.as_mut() {
-                    if let Err(e) = pcap.record(sec, usec, data, wirelen) {
-                        self.error = Some(format!("{}: {e}", pcap.path));
-                        self.pcap = None;
-                    }
-                }
-                if let Some(err) =
-                    self.p
-                        .frame(data, self.opts.linktype, ts, self.frames, Some(wirelen))
-                {
-                    let line = format!("frame {}: {err}; frame skipped", self.frames);
-                    self.p.warn(line);
-                }
-                if self.opts.count.is_some_and(|c| self.frames >= c) {
-                    break 'read;
+                    self.after_batch(&mut last_flush);
+                    continue;
                 }
             }
             if self.error.is_some() {
                 break;
             }
-            if last_flush.elapsed() >= FLUSH_INTERVAL {
-                self.flush_pcap();
-                last_flush = Instant::now();
-                self.publish();
-            } else {
-                self.publish_events();
+            if end.is_some() {
+                // Drained after the end; a ring's block that is still filling is handed over
+                // within RING_RETIRE_MS: wait that long once more before concluding.
+                if ring.is_none() || waited_after_end {
+                    break;
+                }
+                waited_after_end = true;
+                sys::wait_readable(&self.fd, 3 * RING_RETIRE_MS as i32);
+                continue;
             }
+            self.idle(&mut last_sweep);
+            self.flush_pcap();
+            self.publish();
+            last_flush = Instant::now();
+            sys::wait_readable(&self.fd, POLL_MS);
         }
+        drop(ring);
         self.p.finish(&mut self.finished);
         self.flush_pcap();
         self.publish();
+    }
+
+    /// One packet through the pipeline (and the pcap); false when reading ends here (it arrived
+    /// after the end, or `count` frames are read).
+    fn packet(&mut self, pk: Packet<'_>, end: Option<f64>) -> bool {
+        if self.opts.drop_outgoing && pk.pkttype == Some(PACKET_OUTGOING) {
+            return true;
+        }
+        let (sec, usec) = micro(pk.ts.unwrap_or_else(now_parts));
+        let ts = crate::pcap::ticks::pcap_seconds(sec, usec, 1_000_000);
+        if end.is_some_and(|e| ts > e) {
+            return false; // arrived after the end
+        }
+        let mut wirelen = pk.wirelen.unwrap_or(pk.data.len() as u32);
+        let data = match pk.vlan {
+            Some((tpid, tci)) if self.opts.linktype == 1 && pk.data.len() >= 12 => {
+                // The NIC stripped the 802.1Q tag into metadata; the frame on the wire had it
+                // (libpcap puts it back too).
+                self.scratch.clear();
+                self.scratch.extend_from_slice(&pk.data[..12]);
+                self.scratch.extend_from_slice(&tpid.to_be_bytes());
+                self.scratch.extend_from_slice(&tci.to_be_bytes());
+                self.scratch.extend_from_slice(&pk.data[12..]);
+                wirelen = wirelen.saturating_add(4);
+                &self.scratch[..]
+            }
+            _ => pk.data,
+        };
+        self.frames += 1;
+        if let Some(pcap) = self.pcap.as_mut() {
+            if let Err(e) = pcap.record(sec, usec, data, wirelen) {
+                self.error = Some(format!("{}: {e}", pcap.path));
+                self.pcap = None;
+            }
+        }
+        if let Some(err) = self
+            .p
+            .frame(data, self.opts.linktype, ts, self.frames, Some(wirelen))
+        {
+            let line = format!("frame {}: {err}; frame skipped", self.frames);
+            self.p.warn(line);
+        }
+        self.opts.count.is_none_or(|c| self.frames < c)
+    }
+
+    fn after_batch(&mut self, last_flush: &mut Instant) {
+        if last_flush.elapsed() >= FLUSH_INTERVAL {
+            self.flush_pcap();
+            *last_flush = Instant::now();
+            self.publish();
+        } else {
+            self.publish_events();
+        }
     }
 
     /// No packet queued: flows that ended `linger` ago (or went silent) leave at the current time,
@@ -404,6 +468,7 @@ impl Reader {
             out.open_flows = self.p.table.len();
             out.received = self.received;
             out.dropped = self.dropped;
+            out.ring = self.with_ring;
             if out.error.is_none() {
                 out.error = self.error.clone();
             }
@@ -445,6 +510,69 @@ fn micro((sec, nsec): (i64, i64)) -> (u32, u32) {
         usec -= 1_000_000;
     }
     (u32::try_from(sec).unwrap_or(0), usec as u32)
+}
+
+/// One packet as read, whichever way (ring or recvmmsg).
+struct Packet<'a> {
+    data: &'a [u8],
+    /// kernel receive stamp (seconds, nanoseconds)
+    ts: Option<(i64, i64)>,
+    wirelen: Option<u32>,
+    vlan: Option<(u16, u16)>,
+    /// sll_pkttype (PACKET_OUTGOING: a copy this host sent)
+    pkttype: Option<u8>,
+}
+
+/// Walk the packets of a TPACKET_V3 block (struct tpacket_block_desc, then struct tpacket3_hdr
+/// chained by tp_next_offset, each followed by its struct sockaddr_ll and, at tp_mac, the frame),
+/// every offset checked against the block; `f` returns false to stop.
+fn for_each_packet(block: &[u8], mut f: impl FnMut(Packet<'_>) -> bool) {
+    let (Some(num), Some(first)) = (ne_u32(block, 12), ne_u32(block, 16)) else {
+        return;
+    };
+    let mut at = first as usize;
+    for _ in 0..num {
+        let Some(h) = block.get(at..) else {
+            return;
+        };
+        let (Some(next), Some(sec), Some(nsec), Some(snap), Some(len), Some(status)) = (
+            ne_u32(h, 0),
+            ne_u32(h, 4),
+            ne_u32(h, 8),
+            ne_u32(h, 12),
+            ne_u32(h, 16),
+            ne_u32(h, 20),
+        ) else {
+            return;
+        };
+        let (Some(mac), Some(tci), Some(tpid)) = (ne_u16(h, 24), ne_u32(h, 32), ne_u16(h, 36))
+        else {
+            return;
+        };
+        let Some(data) = h.get(mac as usize..mac as usize + snap as usize) else {
+            return;
+        };
+        let vlan = (status & TP_STATUS_VLAN_VALID != 0).then(|| {
+            let tpid = if status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                tpid
+            } else {
+                0x8100
+            };
+            (tpid, tci as u16)
+        });
+        // struct sockaddr_ll at TPACKET_ALIGN(sizeof(struct tpacket3_hdr)) = 48
+        let pk = Packet {
+            data,
+            ts: Some((i64::from(sec), i64::from(nsec))),
+            wirelen: Some(len),
+            vlan,
+            pkttype: h.get(48 + 10).copied(),
+        };
+        if !f(pk) || next == 0 {
+            return;
+        }
+        at += next as usize;
+    }
 }
 
 /// What the control messages say about one packet.

@@ -56,6 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "over, the summary line on stderr")
     p.add_argument("--last", type=positive_int, default=DEFAULT_LAST, metavar="N",
                    help=f"flows shown in the closing table: the last N to finish (default {DEFAULT_LAST})")
+    p.add_argument("--reader", choices=("ring", "recvmmsg"), default="ring",
+                   help="how the engine reads the socket: a TPACKET_V3 ring mapped from the kernel "
+                        "(default; recvmmsg where the kernel refuses one) or recvmmsg batches")
     p.add_argument("-q", "--quiet", action="store_true", help="do not print transitions as they happen")
     p.add_argument("filter", nargs="*", metavar="FILTER",
                    help="tcpdump filter expression; the words are joined with spaces, e.g. tcp port 8080")
@@ -110,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
                                     count=args.count,
                                     write=None if write is None else (write.fileno(), args.write),
                                     jsonl=jsonl, events=not (args.quiet or jsonl),
-                                    keep_last=args.last, msl=args.msl)
+                                    keep_last=args.last, msl=args.msl, ring=args.reader == "ring")
         except OSError as err:
             _error(f"cannot capture on {args.iface}: {err.strerror or err}")
             return ExitStatus.UNAVAILABLE
@@ -199,6 +202,7 @@ def _summary(iface: str, live: Any, table: bool) -> str:
         text += f"; {plural(violations, 'violation')} (segments that fit no RFC 9293 transition)"
     if live.evicted:
         text += f"; {plural(live.evicted, 'flow')} finished early (more than max-open open)"
+    text += f"; read by {live.reader}"
     if live.events_dropped:
         text += f"; {plural(live.events_dropped, 'transition line')} not printed (the printer fell behind)"
     return text

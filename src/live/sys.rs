@@ -169,3 +169,153 @@ pub fn packet_stats(fd: &OwnedFd) -> io::Result<(u32, u32)> {
     }
     Ok((stats[0], stats[1]))
 }
+
+/// PACKET_VERSION, PACKET_RX_RING, TPACKET_V3 and the block status bits (if_packet.h).
+const PACKET_RX_RING: libc::c_int = 5;
+const PACKET_VERSION: libc::c_int = 10;
+const TPACKET_V3: libc::c_int = 2;
+const TP_STATUS_KERNEL: u32 = 0;
+const TP_STATUS_USER: u32 = 1;
+/// Where a block's status word sits: struct tpacket_block_desc { u32 version; u32 offset_to_priv;
+/// struct tpacket_hdr_v1 { u32 block_status; ... } }.
+const BLOCK_STATUS: usize = 8;
+
+/// struct tpacket_req3.
+#[repr(C)]
+struct Req3 {
+    block_size: libc::c_uint,
+    block_nr: libc::c_uint,
+    frame_size: libc::c_uint,
+    frame_nr: libc::c_uint,
+    retire_blk_tov: libc::c_uint,
+    sizeof_priv: libc::c_uint,
+    feature_req_word: libc::c_uint,
+}
+
+fn set_option<T>(fd: &OwnedFd, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: `value` is a live, initialised T and its size is passed with it; the kernel only
+    // reads that many bytes.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            SOL_PACKET,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A TPACKET_V3 receive ring mapped into this process: the kernel copies each packet into the
+/// current block (in the softirq that delivers it, on the sending CPU for `lo`) and hands the block
+/// over when it is full or `retire_ms` after its first packet. The reader walks a block's packets
+/// in place (safe code in live.rs, over the byte slice `block` returns) and gives it back.
+pub struct Ring {
+    map: *mut u8,
+    len: usize,
+    block_size: usize,
+    blocks: usize,
+    current: usize,
+}
+
+// SAFETY: the mapping belongs to this Ring alone (made in `new`, unmapped in Drop); moving the
+// Ring to the reader thread moves that ownership, and the borrows `block` hands out keep it on
+// one thread at a time.
+unsafe impl Send for Ring {}
+
+impl Ring {
+    /// Switch the socket to TPACKET_V3 and map a ring of `blocks` blocks of `block_size` bytes
+    /// (a multiple of the page size, each at least as large as the snapshot length).
+    pub fn new(fd: &OwnedFd, block_size: usize, blocks: usize, retire_ms: u32) -> io::Result<Ring> {
+        set_option(fd, PACKET_VERSION, &TPACKET_V3)?;
+        // V3 frames are of variable size; frame_size/frame_nr must still describe the blocks.
+        let frame_size = 2048;
+        let req = Req3 {
+            block_size: block_size as libc::c_uint,
+            block_nr: blocks as libc::c_uint,
+            frame_size,
+            frame_nr: (block_size / frame_size as usize * blocks) as libc::c_uint,
+            retire_blk_tov: retire_ms,
+            sizeof_priv: 0,
+            feature_req_word: 0,
+        };
+        set_option(fd, PACKET_RX_RING, &req)?;
+        let len = block_size * blocks;
+        // SAFETY: a new shared mapping of the socket's ring, `len` bytes as requested above; the
+        // kernel picks the address. The result is checked against MAP_FAILED.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Ring {
+            map: map.cast(),
+            len,
+            block_size,
+            blocks,
+            current: 0,
+        })
+    }
+
+    fn status_word(&self) -> *mut u32 {
+        // SAFETY: current < blocks, so the offset stays inside the mapping; block starts are
+        // page-aligned, so the u32 at offset 8 is aligned.
+        unsafe {
+            self.map
+                .add(self.current * self.block_size + BLOCK_STATUS)
+                .cast()
+        }
+    }
+
+    /// The current block, once the kernel has handed it to user space; None while it still fills.
+    pub fn block(&self) -> Option<&[u8]> {
+        // SAFETY: the status word is inside the mapping (status_word); the kernel writes it
+        // concurrently, hence a volatile read, and the acquire fence orders the reads of the
+        // block's contents after it (the kernel's release pairs with it).
+        let status = unsafe { std::ptr::read_volatile(self.status_word()) };
+        std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+        if status & TP_STATUS_USER == 0 {
+            return None;
+        }
+        // SAFETY: the block lies inside the mapping, which lives as long as `self`. While its
+        // status is TP_STATUS_USER the kernel does not write to it (it waits for `release`), so
+        // the bytes do not change under the shared borrow.
+        Some(unsafe {
+            std::slice::from_raw_parts(
+                self.map.add(self.current * self.block_size),
+                self.block_size,
+            )
+        })
+    }
+
+    /// Give the current block back to the kernel and move to the next.
+    pub fn release(&mut self) {
+        std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
+        // SAFETY: as in `block`; the release fence keeps our reads of the block before the
+        // kernel may see it free again.
+        unsafe { std::ptr::write_volatile(self.status_word(), TP_STATUS_KERNEL) };
+        self.current = (self.current + 1) % self.blocks;
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, with its length; no slice from `block` outlives
+        // `self` (they borrow it).
+        unsafe {
+            libc::munmap(self.map.cast(), self.len);
+        }
+    }
+}

@@ -41,7 +41,7 @@ impl Live {
 impl Live {
     #[new]
     #[pyo3(signature = (fd, linktype, *, snaplen=262144, loopback=false, count=None, write=None,
-        jsonl=false, events=true, keep_last=50, msl=crate::flows::DEFAULT_MSL,
+        jsonl=false, events=true, keep_last=50, ring=true, msl=crate::flows::DEFAULT_MSL,
         linger=crate::flows::DEFAULT_LINGER, idle_timeout=crate::flows::DEFAULT_IDLE_TIMEOUT,
         max_open=crate::flows::DEFAULT_MAX_OPEN, check_checksums=false))]
     #[allow(clippy::too_many_arguments)]
@@ -55,6 +55,7 @@ impl Live {
         jsonl: bool,
         events: bool,
         keep_last: usize,
+        ring: bool,
         msl: f64,
         linger: f64,
         idle_timeout: f64,
@@ -80,6 +81,7 @@ impl Live {
             jsonl,
             events,
             keep_last,
+            ring,
             analysis,
         };
         // An OSError (errno and message) for a descriptor or file that cannot be used.
@@ -207,6 +209,15 @@ impl Live {
             }
         }
         Ok(d)
+    }
+    /// "tpacket-v3" (a ring mapped from the kernel) or "recvmmsg": how the packets were read.
+    #[getter]
+    fn reader(&self) -> &'static str {
+        if self.get(|s| s.ring) {
+            "tpacket-v3"
+        } else {
+            "recvmmsg"
+        }
     }
     /// Why the capture stopped early (the socket or the pcap file failed), or None.
     #[getter]
