@@ -5,11 +5,15 @@
 //! the transitions as they become final, the finished flows (written as JSON Lines by the caller's
 //! thread, in bounded chunks; or counted and the last few kept for the closing table), the counters and the kernel's drop counts.
 //!
-//! Why `recvmmsg` and not a TPACKET_V3 ring: one call takes up to `BATCH` packets (one system call
-//! per batch instead of per packet), it needs no ring geometry and no block-timeout latency (a V3
-//! block is handed over only when full or after its timeout, which a live view feels as lag), and
-//! the socket's receive buffer (64 MiB by default, set by the edge) is the queue that absorbs a
-//! burst while the engine works. bench/live_load.py measures whether that keeps up.
+//! How packets are read: through a TPACKET_V3 ring by default, `recvmmsg` batches of 64 where the
+//! kernel refuses a ring (or when asked). Both were built and measured with bench/live_load.py
+//! (README, "Live capture at load"): at 265-290k packets/s from `tcpreplay --topspeed` both kept every
+//! packet, but recvmmsg cost 3.3 s of CPU per million packets and the ring 1.7 s: with a ring the
+//! kernel copies each packet into the mapped block in the softirq that delivers it (on `lo`, the
+//! sender's CPU) and this thread walks the block without a system call per packet. A block is handed
+//! over when full or RING_RETIRE_MS after its first packet: the lag a live view shows. One thread
+//! reads and analyzes; the 64 MiB ring (or the socket's 64 MiB buffer) is the queue that absorbs a
+//! burst while the engine works, so the kernel never waits for the analysis.
 //!
 //! Memory: the flow table runs in streaming mode (linger, idle timeout, max_open, as `analyze`),
 //! finished flows leave it at once; only the last `keep_last` are kept, for the table at the end.
@@ -787,6 +791,91 @@ mod tests {
         buf[0] = 0xff; // a length beyond the buffer
         assert_eq!(control_messages(&buf), Meta::default());
         assert_eq!(pkttype(&[0; 4]), None);
+    }
+
+    /// A TPACKET_V3 block as the kernel lays it out: descriptor, then each packet's header,
+    /// sockaddr_ll at 48 and the frame at tp_mac, chained by tp_next_offset.
+    fn block(frames: &[(&[u8], u32, u8)]) -> Vec<u8> {
+        let mut b = vec![0u8; 48];
+        b[12..16].copy_from_slice(&(frames.len() as u32).to_ne_bytes());
+        b[16..20].copy_from_slice(&48u32.to_ne_bytes());
+        for (i, (data, status, pkttype)) in frames.iter().enumerate() {
+            let start = b.len();
+            let mac = 80usize;
+            let size = (mac + data.len() + 15) & !15;
+            b.resize(start + size, 0);
+            let h = &mut b[start..];
+            let next = if i + 1 == frames.len() {
+                0
+            } else {
+                size as u32
+            };
+            h[0..4].copy_from_slice(&next.to_ne_bytes());
+            h[4..8].copy_from_slice(&1_700_000_000u32.to_ne_bytes());
+            h[8..12].copy_from_slice(&(i as u32 * 1000).to_ne_bytes());
+            h[12..16].copy_from_slice(&(data.len() as u32).to_ne_bytes());
+            h[16..20].copy_from_slice(&(data.len() as u32 + 100).to_ne_bytes());
+            h[20..24].copy_from_slice(&status.to_ne_bytes());
+            h[24..26].copy_from_slice(&(mac as u16).to_ne_bytes());
+            h[32..36].copy_from_slice(&7u32.to_ne_bytes());
+            h[58] = *pkttype;
+            h[mac..mac + data.len()].copy_from_slice(data);
+        }
+        b
+    }
+
+    #[test]
+    fn ring_blocks_are_walked_packet_by_packet() {
+        let b = block(&[
+            (b"first", 0, 0),
+            (b"second", TP_STATUS_VLAN_VALID, PACKET_OUTGOING),
+        ]);
+        let mut seen = Vec::new();
+        for_each_packet(&b, |p| {
+            seen.push((p.data.to_vec(), p.ts, p.wirelen, p.vlan, p.pkttype));
+            true
+        });
+        assert_eq!(
+            seen,
+            vec![
+                (
+                    b"first".to_vec(),
+                    Some((1_700_000_000, 0)),
+                    Some(105),
+                    None,
+                    Some(0)
+                ),
+                (
+                    b"second".to_vec(),
+                    Some((1_700_000_000, 1000)),
+                    Some(106),
+                    Some((0x8100, 7)),
+                    Some(PACKET_OUTGOING)
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cut_or_lying_ring_block_stops_the_walk_not_the_program() {
+        let b = block(&[(b"first", 0, 0), (b"second", 0, 0)]);
+        for cut in 0..b.len() {
+            for_each_packet(&b[..cut], |_| true);
+        }
+        let mut lying = b.clone();
+        lying[12..16].copy_from_slice(&u32::MAX.to_ne_bytes()); // more packets than there are
+        let mut n = 0;
+        for_each_packet(&lying, |_| {
+            n += 1;
+            true
+        });
+        assert_eq!(n, 2);
+        let mut stop_early = 0;
+        for_each_packet(&b, |_| {
+            stop_early += 1;
+            false
+        });
+        assert_eq!(stop_early, 1);
     }
 
     #[test]
