@@ -10,6 +10,8 @@ pub mod decode;
 pub mod endpoint;
 pub mod flow;
 pub mod flows;
+#[cfg(target_os = "linux")]
+pub mod live;
 pub mod negotiation;
 pub mod observe;
 pub mod p0f;

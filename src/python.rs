@@ -16,6 +16,9 @@ use crate::flows::{RowFilter, TableOptions};
 use crate::record::{write_csv_cell, Value};
 use crate::states::{rows, ALL_CUES, ALL_STATES};
 
+#[cfg(target_os = "linux")]
+mod live;
+
 create_exception!(
     handshake_probe._engine,
     EngineError,
@@ -319,13 +322,7 @@ impl Analysis {
 #[pyclass(unsendable, module = "handshake_probe._engine")]
 struct Engine {
     linktype: u32,
-    table: crate::flows::FlowTable,
-    decoder: crate::decode::Decoder,
-    frames: u64,
-    segments: u64,
-    skipped: [u64; SKIP_REASONS.len()],
-    warnings: Vec<String>,
-    violations: u64,
+    p: crate::analysis::Pipeline,
     kept: std::collections::HashMap<u64, crate::flow::Flow>,
     keep_rows: RowFilter,
     ready: Vec<Value>,
@@ -333,20 +330,21 @@ struct Engine {
 
 impl Engine {
     fn take(&mut self, flow: crate::flow::Flow) {
-        self.violations += flow.violation_count;
         self.ready.push(flow.record());
         if self.keep_rows.keeps(flow.number) {
             self.kept.insert(flow.number, flow);
         }
     }
     fn drain_events(&mut self) -> Vec<Value> {
-        self.table
+        self.p
+            .table
             .drain_events()
             .map(|e| crate::rows::event_value(&e))
             .collect()
     }
     fn collect(&mut self) {
-        let done: Vec<crate::flow::Flow> = self.table.drain_finished().collect();
+        let mut done = Vec::new();
+        self.p.finished(&mut done);
         for f in done {
             self.take(f);
         }
@@ -386,16 +384,7 @@ impl Engine {
         );
         Ok(Engine {
             linktype,
-            table: crate::flows::FlowTable::new(
-                opts.table,
-                crate::analysis::default_observers(check_checksums),
-            ),
-            decoder: crate::decode::Decoder::new(check_checksums),
-            frames: 0,
-            segments: 0,
-            skipped: [0; SKIP_REASONS.len()],
-            warnings: Vec::new(),
-            violations: 0,
+            p: crate::analysis::Pipeline::new(&opts),
             kept: Default::default(),
             keep_rows: filter,
             ready: Vec::new(),
@@ -415,30 +404,12 @@ impl Engine {
         wirelen: Option<u32>,
         frame: Option<u64>,
     ) -> PyResult<PyObject> {
-        self.frames += 1;
-        let frame = frame.unwrap_or(self.frames);
+        let frame = frame.unwrap_or(self.p.c.frames + 1);
         let events = guard(
             || format!("frame {frame}"),
             || {
-                match self.decoder.decode(data, self.linktype, ts, frame, wirelen) {
-                    Ok(crate::decode::Decoded::Segment(seg)) => {
-                        self.segments += 1;
-                        self.table.add(seg);
-                        for seg in self.decoder.take_extra() {
-                            self.segments += 1;
-                            self.table.add(seg);
-                        }
-                    }
-                    Ok(crate::decode::Decoded::Skip(why)) => {
-                        self.skipped[crate::analysis::skip_index(why)] += 1
-                    }
-                    Err(err) => {
-                        self.skipped[crate::analysis::MALFORMED] += 1;
-                        if self.warnings.len() < crate::analysis::MAX_FRAME_WARNINGS {
-                            self.warnings
-                                .push(format!("frame {frame}: {err}; frame skipped"));
-                        }
-                    }
+                if let Some(err) = self.p.frame(data, self.linktype, ts, frame, wirelen) {
+                    self.p.warn(format!("frame {frame}: {err}; frame skipped"));
                 }
                 let events = self.drain_events();
                 self.collect();
@@ -457,8 +428,14 @@ impl Engine {
     /// End of input: the 2MSL timers the capture outlived; returns every record not yet handed out,
     /// in flow order (non-streaming) or finishing order (streaming).
     fn finish(&mut self, py: Python<'_>) -> PyResult<PyObject> {
-        let rest = guard(|| "finish".to_string(), || Ok(self.table.finish()))?;
-        self.collect();
+        let mut rest = Vec::new();
+        guard(
+            || "finish".to_string(),
+            || {
+                self.p.finish(&mut rest);
+                Ok(())
+            },
+        )?;
         for f in rest {
             self.take(f);
         }
@@ -483,32 +460,32 @@ impl Engine {
 
     #[getter]
     fn frames(&self) -> u64 {
-        self.frames
+        self.p.c.frames
     }
     #[getter]
     fn segments(&self) -> u64 {
-        self.segments
+        self.p.c.segments
     }
     #[getter]
     fn skipped<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        skipped_dict(py, &self.skipped)
+        skipped_dict(py, &self.p.c.skipped)
     }
     #[getter]
     fn warnings(&self) -> Vec<String> {
-        self.warnings.clone()
+        self.p.c.warnings.clone()
     }
     #[getter]
     fn flow_count(&self) -> u64 {
-        self.table.count
+        self.p.table.count
     }
     /// Flows finished early because more than `max_open` were open (as Analysis.evicted).
     #[getter]
     fn evicted(&self) -> u64 {
-        self.table.evicted
+        self.p.table.evicted
     }
     #[getter]
     fn violations(&self) -> u64 {
-        self.violations
+        self.p.c.violations
     }
 }
 
@@ -762,6 +739,8 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     add_vocabulary(m)?;
     m.add_class::<Analysis>()?;
     m.add_class::<Engine>()?;
+    #[cfg(target_os = "linux")]
+    m.add_class::<live::Live>()?;
     m.add_function(wrap_pyfunction!(csv_header, m)?)?;
     m.add_function(wrap_pyfunction!(decode, m)?)?;
     m.add_function(wrap_pyfunction!(p0f_db_signatures, m)?)?;

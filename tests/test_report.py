@@ -427,6 +427,26 @@ def test_capture_report_holds_what_was_captured(tmp_path: Path) -> None:
     assert flows["cl"] == [r["client"] for r in records]
 
 
+def test_capture_report_without_w_leaves_no_pcap_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_live import CaptureCommand, EchoServer, echo_once, needs_raw
+    if needs_raw.args[0]:
+        pytest.skip(needs_raw.kwargs["reason"])
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))      # the capture's temporary pcap goes here
+    page = tmp_path / "live.html"
+    with EchoServer() as address:
+        cmd = CaptureCommand(["-q", "--duration", "2", "--report", str(page), f"tcp port {address[1]}"])
+        cmd.wait_listening()
+        for _ in range(3):
+            echo_once(address)
+        rc, out, err = cmd.finish()
+    assert rc == 0, err
+    assert f"wrote {page}: 3 flows\n" in out
+    assert head_of(page)["flows"]["n"] == [1, 2, 3]
+    assert list(scratch.iterdir()) == []             # the temporary pcap is gone
+
+
 def test_probe_sources_one_per_scenario() -> None:
     from handshake_probe.report.hooks import probe_sources
     from handshake_probe.prober.verdict import Analysis

@@ -1,5 +1,6 @@
 """The `--report FILE` option of the commands that analyze as they go (`capture`, `probe`): one call at
-the end with what they already hold, the records and the rows, so the hook stays one line in each."""
+the end with what they already hold (`capture`: the pcap of the frames it captured; `probe`: each
+scenario's records and rows), so the hook stays a few lines in each."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from handshake_probe.messages import error, plural
 from handshake_probe.report.data import Source
 from handshake_probe.report.page import write_report
 
-__all__ = ["report_sources", "report_records", "probe_sources"]
+__all__ = ["report_sources", "probe_sources"]
 
 
 def report_sources(path: str, sources: Sequence[Source], title: str) -> bool:
@@ -22,15 +23,6 @@ def report_sources(path: str, sources: Sequence[Source], title: str) -> bool:
         return False
     print(f"wrote {path}: {plural(count, 'flow')}", flush=True)
     return True
-
-
-def report_records(path: str, name: str, records: Iterable[Mapping[str, Any]], rows: Any,
-                   counters: Optional[Mapping[str, Any]] = None) -> bool:
-    """`capture --report FILE`: the records of one capture and their rows (a mapping flow number ->
-    rows, or a callable such as an Engine's `rows`)."""
-    get = rows.get if isinstance(rows, Mapping) else rows
-    flows: Sequence[Tuple[Mapping[str, Any], Any]] = [(rec, get(rec["flow"])) for rec in records]
-    return report_sources(path, [Source(name, flows, dict(counters or {}))], f"handshake-probe: {name}")
 
 
 def probe_sources(outcomes: Sequence[Any]) -> Sequence[Source]:
