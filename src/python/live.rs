@@ -71,6 +71,7 @@ impl Live {
             RowFilter::None,
             events,
             check_checksums,
+            None, // p0f labels: capture has no --p0f-db (the raw signatures are in every record)
         );
         let opts = LiveOptions {
             linktype,
