@@ -18,6 +18,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import pytest
 
 import handshake_probe
+from handshake_probe.views.table import window_cell
 from handshake_probe.report import Source, write_report, write_report_from
 from handshake_probe.views.ladder_svg import ladder_svg
 
@@ -208,6 +209,7 @@ def check_flow_view(browser: Any, rec: Dict[str, Any], rows: List[Dict[str, Any]
         assert int(cells[0]) == row["frame"]
         assert cells[3:5] == [row["tcpdump_flags"], row["flag_names"]]
         assert cells[7] == str(row["seq"])
+        assert cells[10] == window_cell(row)         # the scaled window, as `--flow N` shows it
         assert cells[11] == row["client_state"] + (" *" if "client" in moved else "")
         assert cells[12] == row["server_state"] + (" *" if "server" in moved else "")
         assert cells[13] == "; ".join(row["notes"])
@@ -379,11 +381,19 @@ def test_negotiation_is_shown_when_the_record_has_it(browser: Any, tmp_path: Pat
     js(browser, "window.hpReport.open(0)")
     text = js(browser, "return document.getElementById('fv-negotiation').textContent")
     assert "mss,sok,ts,nop,ws" in text and "window_scale_one_side" in text and "not seen" not in text.split("server")[0]
-    # Without it (today's records) the view has no such section and the page works.
+    # The capture's own record carries the engine's negotiation: shown with its in-effect values.
     out = make_report(tmp_path, "echo-client-close.pcap")
     open_page(browser, out)
     js(browser, "window.hpReport.open(0)")
+    text = js(browser, "return document.getElementById('fv-negotiation').textContent")
+    assert records[0]["negotiation"]["client"]["p0f"] in text and "window_scaling=true" in text
+    # Without it (records of an older version) the view has no such section and the page works.
+    out = tmp_path / "old.html"
+    write_report_from(out, "old", [{k: v for k, v in records[0].items() if k != "negotiation"}], rows)
+    open_page(browser, out)
+    js(browser, "window.hpReport.open(0)")
     assert js(browser, "return document.getElementById('fv-negotiation').textContent") == ""
+    assert js(browser, "return document.querySelectorAll('#fv-segments tbody tr').length") == len(rows[records[0]["flow"]])
 
 
 def test_print_hides_the_controls(browser: Any, tmp_path: Path) -> None:

@@ -134,8 +134,10 @@ class Packer:
         - `tr`: transitions, [frame, code] or [frame, code, time] when the time is not its frame's
           (timers: frame null); code = ((cause * R + from) * R + to) * 2 + endpoint;
         - `rows`: [frame - previous frame, time, flags * 2 + from_client, seq, ack, len, window,
-          (client state * R + server state) * 4 + moved, notes?], seq as relative when the ISN gives the
-          absolute back, else [absolute, relative]; ack likewise against the other side's ISN.
+          (client state * R + server state) * 4 + moved, notes?, syn options?], seq as relative when the
+          ISN gives the absolute back, else [absolute, relative]; ack likewise against the other side's
+          ISN; window as [raw, shift] where a window scale is in effect (RFC 7323 §2.3), else raw;
+          syn options (a SYN's offer, `mss 65495 ws 7 sack ts`) as a string index, notes then [] if none.
         """
         t0 = rec["first_ts"]
         extra = {k: v for k, v in rec.items() if k not in _PACKED}
@@ -173,10 +175,15 @@ class Packer:
                 ack = [row["ack"], row["rel_ack"]]
             flags = self.s(f"{row['tcpdump_flags']} {row['flag_names']}")
             states = (self._state(row["client_state"]) * _RADIX + self._state(row["server_state"])) * 4 + moved
+            shift = row.get("window_scale")
+            window: Any = row["window"] if shift is None else [row["window"], shift]
             entry: List[Any] = [row["frame"] - frame, _time(row["ts"], t0), flags * 2 + (1 - side), seq, ack,
-                                row["len"], row["window"], states]
-            if row["notes"]:
+                                row["len"], window, states]
+            options = row.get("syn_options")
+            if row["notes"] or options:
                 entry.append(list(row["notes"]))
+            if options:
+                entry.append(self.s(options))
             packed.append(entry)
             frame = row["frame"]
             row_ts.setdefault(frame, row["ts"])

@@ -70,7 +70,7 @@ const HPLadder = (function () {
     return "ack";
   }
   function number(abs, rel, absolute) { return absolute || rel === null ? abs : rel; }
-  function label(step) { return "[" + step.flags + "] " + numbers(step); }
+  function label(step) { return "[" + step.flags + "] " + numbers(step) + (step.options ? " " + step.options : ""); }
   function numbers(step) {
     let text = "seq=" + step.seq;
     if (step.ack !== null) text += " ack=" + step.ack;
@@ -130,7 +130,8 @@ const HPLadder = (function () {
       const ack = row.ack === null ? null : number(row.ack, row.rel_ack, absolute);
       lad.items.push({type: "step", frame: frame, ms: row.ms, from_client: row.from_client,
         flags: row.tcpdump_flags, kind: kind(row.flag_names), seq: number(row.seq, row.rel_seq, absolute),
-        ack: ack, length: row.len, client_states: entered.client, server_states: entered.server, notes: notes});
+        ack: ack, length: row.len, client_states: entered.client, server_states: entered.server, notes: notes,
+        options: row.syn_options || ""});
     }
     for (const t of flow.transitions) {
       if (t.frame === null) {
@@ -208,7 +209,8 @@ const HPLadder = (function () {
       out.push('<text x="' + num(mx) + '" y="' + num(my - 6) + '" font-size="12" text-anchor="middle" ' +
         'fill="#212121" transform="rotate(' + pyFixed(angle, 2) + " " + num(mx) + " " + num(my) + ')">' +
         '<tspan font-weight="bold" fill="' + colour + '">[' + escape(step.flags) + "]</tspan> " +
-        escape(numbers(step)) + "</text>");
+        escape(numbers(step)) +
+        (step.options ? ' <tspan class="options" fill="#5d4037">' + escape(step.options) + "</tspan>" : "") + "</text>");
       out.push("</g>");
     };
 

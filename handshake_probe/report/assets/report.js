@@ -12,6 +12,8 @@
   const MANY = D.sources.length > 1;
   const $ = id => document.getElementById(id);
   const esc = s => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+  // views/table.py window_cell: tshark's calculated window with the header value and shift beside it.
+  const windowText = r => !r.window_scale ? String(r.window) : r.window_scaled + " (" + r.window + "<<" + r.window_scale + ")";
   const fmt = n => Number(n).toLocaleString("en-US");
   const plural = (n, word) => fmt(n) + " " + word + (n === 1 ? "" : "s");
   const fixed = HPLadder.pyFixed;
@@ -380,10 +382,11 @@
       const side = r[2] & 1 ? 0 : 1, fl = S[r[2] >> 1], cut = fl.indexOf(" ");
       const seq = Array.isArray(r[3]) ? r[3] : [(d.isn[side] + r[3]) % MOD, r[3]];
       const ack = r[4] === null ? [null, null] : Array.isArray(r[4]) ? r[4] : [(d.isn[1 - side] + r[4]) % MOD, r[4]];
-      const st = r[7];
+      const st = r[7], win = Array.isArray(r[6]) ? r[6] : [r[6], null];
       if (!whenOf.has(frame)) whenOf.set(frame, r[1]);
       return {frame: frame, ms: ms(r[1]), from_client: side === 0, tcpdump_flags: fl.slice(0, cut), flag_names: fl.slice(cut + 1),
-        seq: seq[0], rel_seq: seq[1], ack: ack[0], rel_ack: ack[1], len: r[5], window: r[6],
+        seq: seq[0], rel_seq: seq[1], ack: ack[0], rel_ack: ack[1], len: r[5], window: win[0], window_scale: win[1],
+        window_scaled: win[1] === null ? null : win[0] * 2 ** win[1], syn_options: r[9] === undefined ? "" : S[r[9]],
         client_state: D.states[Math.floor(st / 4 / R)], server_state: D.states[Math.floor(st / 4) % R], moved: st & 3, notes: r[8] || []};
     });
     const transitions = d.tr.map(t => {
@@ -456,7 +459,7 @@
       return '<tr data-frame="' + r.frame + '"><td>' + r.frame + '</td><td class="num">' + fixed(r.ms, 3) + "</td><td>" + dir +
         "</td><td>" + esc(r.tcpdump_flags) + "</td><td>" + esc(r.flag_names) + '</td><td class="num">' + (r.rel_seq === null ? "" : r.rel_seq) +
         '</td><td class="num">' + (r.rel_ack === null ? "" : r.rel_ack) + '</td><td class="num">' + r.seq + '</td><td class="num">' + (r.ack === null ? "" : r.ack) +
-        '</td><td class="num">' + r.len + '</td><td class="num">' + r.window + '</td><td class="state' + (r.moved & 1 ? " moved" : "") + '" data-endpoint="client">' + esc(r.client_state) +
+        '</td><td class="num">' + r.len + '</td><td class="num">' + esc(windowText(r)) + '</td><td class="state' + (r.moved & 1 ? " moved" : "") + '" data-endpoint="client">' + esc(r.client_state) +
         (r.moved & 1 ? " *" : "") + '</td><td class="state' + (r.moved & 2 ? " moved" : "") + '" data-endpoint="server">' + esc(r.server_state) + (r.moved & 2 ? " *" : "") +
         '</td><td class="note">' + esc(r.notes.join("; ")) + "</td></tr>";
     });
