@@ -40,7 +40,12 @@ fn outcome(out: &mut String, d: &Result<Decoded, DecodeError>) {
     match d {
         Ok(Decoded::Segment(s)) => {
             let o = &s.options;
-            let sack: Vec<String> = o.sack.iter().map(|(a, b)| format!("{a}:{b}")).collect();
+            let sack: Vec<String> = o
+                .sack
+                .iter()
+                .flatten()
+                .map(|(a, b)| format!("{a}:{b}"))
+                .collect();
             let _ = write!(
                 out,
                 "S {} {:016x} {} {} {} {} {} {} {} {} {} {} {} {} {} [{}] {} {} {} {}",

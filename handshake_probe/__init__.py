@@ -4,9 +4,12 @@ The public API is the engine's narrow boundary (everything per packet runs in Ru
 
 - `analyze(path, **options)`: an iterator of flow records (dicts, the JSON contract); after it is
   exhausted its attributes tell `frames`, `segments`, `skipped`, `warnings`, `error`, `flow_count`,
-  `evicted`, `violations`, `damaged`; `rows(n)` gives a kept flow's segments (`keep_rows=[n]`).
+  `evicted`, `violations`, `damaged`; `rows(n)` gives a kept flow's segments (`keep_rows=[n]`),
+  `take_rows(n)` the same and forgets them.
 - the vocabulary, defined once in the engine: `STATES`, `CUES`, `TRANSITIONS` ((state, cue) -> state),
-  `CLOSE_KINDS`, `CONN_STATES`, `ANOMALY_KINDS`, `FLAGS`.
+  `CLOSE_KINDS`, `CONN_STATES`, `ANOMALY_KINDS`, `FLAGS`, `NEGOTIATION_WARNINGS` (the kinds of
+  `negotiation.warnings`, `synack_enables_unoffered:<option>` with an option from `NEGOTIATION_OPTIONS`),
+  `NEGOTIATION_FIELDS`.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ __version__ = "0.1.0"
 
 _VOCABULARY = ("STATES", "CUES", "CLOSE_KINDS", "CONN_STATES", "ANOMALY_KINDS", "FLAGS", "CSV_COLUMNS",
                "TRANSITION_ROWS", "DEFAULT_MSL", "DEFAULT_LINGER", "DEFAULT_IDLE_TIMEOUT",
-               "DEFAULT_MAX_OPEN")
+               "DEFAULT_MAX_OPEN", "NEGOTIATION_WARNINGS", "NEGOTIATION_OPTIONS", "NEGOTIATION_FIELDS")
 
 
 def analyze(path: Union[str, "os.PathLike[str]"], **options: Any) -> Any:

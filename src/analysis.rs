@@ -7,7 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
-use crate::decode::{Decoded, Decoder, Skip};
+use crate::decode::{DecodeError, Decoded, Decoder, Skip};
 use crate::flow::Flow;
 use crate::flows::{FlowTable, ObserverFactory, RowFilter, TableOptions};
 use crate::observe::Observer;
@@ -118,15 +118,100 @@ struct Batch {
     panic: Option<String>,
 }
 
+/// One frame through decode and the flow table: the step every input shares (files on the worker
+/// thread below, frames fed one at a time by `Engine.feed`, the live reader in `live.rs`), so the
+/// counters and the decode-to-table rule exist once.
+pub struct Pipeline {
+    pub table: FlowTable,
+    pub decoder: Decoder,
+    pub c: Counters,
+}
+
+impl Pipeline {
+    pub fn new(opts: &Options) -> Pipeline {
+        Pipeline {
+            table: FlowTable::new(opts.table.clone(), default_observers(opts.check_checksums)),
+            decoder: Decoder::new(opts.check_checksums),
+            c: Counters::default(),
+        }
+    }
+
+    /// Decode one frame and hand its segment(s) to the flow table; a skipped frame is counted by
+    /// reason. A malformed one is counted and its error returned, for the caller to say where
+    /// it was (file offset, frame number) in its own words.
+    #[inline]
+    pub fn frame(
+        &mut self,
+        data: &[u8],
+        linktype: u32,
+        ts: f64,
+        frame: u64,
+        wirelen: Option<u32>,
+    ) -> Option<DecodeError> {
+        self.c.frames += 1;
+        match self.decoder.decode(data, linktype, ts, frame, wirelen) {
+            Ok(Decoded::Segment(seg)) => {
+                self.c.segments += 1;
+                self.table.add(seg);
+                if self.decoder.has_extra() {
+                    for seg in self.decoder.take_extra() {
+                        self.c.segments += 1;
+                        self.table.add(seg);
+                    }
+                }
+                None
+            }
+            Ok(Decoded::Skip(why)) => {
+                self.c.skipped[skip_index(why)] += 1;
+                None
+            }
+            Err(err) => {
+                self.c.skipped[MALFORMED] += 1;
+                Some(err)
+            }
+        }
+    }
+
+    /// Keep a warning line unless MAX_FRAME_WARNINGS are kept already (the rest are counted).
+    pub fn warn(&mut self, line: String) {
+        if self.c.warnings.len() < MAX_FRAME_WARNINGS {
+            self.c.warnings.push(line);
+        }
+    }
+
+    /// The flows the table let go since the last call (their violations counted).
+    pub fn finished(&mut self, out: &mut Vec<Flow>) {
+        for flow in self.table.drain_finished() {
+            self.c.violations += flow.violation_count;
+            out.push(flow);
+        }
+    }
+
+    /// End of input: the 2MSL timers the input outlived fire; every flow still held goes to `out`
+    /// (finishing order when streaming, flow order otherwise).
+    pub fn finish(&mut self, out: &mut Vec<Flow>) {
+        let rest = self.table.finish();
+        self.finished(out);
+        for flow in rest {
+            self.c.violations += flow.violation_count;
+            out.push(flow);
+        }
+    }
+
+    /// The table's counters copied into `c` (for a snapshot handed to another thread).
+    pub fn sync_counts(&mut self) {
+        self.c.flow_count = self.table.count;
+        self.c.evicted = self.table.evicted;
+    }
+}
+
 /// The per-packet side, on its own thread: read, decode, flow table, records. Records are plain
 /// values, so they cross to the caller's thread, which writes them (JSON Lines, CSV, Python
 /// objects) while this thread goes on with the next packets: the two cores share the work.
 struct Worker {
     input: Input,
-    table: FlowTable,
-    decoder: Decoder,
+    p: Pipeline,
     path: String,
-    c: Counters,
 }
 
 impl Worker {
@@ -138,44 +223,23 @@ impl Worker {
         let mut at_end = false;
         for _ in 0..max_frames {
             let malformed = match self.input.next_frame() {
-                Ok(Some(f)) => {
-                    self.c.frames += 1;
-                    match self
-                        .decoder
-                        .decode(f.data, f.linktype, f.ts, f.frame, Some(f.wirelen))
-                    {
-                        Ok(Decoded::Segment(seg)) => {
-                            self.c.segments += 1;
-                            self.table.add(seg);
-                            if self.decoder.has_extra() {
-                                for seg in self.decoder.take_extra() {
-                                    self.c.segments += 1;
-                                    self.table.add(seg);
-                                }
-                            }
-                            None
-                        }
-                        Ok(Decoded::Skip(why)) => {
-                            self.c.skipped[skip_index(why)] += 1;
-                            None
-                        }
-                        Err(err) => {
-                            self.c.skipped[MALFORMED] += 1;
-                            Some(format!(
-                                "{}: {}: {}; frame skipped",
-                                self.path,
-                                where_(f.offset, Some(f.frame)),
-                                err
-                            ))
-                        }
-                    }
-                }
+                Ok(Some(f)) => self
+                    .p
+                    .frame(f.data, f.linktype, f.ts, f.frame, Some(f.wirelen))
+                    .map(|err| {
+                        format!(
+                            "{}: {}: {}; frame skipped",
+                            self.path,
+                            where_(f.offset, Some(f.frame)),
+                            err
+                        )
+                    }),
                 Ok(None) => {
                     at_end = true;
                     None
                 }
                 Err(e) => {
-                    self.c.error = Some(e.to_string());
+                    self.p.c.error = Some(e.to_string());
                     at_end = true;
                     None
                 }
@@ -187,34 +251,16 @@ impl Worker {
             }
         }
         for w in lines {
-            if self.c.warnings.len() < MAX_FRAME_WARNINGS {
-                self.c.warnings.push(w);
-            }
+            self.p.warn(w);
         }
-        self.collect(batch);
         if at_end {
-            let rest = self.table.finish();
-            self.collect(batch);
-            for flow in rest {
-                self.take(flow, batch);
-            }
+            self.p.finish(&mut batch.flows);
+        } else {
+            self.p.finished(&mut batch.flows);
         }
-        self.c.flow_count = self.table.count;
-        self.c.evicted = self.table.evicted;
-        self.c.offset = self.input.offset();
+        self.p.sync_counts();
+        self.p.c.offset = self.input.offset();
         at_end
-    }
-
-    fn collect(&mut self, batch: &mut Batch) {
-        let done: Vec<Flow> = self.table.drain_finished().collect();
-        for flow in done {
-            self.take(flow, batch);
-        }
-    }
-
-    fn take(&mut self, flow: Flow, batch: &mut Batch) {
-        self.c.violations += flow.violation_count;
-        batch.flows.push(flow);
     }
 
     fn run(mut self, tx: SyncSender<Batch>) {
@@ -234,11 +280,11 @@ impl Worker {
                         .map(|s| s.to_string())
                         .or_else(|| payload.downcast_ref::<String>().cloned())
                         .unwrap_or_else(|| "panic".into());
-                    batch.panic = Some(format!("frame {}: {}", self.c.frames, msg));
+                    batch.panic = Some(format!("frame {}: {}", self.p.c.frames, msg));
                     batch.done = true;
                 }
             }
-            batch.counters = self.c.clone();
+            batch.counters = self.p.c.clone();
             let done = batch.done;
             if tx.send(batch).is_err() || done {
                 return; // the caller went away (stopped iterating), or the input ended
@@ -296,10 +342,8 @@ impl FileAnalysis {
                 // The flow table is built on the worker's thread: flows never cross threads.
                 let worker = Worker {
                     input,
-                    table: FlowTable::new(opts.table, default_observers(opts.check_checksums)),
-                    decoder: Decoder::new(opts.check_checksums),
+                    p: Pipeline::new(&opts),
                     path: path_owned,
-                    c: Counters::default(),
                 };
                 worker.run(tx);
             });

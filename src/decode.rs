@@ -28,6 +28,7 @@ use std::fmt;
 
 use crate::checksum::tcp_checksum_ok;
 use crate::segment::{Addr, Segment, TcpOptions};
+use crate::syn;
 use crate::tunnel::fragments::{FragKey, Reassembler};
 use crate::tunnel::{self, Hop, Next, Stop, Tunnel, TunnelKind, TunnelPath, MAX_DEPTH};
 
@@ -317,9 +318,10 @@ const NO_OPTIONS: TcpOptions = TcpOptions {
     mss: None,
     wscale: None,
     sack_permitted: false,
-    sack: Vec::new(),
+    sack: None,
     ts_val: None,
     ts_ecr: None,
+    syn: None,
 };
 
 /// The segment of a frame `fast` accepted.
@@ -328,13 +330,16 @@ fn fast_segment(h: &[u8; 54], data: &[u8], ts: f64, frame: u64) -> Segment {
     let tot = usize::from(u16::from_be_bytes([h[16], h[17]]));
     let offb = h[46];
     let thl = usize::from(offb >> 4) * 4;
-    let options = if thl > 20 {
+    let mut options = if thl > 20 {
         let mut o = NO_OPTIONS;
         options(&mut o, data, 54, 34 + thl);
         o
     } else {
         NO_OPTIONS
     };
+    if h[47] & 0x02 != 0 {
+        options.syn = Some(fast_syn(h, data, thl));
+    }
     Segment {
         ts,
         frame,
@@ -352,6 +357,23 @@ fn fast_segment(h: &[u8; 54], data: &[u8], ts: f64, frame: u64) -> Segment {
         checksum_ok: None,
         tunnels: None,
     }
+}
+
+/// The SYN details of a frame `fast` accepted (IPv4 header at 14, TCP at 34).
+#[cold]
+#[inline(never)]
+fn fast_syn(h: &[u8; 54], data: &[u8], thl: usize) -> Box<syn::SynDetails> {
+    let ip = syn::IpFields {
+        version: 4,
+        ttl: h[22],
+        tos: h[15],
+        flags_off: u16::from_be_bytes([h[20], h[21]]),
+        id: u16::from_be_bytes([h[18], h[19]]),
+        flow_label: 0,
+        hdr_len: 20,
+        ip6_ext: false,
+    };
+    syn::read(ip, data.get(34..34 + thl).unwrap_or(&h[34..]))
 }
 
 /// Every link type and encapsulation, without the fast path: the reference the fast path must
@@ -987,6 +1009,39 @@ impl<'a> Ip<'a> {
         Ok(seg)
     }
 
+    /// The IP header at `self.off` (already checked by `ipv4`/`ipv6`), for a SYN whose TCP
+    /// header starts at `tcp_off`.
+    #[cold]
+    fn ip_fields(&self, version: u8, tcp_off: usize) -> syn::IpFields {
+        let h = self.data.get(self.off..).unwrap_or(&[]);
+        let at = |i: usize| h.get(i).copied().unwrap_or(0);
+        let hdr_len = tcp_off.saturating_sub(self.off) as u16;
+        if version == 4 {
+            syn::IpFields {
+                version,
+                ttl: at(8),
+                tos: at(1),
+                flags_off: u16::from_be_bytes([at(6), at(7)]),
+                id: u16::from_be_bytes([at(4), at(5)]),
+                flow_label: 0,
+                hdr_len,
+                ip6_ext: false,
+            }
+        } else {
+            let word = u32::from_be_bytes([at(0), at(1), at(2), at(3)]);
+            syn::IpFields {
+                version,
+                ttl: at(7),
+                tos: (word >> 20) as u8,
+                flags_off: 0,
+                id: 0,
+                flow_label: word & 0xF_FFFF,
+                hdr_len: 40, // p0f counts the fixed header only (it does not walk extensions)
+                ip6_ext: hdr_len != 40,
+            }
+        }
+    }
+
     /// RFC 9293 §3.1: the TCP header at `off`, inside an IP payload of `ip_payload` bytes.
     #[inline]
     fn tcp(
@@ -1044,13 +1099,18 @@ impl<'a> Ip<'a> {
         // ip_payload - thl: at most 65535 for IPv4 (bounded above) and 0xFFFFFFFF - 40 for IPv6
         // (a u32 wire length minus the header), so it fits a u32.
         let payload_len = u32::try_from(ip_payload - thl as i64).unwrap_or(u32::MAX);
-        let options = if thl > 20 {
+        let mut options = if thl > 20 {
             let mut o = NO_OPTIONS;
             options(&mut o, data, off + 20, end);
             o
         } else {
             NO_OPTIONS
         };
+        if flagb & 0x02 != 0 {
+            // SYN or SYN-ACK: the negotiation's details, off the common path (src/syn.rs)
+            let tcp_bytes = data.get(off..end).unwrap_or(&[]);
+            options.syn = Some(syn::read(self.ip_fields(version, off), tcp_bytes));
+        }
         Ok(Decoded::Segment(Segment {
             ts: self.ts,
             frame: self.frame,
@@ -1111,15 +1171,17 @@ fn options(o: &mut TcpOptions, data: &[u8], mut i: usize, end: usize) {
             (5, _) => {
                 let (blocks, rest) = ((length - 2) / 8, (length - 2) % 8);
                 if blocks > 0 && rest == 0 && blocks <= 4 {
-                    o.sack = (0..blocks)
-                        .map(|b| {
-                            let at = i + 2 + b * 8;
-                            (
-                                u32_at(data, at).unwrap_or(0),
-                                u32_at(data, at + 4).unwrap_or(0),
-                            )
-                        })
-                        .collect();
+                    o.sack = Some(
+                        (0..blocks)
+                            .map(|b| {
+                                let at = i + 2 + b * 8;
+                                (
+                                    u32_at(data, at).unwrap_or(0),
+                                    u32_at(data, at + 4).unwrap_or(0),
+                                )
+                            })
+                            .collect(),
+                    );
                 }
             }
             // Timestamps, RFC 7323 §3.2
@@ -1203,6 +1265,32 @@ mod tests {
         assert!(s.options.sack_permitted);
         assert_eq!((s.options.ts_val, s.options.ts_ecr), (Some(1), Some(2)));
         assert_eq!(s.checksum_ok, None);
+        // a SYN carries its details (src/syn.rs), the same on the fast and the general path
+        let d = s.options.syn.as_deref().expect("SYN details");
+        assert_eq!(crate::syn::layout_text(d), "mss,nop,ws,sok,ts");
+        assert_eq!((d.ttl, d.df, d.ip_opt_len, d.tot_hdr), (64, true, 0, 60));
+        // DF with a non-zero IP ID, and a SYN's TSecr that is not zero (p0f's ts2+)
+        let want = crate::syn::Q_DF | crate::syn::Q_NZ_ID | crate::syn::Q_OPT_NZ_TS2;
+        assert_eq!(d.quirks, want);
+        let general = seg(decode_general(&f, 1, 1.5, 7, None, false));
+        assert_eq!(general.options.syn, s.options.syn);
+        // with IP options (general path only): olen and tot_hdr count them
+        let tcp = tcp_hdr(10, 0x02, &opts);
+        let mut ip = ipv4(6, Some(24 + tcp.len() as u16), 0x4000, 6, &tcp);
+        ip.splice(20..20, [1, 1, 1, 0]);
+        let with_opts = seg(decode(&eth(&ip), 1, 1.5, 7, None, false));
+        let d = with_opts.options.syn.as_deref().expect("SYN details");
+        assert_eq!((d.ip_opt_len, d.tot_hdr), (4, 64));
+        // an ACK carries none
+        let ack = seg(decode(
+            &eth(&ipv4(5, None, 0x4000, 6, &tcp_hdr(10, 0x10, &opts))),
+            1,
+            1.5,
+            7,
+            None,
+            false,
+        ));
+        assert!(ack.options.syn.is_none());
     }
 
     #[test]
@@ -1212,7 +1300,7 @@ mod tests {
         ];
         let f = eth(&ipv4(5, None, 0, 6, &tcp_hdr(11, 0x10, &opts)));
         let s = seg(decode(&f, 1, 0.0, 1, None, false));
-        assert_eq!(s.options.sack, vec![(1, 2), (3, 4)]);
+        assert_eq!(s.options.sack.as_deref(), Some(&[(1, 2), (3, 4)][..]));
         assert_eq!(s.options.mss, None); // length 3 for MSS: skipped, and it ends nothing
     }
 

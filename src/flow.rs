@@ -168,6 +168,8 @@ pub struct Flow {
     /// every tunnel the flow's packets came through, in order of first use, outermost layer first
     /// within a packet; empty when none did. One inner 4-tuple is one flow whatever carried it.
     pub tunnels: Vec<TunnelSeen>,
+    /// what the SYN(s) and SYN-ACK(s) negotiated (src/negotiation.rs); boxed, None until one is seen
+    pub negotiation: Option<Box<crate::negotiation::Negotiation>>,
     /// (ts, frame) of the client SYN the silent server has not reacted to yet
     pending_syn: Option<(f64, u64)>,
     held_fin: Option<HeldFin>,
@@ -229,6 +231,7 @@ impl Flow {
             reused_port,
             ended_at: None,
             tunnels: Vec::new(),
+            negotiation: None,
             pending_syn: None,
             held_fin: None,
             seg_first: 0,
@@ -236,6 +239,11 @@ impl Flow {
             emit: false,
             outbox: Vec::new(),
         }
+    }
+
+    /// Label both sides' p0f fingerprints from this database (`--p0f-db`).
+    pub fn set_p0f_db(&mut self, db: std::sync::Arc<crate::p0f::Db>) {
+        self.negotiation = Some(Box::new(crate::negotiation::Negotiation::with_db(db)));
     }
 
     /// Queue every transition as it becomes final, for `take_events` (live views).
@@ -293,7 +301,7 @@ impl Flow {
     }
 
     // ----------------------------------------------------------------- feeding
-    pub fn add(&mut self, seg: Segment) {
+    pub fn add(&mut self, mut seg: Segment) {
         self.packets += 1;
         self.last_ts = seg.ts;
         let from_client = seg.sport == self.client.port && seg.src == self.client.addr;
@@ -339,6 +347,17 @@ impl Flow {
             self.settle_server(SYN | ACK);
         }
         self.note_handshake(&seg, from_client, rcv);
+        if flags & SYN != 0 {
+            // the SYN's details move into the negotiation (copied only when rows keep the segment)
+            let details = if self.rows.is_some() {
+                seg.options.syn.clone()
+            } else {
+                seg.options.syn.take()
+            };
+            self.negotiation
+                .get_or_insert_with(Default::default)
+                .note(&seg, details, from_client);
+        }
 
         let mut rst_ok = true;
         if flags & RST != 0 {
@@ -972,6 +991,8 @@ impl Flow {
         for observer in &self.observers {
             observer.record(e);
         }
+        e.key("negotiation");
+        crate::negotiation::emit(e, self.negotiation.as_deref());
         e.end_obj();
     }
 }
@@ -1307,7 +1328,13 @@ pub(crate) mod tests {
             r#""syn_count":1,"synack_count":1},"close":"client-rst","violations":[],"violation_count":0,"#,
             r#""reused_port":false,"tunnels":[]}"#
         );
-        assert_eq!(json(&rec), expected);
+        // the negotiation object (src/negotiation.rs, tested there) closes the record
+        let text = json(&rec);
+        let (head, tail) = text
+            .split_once(r#","negotiation":"#)
+            .expect("negotiation last");
+        assert_eq!(format!("{head}}}"), expected);
+        assert!(tail.starts_with(r#"{"syn_seen":true,"synack_seen":true,"client":{"isn":1000,"#));
     }
 
     #[test]

@@ -126,6 +126,8 @@ pub struct TableOptions {
     pub keep_rows: RowFilter,
     /// queue every transition as it becomes final, for `drain_events` (live views)
     pub events: bool,
+    /// p0f's database (`--p0f-db`): records label both sides' fingerprints
+    pub p0f_db: Option<std::sync::Arc<crate::p0f::Db>>,
 }
 
 impl Default for TableOptions {
@@ -138,6 +140,7 @@ impl Default for TableOptions {
             streaming: false,
             keep_rows: RowFilter::None,
             events: false,
+            p0f_db: None,
         }
     }
 }
@@ -410,6 +413,9 @@ impl FlowTable {
             reused,
         );
         flow.set_emit(self.opts.events);
+        if let Some(db) = &self.opts.p0f_db {
+            flow.set_p0f_db(db.clone());
+        }
         let meta = Meta {
             key,
             links: [UNLINKED; 2],

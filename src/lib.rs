@@ -10,7 +10,11 @@ pub mod decode;
 pub mod endpoint;
 pub mod flow;
 pub mod flows;
+#[cfg(target_os = "linux")]
+pub mod live;
+pub mod negotiation;
 pub mod observe;
+pub mod p0f;
 pub mod pcap;
 #[cfg(feature = "python")]
 mod python;
@@ -18,5 +22,6 @@ pub mod record;
 pub mod rows;
 pub mod segment;
 pub mod states;
+pub mod syn;
 pub mod tunnel;
 pub mod zeek;

@@ -31,7 +31,7 @@ use std::fs::File;
 use std::io::{self, Read};
 
 mod ahead;
-mod ticks;
+pub(crate) mod ticks;
 
 /// A file-level fault: the file cannot be read, or is malformed at `offset`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -16,6 +16,9 @@ use crate::flows::{RowFilter, TableOptions};
 use crate::record::{write_csv_cell, Value};
 use crate::states::{rows, ALL_CUES, ALL_STATES};
 
+#[cfg(target_os = "linux")]
+mod live;
+
 create_exception!(
     handshake_probe._engine,
     EngineError,
@@ -91,6 +94,7 @@ fn options(
     keep_rows: RowFilter,
     events: bool,
     check_checksums: bool,
+    p0f_db: Option<std::sync::Arc<crate::p0f::Db>>,
 ) -> Options {
     Options {
         table: TableOptions {
@@ -101,9 +105,29 @@ fn options(
             streaming,
             keep_rows,
             events,
+            p0f_db,
         },
         check_checksums,
     }
+}
+
+/// p0f.fp text (`p0f_db=`) parsed, or ValueError naming the line.
+fn p0f_db(text: Option<&str>) -> PyResult<Option<std::sync::Arc<crate::p0f::Db>>> {
+    match text {
+        None => Ok(None),
+        Some(t) => crate::p0f::Db::parse(t)
+            .map(|db| Some(std::sync::Arc::new(db)))
+            .map_err(pyo3::exceptions::PyValueError::new_err),
+    }
+}
+
+/// The number of TCP signatures in p0f.fp text; ValueError naming the line when p0f's parser would
+/// refuse it (`--p0f-db` checks its file with this before any analysis).
+#[pyfunction]
+fn p0f_db_signatures(text: &str) -> PyResult<usize> {
+    crate::p0f::Db::parse(text)
+        .map(|db| db.len())
+        .map_err(pyo3::exceptions::PyValueError::new_err)
 }
 
 /// One capture file through the engine. Iterating yields flow records (dicts, the JSON contract) as
@@ -125,7 +149,7 @@ impl Analysis {
     #[new]
     #[pyo3(signature = (path, *, msl=crate::flows::DEFAULT_MSL, linger=crate::flows::DEFAULT_LINGER,
         idle_timeout=crate::flows::DEFAULT_IDLE_TIMEOUT, max_open=crate::flows::DEFAULT_MAX_OPEN,
-        streaming=true, keep_rows=None, check_checksums=false))]
+        streaming=true, keep_rows=None, check_checksums=false, p0f_db=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         path: &str,
@@ -136,8 +160,10 @@ impl Analysis {
         streaming: bool,
         keep_rows: Option<&Bound<'_, PyAny>>,
         check_checksums: bool,
+        p0f_db: Option<&str>,
     ) -> PyResult<Self> {
         let filter = row_filter(keep_rows)?;
+        let db = self::p0f_db(p0f_db)?;
         let opts = options(
             msl,
             linger,
@@ -147,6 +173,7 @@ impl Analysis {
             filter,
             false,
             check_checksums,
+            db,
         );
         guard(
             || path.to_string(),
@@ -229,6 +256,15 @@ impl Analysis {
         }
     }
 
+    /// `rows(number)`, then forgotten: a caller that reads each kept flow's rows once (the HTML report
+    /// of a whole capture) holds one flow's rows at a time, not every flow's.
+    fn take_rows(&mut self, py: Python<'_>, number: u64) -> PyResult<Option<PyObject>> {
+        match self.inner.kept.remove(&number) {
+            Some(rows) => to_py(py, &rows).map(Some),
+            None => Ok(None),
+        }
+    }
+
     #[getter]
     fn path(&self) -> &str {
         &self.inner.path
@@ -286,13 +322,7 @@ impl Analysis {
 #[pyclass(unsendable, module = "handshake_probe._engine")]
 struct Engine {
     linktype: u32,
-    table: crate::flows::FlowTable,
-    decoder: crate::decode::Decoder,
-    frames: u64,
-    segments: u64,
-    skipped: [u64; SKIP_REASONS.len()],
-    warnings: Vec<String>,
-    violations: u64,
+    p: crate::analysis::Pipeline,
     kept: std::collections::HashMap<u64, crate::flow::Flow>,
     keep_rows: RowFilter,
     ready: Vec<Value>,
@@ -300,20 +330,21 @@ struct Engine {
 
 impl Engine {
     fn take(&mut self, flow: crate::flow::Flow) {
-        self.violations += flow.violation_count;
         self.ready.push(flow.record());
         if self.keep_rows.keeps(flow.number) {
             self.kept.insert(flow.number, flow);
         }
     }
     fn drain_events(&mut self) -> Vec<Value> {
-        self.table
+        self.p
+            .table
             .drain_events()
             .map(|e| crate::rows::event_value(&e))
             .collect()
     }
     fn collect(&mut self) {
-        let done: Vec<crate::flow::Flow> = self.table.drain_finished().collect();
+        let mut done = Vec::new();
+        self.p.finished(&mut done);
         for f in done {
             self.take(f);
         }
@@ -325,7 +356,7 @@ impl Engine {
     #[new]
     #[pyo3(signature = (linktype, *, msl=crate::flows::DEFAULT_MSL, linger=crate::flows::DEFAULT_LINGER,
         idle_timeout=crate::flows::DEFAULT_IDLE_TIMEOUT, max_open=crate::flows::DEFAULT_MAX_OPEN,
-        streaming=false, keep_rows=None, check_checksums=false))]
+        streaming=false, keep_rows=None, check_checksums=false, p0f_db=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         linktype: u32,
@@ -336,8 +367,10 @@ impl Engine {
         streaming: bool,
         keep_rows: Option<&Bound<'_, PyAny>>,
         check_checksums: bool,
+        p0f_db: Option<&str>,
     ) -> PyResult<Self> {
         let filter = row_filter(keep_rows)?;
+        let db = self::p0f_db(p0f_db)?;
         let opts = options(
             msl,
             linger,
@@ -347,19 +380,11 @@ impl Engine {
             filter.clone(),
             true,
             check_checksums,
+            db,
         );
         Ok(Engine {
             linktype,
-            table: crate::flows::FlowTable::new(
-                opts.table,
-                crate::analysis::default_observers(check_checksums),
-            ),
-            decoder: crate::decode::Decoder::new(check_checksums),
-            frames: 0,
-            segments: 0,
-            skipped: [0; SKIP_REASONS.len()],
-            warnings: Vec::new(),
-            violations: 0,
+            p: crate::analysis::Pipeline::new(&opts),
             kept: Default::default(),
             keep_rows: filter,
             ready: Vec::new(),
@@ -379,30 +404,12 @@ impl Engine {
         wirelen: Option<u32>,
         frame: Option<u64>,
     ) -> PyResult<PyObject> {
-        self.frames += 1;
-        let frame = frame.unwrap_or(self.frames);
+        let frame = frame.unwrap_or(self.p.c.frames + 1);
         let events = guard(
             || format!("frame {frame}"),
             || {
-                match self.decoder.decode(data, self.linktype, ts, frame, wirelen) {
-                    Ok(crate::decode::Decoded::Segment(seg)) => {
-                        self.segments += 1;
-                        self.table.add(seg);
-                        for seg in self.decoder.take_extra() {
-                            self.segments += 1;
-                            self.table.add(seg);
-                        }
-                    }
-                    Ok(crate::decode::Decoded::Skip(why)) => {
-                        self.skipped[crate::analysis::skip_index(why)] += 1
-                    }
-                    Err(err) => {
-                        self.skipped[crate::analysis::MALFORMED] += 1;
-                        if self.warnings.len() < crate::analysis::MAX_FRAME_WARNINGS {
-                            self.warnings
-                                .push(format!("frame {frame}: {err}; frame skipped"));
-                        }
-                    }
+                if let Some(err) = self.p.frame(data, self.linktype, ts, frame, wirelen) {
+                    self.p.warn(format!("frame {frame}: {err}; frame skipped"));
                 }
                 let events = self.drain_events();
                 self.collect();
@@ -421,8 +428,14 @@ impl Engine {
     /// End of input: the 2MSL timers the capture outlived; returns every record not yet handed out,
     /// in flow order (non-streaming) or finishing order (streaming).
     fn finish(&mut self, py: Python<'_>) -> PyResult<PyObject> {
-        let rest = guard(|| "finish".to_string(), || Ok(self.table.finish()))?;
-        self.collect();
+        let mut rest = Vec::new();
+        guard(
+            || "finish".to_string(),
+            || {
+                self.p.finish(&mut rest);
+                Ok(())
+            },
+        )?;
         for f in rest {
             self.take(f);
         }
@@ -447,32 +460,32 @@ impl Engine {
 
     #[getter]
     fn frames(&self) -> u64 {
-        self.frames
+        self.p.c.frames
     }
     #[getter]
     fn segments(&self) -> u64 {
-        self.segments
+        self.p.c.segments
     }
     #[getter]
     fn skipped<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        skipped_dict(py, &self.skipped)
+        skipped_dict(py, &self.p.c.skipped)
     }
     #[getter]
     fn warnings(&self) -> Vec<String> {
-        self.warnings.clone()
+        self.p.c.warnings.clone()
     }
     #[getter]
     fn flow_count(&self) -> u64 {
-        self.table.count
+        self.p.table.count
     }
     /// Flows finished early because more than `max_open` were open (as Analysis.evicted).
     #[getter]
     fn evicted(&self) -> u64 {
-        self.table.evicted
+        self.p.table.evicted
     }
     #[getter]
     fn violations(&self) -> u64 {
-        self.violations
+        self.p.c.violations
     }
 }
 
@@ -528,6 +541,7 @@ fn segment_value(seg: &crate::segment::Segment) -> Value {
                     Value::List(
                         o.sack
                             .iter()
+                            .flatten()
                             .map(|(a, b)| Value::List(vec![(*a).into(), (*b).into()]))
                             .collect(),
                     ),
@@ -687,6 +701,26 @@ fn add_vocabulary(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "ANOMALY_KINDS",
         PyList::new(py, crate::anomalies::ANOMALY_KINDS)?,
     )?;
+    m.add(
+        "NEGOTIATION_WARNINGS",
+        PyList::new(py, crate::negotiation::NEGOTIATION_WARNINGS)?,
+    )?;
+    m.add(
+        "NEGOTIATION_FIELDS",
+        PyList::new(py, crate::negotiation::NEGOTIATION_FIELDS)?,
+    )?;
+    m.add(
+        "NEGOTIATION_SIDE_FIELDS",
+        PyList::new(py, crate::negotiation::SIDE_FIELDS)?,
+    )?;
+    m.add(
+        "NEGOTIATION_EFFECT_FIELDS",
+        PyList::new(py, crate::negotiation::EFFECT_FIELDS)?,
+    )?;
+    m.add(
+        "NEGOTIATION_OPTIONS",
+        PyList::new(py, crate::negotiation::NEGOTIATION_OPTIONS)?,
+    )?;
     m.add("CSV_COLUMNS", PyList::new(py, crate::record::CSV_COLUMNS)?)?;
     m.add("SKIP_REASONS", PyList::new(py, SKIP_REASONS)?)?;
     m.add(
@@ -705,8 +739,11 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     add_vocabulary(m)?;
     m.add_class::<Analysis>()?;
     m.add_class::<Engine>()?;
+    #[cfg(target_os = "linux")]
+    m.add_class::<live::Live>()?;
     m.add_function(wrap_pyfunction!(csv_header, m)?)?;
     m.add_function(wrap_pyfunction!(decode, m)?)?;
+    m.add_function(wrap_pyfunction!(p0f_db_signatures, m)?)?;
     m.add_function(wrap_pyfunction!(tcpdump_flags, m)?)?;
     m.add_class::<Frames>()?;
     m.add("DecodeError", m.py().get_type::<DecodeError>())?;

@@ -464,7 +464,7 @@ impl Emit for ValueBuilder {
 }
 
 /// The flat columns of `--format csv`, in order (documented in the README's schema section).
-pub const CSV_COLUMNS: [&str; 24] = [
+pub const CSV_COLUMNS: [&str; 30] = [
     "flow",
     "client",
     "server",
@@ -489,6 +489,13 @@ pub const CSV_COLUMNS: [&str; 24] = [
     "completeness",
     "anomalies",
     "file",
+    // the handshake's negotiation (src/negotiation.rs): its summary, warnings and p0f fingerprints
+    "negotiated",
+    "negotiation_warnings",
+    "client_p0f",
+    "server_p0f",
+    "client_os",
+    "server_os",
 ];
 
 /// `retransmission=2;duplicate_ack=1`: the non-zero anomaly counts, for one-cell outputs.
@@ -532,6 +539,13 @@ pub fn write_csv_row(rec: &Value, out: &mut String) {
         Some(Value::List(items)) => Value::Int(items.len() as i64),
         _ => Value::Null,
     };
+    let neg_get = |path: &[&str]| {
+        let mut v = rec.get("negotiation");
+        for k in path {
+            v = v.and_then(|x| x.get(k));
+        }
+        v.cloned().unwrap_or(Value::Null)
+    };
     for (i, col) in CSV_COLUMNS.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -546,6 +560,23 @@ pub fn write_csv_row(rec: &Value, out: &mut String) {
             "transitions" => count("transitions"),
             "violations" => rec.get("violation_count").cloned().unwrap_or(Value::Null),
             "anomalies" => Value::Str(anomaly_text(rec.get("anomalies"))),
+            "negotiated" => neg_get(&["summary"]),
+            "negotiation_warnings" => {
+                match rec.get("negotiation").and_then(|n| n.get("warnings")) {
+                    Some(Value::List(items)) => Value::Str(
+                        items
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(";"),
+                    ),
+                    _ => Value::Null,
+                }
+            }
+            "client_p0f" => neg_get(&["client", "p0f"]),
+            "server_p0f" => neg_get(&["server", "p0f"]),
+            "client_os" => neg_get(&["client", "os"]),
+            "server_os" => neg_get(&["server", "os"]),
             other => rec.get(other).cloned().unwrap_or(Value::Null),
         };
         write_csv_cell(&cell, out);

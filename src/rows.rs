@@ -5,7 +5,7 @@
 use crate::flow::{Flow, Transition};
 use crate::flows::Event;
 use crate::record::{Fields, Value};
-use crate::segment::{flag_names, tcpdump_flags, ACK};
+use crate::segment::{flag_names, tcpdump_flags, ACK, SYN};
 
 pub fn transition_value(t: &Transition) -> Value {
     Value::Obj(vec![
@@ -34,6 +34,17 @@ pub fn rows_value(flow: &Flow) -> Value {
                     (&flow.server, &flow.client)
                 };
                 let has_ack = seg.flags & ACK != 0;
+                // tshark's calculated window (tcp.window_size): the header value shifted by the
+                // sender's scale once both SYNs offered scaling, never on a SYN (RFC 7323 §2.2);
+                // the raw value where the handshake was not seen or scaling is not in effect.
+                let shift = if seg.flags & SYN != 0 {
+                    None
+                } else {
+                    flow.negotiation
+                        .as_ref()
+                        .and_then(|n| n.scale_of(row.from_client))
+                };
+                let scaled = u64::from(seg.window) << shift.unwrap_or(0);
                 let fields: Fields = vec![
                     ("frame", seg.frame.into()),
                     ("ts", seg.ts.into()),
@@ -54,6 +65,17 @@ pub fn rows_value(flow: &Flow) -> Value {
                     ),
                     ("len", seg.payload_len.into()),
                     ("window", seg.window.into()),
+                    ("window_scale", shift.map(u16::from).into()),
+                    ("window_scaled", scaled.into()),
+                    (
+                        "syn_options",
+                        if seg.flags & SYN != 0 {
+                            crate::negotiation::offer_text(&seg.options, seg.flags, seg.payload_len)
+                                .into()
+                        } else {
+                            Value::Null
+                        },
+                    ),
                     ("client_state", row.client_state.name().into()),
                     ("server_state", row.server_state.name().into()),
                     (

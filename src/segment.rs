@@ -74,9 +74,13 @@ pub struct TcpOptions {
     pub mss: Option<u16>,
     pub wscale: Option<u8>,
     pub sack_permitted: bool,
-    pub sack: Vec<(u32, u32)>,
+    /// SACK blocks (RFC 2018 §3); a boxed slice, not a Vec, so that `syn` fits in the same bytes.
+    pub sack: Option<Box<[(u32, u32)]>>,
     pub ts_val: Option<u32>,
     pub ts_ecr: Option<u32>,
+    /// On SYN and SYN-ACK segments only (decoded off the common path): the full option layout and
+    /// the IP header fields that the negotiation record and p0f's fingerprint read (src/syn.rs).
+    pub syn: Option<Box<crate::syn::SynDetails>>,
 }
 
 /// An IP address as it came off the wire; text only when a record is written.

@@ -61,6 +61,12 @@ PREDICTED: Dict[str, Tuple[List[str], List[str], str]] = {
                                   "TIME-WAIT"], "fin"),
     "probe-simultaneous-open": (["CLOSED", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "CLOSED"],
                                 ["CLOSED", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "CLOSED"], "server-rst"),
+    # Recorded by scripts/record_negotiation.py (kernel sockets in namespaces of their own): the same
+    # echo session, negotiated differently.
+    "negotiation-no-wscale": (C_ACTIVE_CLOSE, S_PASSIVE_CLOSE, "fin"),
+    "negotiation-tfo": (C_ACTIVE_CLOSE, S_PASSIVE_CLOSE, "fin"),
+    "negotiation-ecn": (C_ACTIVE_CLOSE, S_PASSIVE_CLOSE, "fin"),
+    "negotiation-mss-clamp": (C_ACTIVE_CLOSE, S_PASSIVE_CLOSE, "fin"),
 }
 
 

@@ -57,8 +57,9 @@ def left_state(m: re.Match) -> str:
 
 # ---------------------------------------------------------------------------------------------- text
 ECHO_CLOSE = [  # direction, label, client state entered, server state entered (captures/README.md)
-    ("->", "[S] seq=0", "SYN-SENT", "SYN-RECEIVED"),
-    ("<-", "[S.] seq=0 ack=1", "ESTABLISHED", ""),
+    # the SYN and SYN-ACK arrows carry their options (issue 12)
+    ("->", "[S] seq=0 mss 65495 ws 10 sack ts", "SYN-SENT", "SYN-RECEIVED"),
+    ("<-", "[S.] seq=0 ack=1 mss 65495 ws 10 sack ts", "ESTABLISHED", ""),
     ("->", "[.] seq=1 ack=1", "", "ESTABLISHED"),
     ("->", "[P.] seq=1 ack=1 len=6", "", ""),
     ("<-", "[.] seq=1 ack=7", "", ""),
@@ -137,7 +138,7 @@ def test_absolute_numbers():
     c, s = rec.client_isn, rec.server_isn
     text = ladder_text(*flow_of("echo-client-close.pcap"), absolute=True)
     labels = [parse_body(m.group("body"))[1] for _, m in arrows(text)]
-    assert labels[:3] == [f"[S] seq={c}", f"[S.] seq={s} ack={(c + 1) % 2**32}",
+    assert labels[:3] == [f"[S] seq={c} mss 65495 ws 10 sack ts", f"[S.] seq={s} ack={(c + 1) % 2**32} mss 65495 ws 10 sack ts",
                           f"[.] seq={(c + 1) % 2**32} ack={(s + 1) % 2**32}"]
     assert labels == [absolute_label(label, direction, rec) for direction, label, _, _ in ECHO_CLOSE]
     assert "seq/ack absolute" in text
@@ -349,8 +350,8 @@ def test_rows_have_the_engine_shape():
     rec, rows = flow_of("echo-client-close.pcap")
     assert len(rows) == rec["packets"] == 10
     assert all(list(r) == ["frame", "ts", "from_client", "flags", "tcpdump_flags", "flag_names", "seq", "ack",
-                           "rel_seq", "rel_ack", "len", "window", "client_state", "server_state",
-                           "transitions", "notes"] for r in rows)
+                           "rel_seq", "rel_ack", "len", "window", "window_scale", "window_scaled",
+                           "syn_options", "client_state", "server_state", "transitions", "notes"] for r in rows)
     syn, synack = rows[0], rows[1]
     assert (syn["flags"], syn["tcpdump_flags"], syn["flag_names"]) == (2, "S", "SYN")
     assert syn["ack"] is None and syn["rel_ack"] is None and syn["rel_seq"] == 0

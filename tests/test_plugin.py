@@ -205,3 +205,28 @@ def _readme_example() -> str:
 
 
 README_EXAMPLE = _readme_example()
+
+
+def test_a_failure_writes_the_html_report_of_its_capture(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    import json
+    import re
+    pytester.makepyfile(test_user=USER_TESTS)
+    reports = tmp_path / "reports"
+    result = pytester.runpytest_subprocess("-q", f"--handshake-probe-reports={reports}")
+    result.assert_outcomes(passed=1, failed=1)
+    # The message's last line names the page, opened at the failing flow.
+    result.stdout.fnmatch_lines([f"E *HTML report: {reports}/test_user.py_test_fails-flow1.html#flow=1"])
+    page = reports / "test_user.py_test_fails-flow1.html"
+    assert sorted(p.name for p in reports.iterdir()) == [page.name]          # the passing test wrote none
+    head = json.loads(re.search(r'<script type="application/json" id="hp-data">(.*?)</script>',
+                                page.read_text(encoding="utf-8"), re.S).group(1))
+    assert head["flows"]["n"] == [1] and head["sources"][0]["name"] == str(CLIENT_CLOSE)
+    assert head["title"] == "test_user.py::test_fails: flow 1 failed"
+
+
+def test_a_failure_without_the_option_writes_into_pytests_cache(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_user=USER_TESTS)
+    result = pytester.runpytest_subprocess("-q")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["E *HTML report: */.pytest_cache/d/handshake-probe-reports/test_user.py_test_fails-flow1.html#flow=1"])
+    assert (pytester.path / ".pytest_cache/d/handshake-probe-reports/test_user.py_test_fails-flow1.html").is_file()

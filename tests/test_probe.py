@@ -4,7 +4,8 @@ The kernel is the oracle twice over: its answers are the segments under test, an
 is set beside the analyzer's state for the same moment: during a scenario through sock_diag (fast enough
 to read between the kernel's FIN and our answer) with /proc/net/tcp read beside it, after it with `ss`.
 The three are checked against each other on real sockets. Expectations are written out here,
-independently of scenarios.py.
+independently of scenarios.py. Every scenario runs over IPv4 and over IPv6 (the `tun_run` fixture and the
+firewall guards are parametrized by family), with the same expectations: TCP's states do not depend on it.
 
 Live tests need root (CAP_NET_ADMIN for the TUN device and firewall rules, CAP_NET_RAW for raw
 sockets); they skip without it. The privilege and argument tests run anywhere.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -113,12 +115,16 @@ AFTER: Dict[str, str] = {"handshake": "CLOSED", "echo": "CLOSED", "client-close"
 _SS_NAMES = {"ESTAB": "ESTABLISHED", "SYN-RECV": "SYN-RECEIVED", "UNCONN": "CLOSED"}
 
 
+def _end(addr: Tuple[str, int]) -> str:
+    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
+
+
 def ss_state(local: Tuple[str, int], remote: Tuple[str, int]) -> str:
     """The kernel's state for one 4-tuple as `ss` reports it (falls back to /proc/net/tcp)."""
     if shutil.which("ss") is None:
         return proc_state(local, remote)
-    out = subprocess.run(["ss", "-tanH", "state", "all", "src", f"{local[0]}:{local[1]}",
-                          "dst", f"{remote[0]}:{remote[1]}"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(["ss", "-tanH", "state", "all", "src", _end(local), "dst", _end(remote)],
+                         capture_output=True, text=True, check=True).stdout
     lines = [line for line in out.splitlines() if line.strip()]
     if not lines:
         return "CLOSED"
@@ -165,16 +171,20 @@ class TwoOracles:
         return state
 
 
+FAMILIES = [pytest.param(4, id="ipv4"), pytest.param(6, id="ipv6")]
+
+
 @needs_root
-def test_oracles_agree_with_ss() -> None:
-    """ss, /proc/net/tcp and the prober's sock_diag lookup agree on real sockets in several states."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
+@pytest.mark.parametrize("version", FAMILIES)
+def test_oracles_agree_with_ss(version: int) -> None:
+    """ss, /proc/net/tcp(6) and the prober's sock_diag lookup agree on real sockets in several states."""
+    listener = socket.socket(socket.AF_INET6 if version == 6 else socket.AF_INET)
+    listener.bind(("::1" if version == 6 else "127.0.0.1", 0))
     listener.listen()
-    server_end = listener.getsockname()
+    server_end = listener.getsockname()[:2]
     client = socket.create_connection(server_end)
     accepted, _ = listener.accept()
-    client_end = client.getsockname()
+    client_end = client.getsockname()[:2]
 
     def all_three(local: Tuple[str, int], remote: Tuple[str, int], want: str) -> None:
         assert _wait_for(lambda: diag_state(local, remote) == want, 2.0), (local, remote, want)
@@ -193,25 +203,34 @@ def test_oracles_agree_with_ss() -> None:
 
 
 # ------------------------------------------------------------------------------- the tun run
-@pytest.fixture(scope="module")
-def tun_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[Dict[str, Outcome], Path, List[str], TwoOracles]]:
-    """Every scenario once, through the TUN guard, with an ISN that wraps, both oracles watching."""
+@pytest.fixture(scope="module", params=FAMILIES)
+def tun_run(request: pytest.FixtureRequest,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[Dict[str, Outcome], Path, List[str], TwoOracles]]:
+    """Every scenario once, through the TUN guard, with an ISN that wraps, both oracles watching; over
+    IPv4 (198.18.X.0/30) and over IPv6 (2001:db8:6870:X::/64)."""
     if not IS_ROOT or not os.path.exists("/dev/net/tun"):
         pytest.skip("needs root and /dev/net/tun")
     pcap = tmp_path_factory.mktemp("probe") / "probes.pcap"
     lines: List[str] = []
     seen_devices: List[str] = []
+    device_addrs: List[str] = []
     oracle = TwoOracles()
 
     def during(out: Outcome) -> None:
-        seen_devices.extend(re.findall(r"hprobe\d+", _links()))
+        names = re.findall(r"hprobe\d+", "\n".join(lines))
+        seen_devices.extend(d for d in _devices() if d.split(": ")[1] in names)   # "index: name"
+        if names and not device_addrs:
+            device_addrs.append(subprocess.run(["ip", "-o", "addr", "show", "dev", names[0]],
+                                               capture_output=True, text=True).stdout)
 
     started = time.monotonic()
-    outcomes = run_probe(ProbeOptions(ALL, write=str(pcap), isn=WRAP_ISN), emit=lines.append,
-                         oracle=oracle, on_outcome=during)
+    outcomes = run_probe(ProbeOptions(ALL, write=str(pcap), isn=WRAP_ISN, ipv6=request.param == 6),
+                         emit=lines.append, oracle=oracle, on_outcome=during)
     lines.append(f"took {time.monotonic() - started:.1f} s")
+    lines.append(f"device addresses: {device_addrs[0] if device_addrs else ''}")
     device = re.search(r"TUN device (hprobe\d+)", "\n".join(lines))
-    assert device is not None and device.group(1) in seen_devices
+    assert device is not None and device.group(1) in {d.split(": ")[1] for d in seen_devices}
+    lines.append(f"device seen: {sorted(set(seen_devices))[0]}")
     yield {o.scenario.name: o for o in outcomes}, pcap, lines, oracle
 
 
@@ -361,9 +380,71 @@ def test_pcap_is_read_by_analyze_and_tcpdump(tun_run) -> None:
 @needs_root
 @needs_tun
 def test_tun_device_gone_after_the_run(tun_run) -> None:
-    device = re.search(r"TUN device (hprobe\d+)", "\n".join(tun_run[2]))
+    """Judged by interface index: the kernel hands a freed name (hprobe0) to the next run's device at once."""
+    seen = next(l for l in tun_run[2] if l.startswith("device seen: "))[len("device seen: "):]
+    assert re.fullmatch(r"\d+: hprobe\d+", seen)
+    assert _wait_for(lambda: seen not in _devices(), 10.0)
+
+
+def _version(run) -> int:
+    """The run's IP version, from the device line (`kernel 198.18.X.1` or `kernel 2001:db8:...::1`)."""
+    device = re.search(r"TUN device hprobe\d+: kernel (\S+),", "\n".join(run[2]))
     assert device is not None
-    assert _wait_for(lambda: device.group(1) not in re.findall(r"hprobe\d+", _links()), 3.0)
+    return 6 if ":" in device.group(1) else 4
+
+
+@needs_root
+@needs_tun
+def test_every_frame_is_of_the_runs_family_between_the_device_ends(tun_run) -> None:
+    version = _version(tun_run)
+    device = re.search(r"kernel (\S+), prober (\S+) ", "\n".join(tun_run[2]))
+    assert device is not None
+    ends = {device.group(1), device.group(2)}
+    for out in tun_run[0].values():
+        for seg in segments(out):
+            assert seg.ip_version == version and {seg.src, seg.dst} == ends
+
+
+@needs_root
+@needs_tun
+def test_the_device_carries_one_address_of_the_family(tun_run) -> None:
+    """IPv4: 198.18.X.1/30 and no IPv6 at all. IPv6: 2001:db8:6870:X::1/64 and nothing else: no link-local
+    address, so the kernel sends no MLD reports or router solicitations into the device (a TUN device is
+    NOARP: no neighbour discovery either)."""
+    line = next(l for l in tun_run[2] if l.startswith("device addresses: "))
+    addrs = re.findall(r"\binet6? (\S+)", line)
+    if _version(tun_run) == 6:
+        assert len(addrs) == 1 and re.fullmatch(r"2001:db8:6870:[0-9a-f]{1,4}::1/64", addrs[0]), line
+    else:
+        assert len(addrs) == 1 and re.fullmatch(r"198\.1[89]\.\d+\.1/30", addrs[0]), line
+
+
+@needs_root
+@needs_tun
+def test_headers_and_checksums_of_the_family(tun_run) -> None:
+    """Our segments leave with TTL / hop limit 64 and announce MSS = MTU 1500 minus 40 (IPv4) or 60 (IPv6)
+    bytes of headers, as the kernel's own SYN-ACK does over the same device (RFC 9293 §3.7.1, RFC 8200
+    §8.3). Every frame on the device, ours and the kernel's (no checksum offload on a TUN device), carries
+    a TCP checksum that Scapy, recomputing it over the family's pseudo-header, agrees with."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.inet6 import IPv6
+    version = _version(tun_run)
+    layer = IPv6 if version == 6 else IP
+    mss = 1440 if version == 6 else 1460
+    syns = 0
+    for out in tun_run[0].values():
+        me = prober_end(out)
+        for f, seg in zip(out.frames, segments(out)):
+            pkt = layer(f.data)
+            given = pkt[TCP].chksum
+            del pkt[TCP].chksum
+            assert layer(bytes(pkt))[TCP].chksum == given, f"{out.scenario.name} frame {f.frame}"
+            if (seg.src, seg.sport) == me:
+                assert (pkt.hlim if version == 6 else pkt.ttl) == 64
+            if seg.flags & Flags.SYN:
+                assert seg.options["mss"] == mss, (out.scenario.name, seg)
+                syns += 1
+    assert syns >= 10
 
 
 # ------------------------------------------------------------------------------- guards
@@ -377,7 +458,9 @@ def _devices() -> Set[str]:
 
 
 def _firewall() -> Tuple[str, str]:
-    ipt = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout if shutil.which("iptables-save") else ""
+    """(iptables-save and ip6tables-save, nft list ruleset): every rule a probe of either family adds."""
+    ipt = "".join(subprocess.run([tool], capture_output=True, text=True).stdout
+                  for tool in ("iptables-save", "ip6tables-save") if shutil.which(tool))
     nft = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout if shutil.which("nft") else ""
     return ipt, nft
 
@@ -392,31 +475,60 @@ def _ours(pid: Optional[int] = None) -> Set[str]:
     return found
 
 
-def _filter_table() -> bool:
-    """Does `table ip filter` exist (iptables-nft creates it on demand; the guard removes what it made)?"""
+def _others() -> bool:
+    """Are rules of another probe (another test run on this host) present right now?"""
+    return any(not item.startswith("link ") and not re.search(rf"handshake.probe.{os.getpid()}\b", item)
+               for item in _ours())
+
+
+def _filter_table() -> Tuple[bool, bool]:
+    """Do `table ip filter` and `table ip6 filter` exist (iptables-nft creates them on demand; the guard
+    removes what it made)?"""
     if shutil.which("nft") is None:
-        return False
-    return "table ip filter" in subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+        return False, False
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout.splitlines()
+    return "table ip filter" in tables, "table ip6 filter" in tables
+
+
+needs_ip6tables = pytest.mark.skipif(shutil.which("ip6tables") is None, reason="ip6tables not installed")
 
 
 @needs_root
-@pytest.mark.parametrize("guard", [pytest.param("iptables", marks=needs_iptables),
-                                   pytest.param("nft", marks=needs_nft)])
-def test_firewall_guard_end_to_end(guard: str) -> None:
-    """127.0.0.1 on lo, the kernel's RSTs dropped by a rule that exists during the run and not after;
-    our own RSTs (rst-abort, handshake) pass. nft runs all but the 7.5 s no-answer to keep the file short."""
+@pytest.mark.parametrize("guard,version", [pytest.param("iptables", 4, marks=needs_iptables, id="iptables"),
+                                           pytest.param("nft", 4, marks=needs_nft, id="nft"),
+                                           pytest.param("iptables", 6, marks=needs_ip6tables, id="ip6tables"),
+                                           pytest.param("nft", 6, marks=needs_nft, id="nft-ip6")])
+def test_firewall_guard_end_to_end(guard: str, version: int) -> None:
+    """127.0.0.1 (or ::1) on lo, the kernel's RSTs dropped by a rule (iptables / ip6tables, an nft table of
+    family ip / ip6) that exists during the run and not after; our own RSTs (rst-abort, handshake) pass.
+    The kernel's own state is read at every checkpoint, as through the TUN device. nft runs all but the
+    7.5 s no-answer to keep the file short."""
     before, table_before = _ours(), _filter_table()
     names = ALL if guard == "iptables" else [n for n in ALL if n != "no-answer"]
     during: List[Set[str]] = []
-    outcomes = run_probe(ProbeOptions(names, guard=guard), emit=lambda s: None,
+    lines: List[str] = []
+    oracle = TwoOracles()
+    outcomes = run_probe(ProbeOptions(names, guard=guard, ipv6=version == 6), emit=lines.append, oracle=oracle,
                          on_outcome=lambda o: during.append(_ours(os.getpid())))
     failed = {o.scenario.name: o.problems for o in outcomes if not o.ok}
     assert not failed
+    loopback = "::1" if version == 6 else "127.0.0.1"
+    tool = {"iptables": "ip6tables" if version == 6 else "iptables", "nft": f"nft (ip{'6' if version == 6 else ''})"}
+    assert any(f"guard: {tool[guard]} drops outgoing RSTs from {loopback} " in line for line in lines), lines
     for o in outcomes:
         assert ladder(o) in LADDERS[o.scenario.name]
         assert o.frames[0].linktype == 1                        # Ethernet, as lo is captured
+        assert {s.ip_version for s in segments(o)} == {version} and prober_end(o)[0] == loopback
+        assert [cp.kernel for cp in o.checkpoints] == KERNEL[o.scenario.name]
+    assert oracle.readings and all(diag == proc for _, _, diag, proc in oracle.readings)
     assert all(d for d in during), "the guard rule was not there during the run"
-    assert _wait_for(lambda: _ours() == before and _filter_table() == table_before, 3.0), (_ours(), before)
+    ipt, nft = _firewall()
+    mine = re.compile(rf"handshake.probe.{os.getpid()}")
+    assert not mine.search(ipt) and not mine.search(nft)
+    # Judged by this process's pid: probes of other test runs on the host may come and go meanwhile. The
+    # filter tables iptables-nft made on demand must be gone too, unless another run's rule holds them.
+    assert _wait_for(lambda: not _ours(os.getpid()) and (_filter_table() == table_before or _others()), 3.0), \
+        (_ours(), before)
 
 
 def _probe_cmd(*args: str) -> List[str]:
@@ -432,7 +544,8 @@ def _env() -> Dict[str, str]:
 @pytest.mark.parametrize("guard", [pytest.param("tun", marks=needs_tun),
                                    pytest.param("iptables", marks=needs_iptables),
                                    pytest.param("nft", marks=needs_nft)])
-def test_killed_mid_scenario_leaves_nothing(guard: str, sig: int) -> None:
+@pytest.mark.parametrize("family", [pytest.param([], id="ipv4"), pytest.param(["-6"], id="ipv6")])
+def test_killed_mid_scenario_leaves_nothing(guard: str, sig: int, family: List[str]) -> None:
     """SIGTERM: the probe removes what it added before it exits (143). SIGKILL: the TUN device goes with
     the process (not persistent); a firewall rule stays until the next start sweeps it.
 
@@ -441,7 +554,7 @@ def test_killed_mid_scenario_leaves_nothing(guard: str, sig: int) -> None:
     and its rules by its pid. The kernel unregisters a device asynchronously, waiting for the last
     reference (routes, sockets) to go, which can take seconds on a loaded host: the wait is 10 s."""
     table_before = _filter_table()
-    proc = subprocess.Popen(_probe_cmd("--rst-guard", guard, "--scenario", "no-answer"), cwd=ROOT, env=_env(),
+    proc = subprocess.Popen(_probe_cmd(*family, "--rst-guard", guard, "--scenario", "no-answer"), cwd=ROOT, env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -479,7 +592,8 @@ def test_killed_mid_scenario_leaves_nothing(guard: str, sig: int) -> None:
             assert any(f"dead pid {proc.pid}" in line for line in lines), lines
     # The kernel unregisters a closed TUN device asynchronously: give it time.
     assert _wait_for(lambda: not present() and not _ours(proc.pid)
-                     and (guard == "tun" or _filter_table() == table_before), 10.0), (present(), _ours(proc.pid))
+                     and (guard == "tun" or _filter_table() == table_before or _others()), 10.0), \
+        (present(), _ours(proc.pid))
 
 
 def _wait_for(condition: Callable[[], bool], within: float) -> bool:
@@ -497,28 +611,50 @@ def _dead_pid() -> int:
     return child.pid
 
 
+_TOOLS = [pytest.param("iptables", marks=needs_iptables), pytest.param("ip6tables", marks=needs_ip6tables),
+          pytest.param("nft", marks=needs_nft), pytest.param("nft-ip6", marks=needs_nft)]
+
+
+def _plant(tool: str, pid: int, tag: str, port: int) -> List[str]:
+    """Add a guard rule as a run of `pid` would have (tag: its comment); return the command undoing it."""
+    if tool in ("iptables", "ip6tables"):
+        rule = ["OUTPUT", "-o", "lo", "-p", "tcp", "--sport", str(port), "--tcp-flags", "RST", "RST",
+                "-m", "comment", "--comment", tag, "-j", "DROP"]
+        subprocess.run([tool, "-w", "5", "-I", *rule], check=True)
+        return [tool, "-w", "5", "-D", *rule]
+    family = "ip6" if tool == "nft-ip6" else "ip"
+    table = "handshake_probe_" + tag.split(":", 1)[1].replace(":", "_")
+    subprocess.run(["nft", "-f", "-"], check=True, text=True, input=(
+        f"table {family} {table} {{\n chain output {{\n"
+        f"  type filter hook output priority 0; policy accept;\n"
+        f"  oifname \"lo\" tcp sport {port} tcp flags & rst == rst drop comment \"{tag}\"\n"
+        f" }}\n}}\n"))
+    return ["nft", "delete", "table", family, table]
+
+
+def _unplant(tool: str, planted: List[List[str]], table_before: Tuple[bool, bool]) -> None:
+    for cmd in planted:
+        subprocess.run(cmd, capture_output=True)
+    if tool in ("iptables", "ip6tables") and not table_before[tool == "ip6tables"]:
+        # iptables-nft made the filter table and chain for our planted rule: take them away again.
+        family = "ip6" if tool == "ip6tables" else "ip"
+        subprocess.run([tool, "-w", "5", "-X", "OUTPUT"], capture_output=True)
+        if shutil.which("nft") and "chain" not in subprocess.run(
+                ["nft", "list", "table", family, "filter"], capture_output=True, text=True).stdout:
+            subprocess.run(["nft", "delete", "table", family, "filter"], capture_output=True)
+
+
 @needs_root
-@pytest.mark.parametrize("tool", [pytest.param("iptables", marks=needs_iptables),
-                                  pytest.param("nft", marks=needs_nft)])
+@pytest.mark.parametrize("tool", _TOOLS)
 def test_leftover_of_a_dead_pid_is_removed_at_start(tool: str) -> None:
+    """A rule of a dead run, of either family, is swept by the next start (itself an IPv4 run)."""
     dead = _dead_pid()
     alive = subprocess.Popen(["sleep", "30"])
-    planted = []
+    planted: List[List[str]] = []
     table_before = _filter_table()
     try:
         for pid in (dead, alive.pid):
-            if tool == "iptables":
-                rule = ["OUTPUT", "-o", "lo", "-p", "tcp", "--sport", "9", "--tcp-flags", "RST", "RST",
-                        "-m", "comment", "--comment", f"handshake-probe:{pid}", "-j", "DROP"]
-                subprocess.run(["iptables", "-w", "5", "-I", *rule], check=True)
-                planted.append(["iptables", "-w", "5", "-D", *rule])
-            else:
-                subprocess.run(["nft", "-f", "-"], check=True, text=True, input=(
-                    f"table ip handshake_probe_{pid} {{\n chain output {{\n"
-                    f"  type filter hook output priority 0; policy accept;\n"
-                    f"  oifname \"lo\" tcp sport 9 tcp flags & rst == rst drop comment \"handshake-probe:{pid}\"\n"
-                    f" }}\n}}\n"))
-                planted.append(["nft", "delete", "table", "ip", f"handshake_probe_{pid}"])
+            planted.append(_plant(tool, pid, f"handshake-probe:{pid}", 9))
         assert _ours(dead) and _ours(alive.pid)
         lines: List[str] = []
         run_probe(ProbeOptions(["closed-port"]), emit=lines.append)
@@ -528,38 +664,41 @@ def test_leftover_of_a_dead_pid_is_removed_at_start(tool: str) -> None:
     finally:
         alive.kill()
         alive.wait()
-        for cmd in planted:
-            subprocess.run(cmd, capture_output=True)
-        if tool == "iptables" and not table_before:
-            # iptables-nft made the filter table and chain for our planted rule: take them away again.
-            subprocess.run(["iptables", "-w", "5", "-X", "OUTPUT"], capture_output=True)
-            if shutil.which("nft") and "chain" not in subprocess.run(
-                    ["nft", "list", "table", "ip", "filter"], capture_output=True, text=True).stdout:
-                subprocess.run(["nft", "delete", "table", "ip", "filter"], capture_output=True)
+        _unplant(tool, planted, table_before)
 
 
 @needs_root
-@needs_tun
-def test_command_with_a_loopback_target(capsys: pytest.CaptureFixture[str]) -> None:
-    """--target on 127.0.0.1 through the TUN guard (route_localnet on the device): a server whose timing
-    we do not drive passes with the target ladders; a closed port fails the verdict, exit 1."""
+@pytest.mark.parametrize("host,guard", [
+    pytest.param("127.0.0.1", "tun", marks=needs_tun, id="127.0.0.1-tun"),
+    pytest.param("::1", "tun", marks=needs_tun, id="ipv6-tun"),
+    pytest.param("::1", "iptables", marks=needs_ip6tables, id="ipv6-ip6tables"),
+    pytest.param("::1", "nft", marks=needs_nft, id="ipv6-nft")])
+def test_command_with_a_loopback_target(host: str, guard: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """--target on 127.0.0.1 through the TUN guard (route_localnet on the device), on [::1] through the
+    TUN guard (our segments go in through lo, RFC 4291 §2.5.3 keeps ::1 off every other device; the
+    answers come back through the device) and through the ip6tables and nft guards: a server whose timing
+    we do not drive passes with the target ladders; a closed port fails the verdict, exit 1, its cause
+    first."""
     from handshake_probe.cli import main
     from handshake_probe.echo.server import EchoServer
 
-    with EchoServer(host="127.0.0.1", idle_timeout=0.3) as (host, port):
-        assert main(["probe", "--target", f"{host}:{port}", "--scenario",
-                     "echo,half-close,server-close,simultaneous-close"]) == 0
+    where = f"[{host}]" if ":" in host else host
+    names = [n for n in ALL if n != "no-answer"]          # no-answer's 7.5 s is in tun_run and the guards'
+    with EchoServer(host=host, idle_timeout=0.3) as (_, port):
+        assert main(["probe", "--rst-guard", guard, "--target", f"{where}:{port}", "--scenario",
+                     ",".join(names)]) == 0
     out = capsys.readouterr().out
-    assert out.count("verdict: PASS") == 4 and "probe: 4/4 scenarios as expected" in out
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))                      # bound, not listening: the SYN meets RST
+    assert out.count("verdict: PASS") == len(names) and f"probe: {len(names)}/{len(names)} scenarios as expected" in out
+    closed = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    closed.bind((host, 0))                             # bound, not listening: the SYN meets RST
     try:
-        assert main(["probe", "--target", f"127.0.0.1:{closed.getsockname()[1]}", "--scenario", "handshake",
-                     "--timeout", "0.5"]) == 1
+        assert main(["probe", "--rst-guard", guard, "--target", f"{where}:{closed.getsockname()[1]}",
+                     "--scenario", "handshake", "--timeout", "0.5"]) == 1
     finally:
         closed.close()
-    out = capsys.readouterr().out
-    assert "verdict: FAIL handshake" in out and "expected the SYN-ACK (S.), got R." in out
+    lines = capsys.readouterr().out.splitlines()
+    at = lines.index(next(l for l in lines if l.startswith("verdict: FAIL handshake")))
+    assert lines[at + 1].startswith("  cause:") and "expected the SYN-ACK (S.), got R." in lines[at + 1]
 
 
 # ------------------------------------------------------------------------------- no privilege, bad arguments
@@ -598,7 +737,22 @@ def test_without_privilege_exit_77_and_one_line(guard: str, cap: str) -> None:
     ["--scenario", "no-answer", "--target", "10.1.2.3:80", "--allow-remote", "--rst-guard", "nft"],
     ["--scenario", "handshake", "--target", "198.18.5.2:80"],         # TUN range, but not this run's peer
     ["--scenario", "handshake", "--target", "198.19.255.1:80", "--rst-guard", "nft"],
-    ["--scenario", "handshake", "--target", "[::1]:80"],               # IPv4 only
+    ["--scenario", "handshake", "--target", "[2001:db8::99]:80"],      # documentation range, not our peer
+    ["--scenario", "handshake", "--target", "[2001:db8:6870:1::2]:80"],  # a TUN prober end, never the kernel's
+    ["--scenario", "handshake", "--target", "[fd00::1]:80"],           # a ULA, not loopback
+    ["--scenario", "handshake", "--target", "[::ffff:8.8.8.8]:80"],    # IPv4-mapped
+    ["--scenario", "handshake", "--target", "[::ffff:127.0.0.1]:80"],  # IPv4-mapped loopback: say 127.0.0.1
+    ["--scenario", "handshake", "--target", "[::ffff:8.8.8.8]:80", "--allow-remote", "--rst-guard", "nft"],
+    ["--scenario", "handshake", "--target", "[fe80::]:80"],            # link-local
+    ["--scenario", "handshake", "--target", "[fe80::1]:80", "--allow-remote", "--rst-guard", "nft"],
+    ["--scenario", "handshake", "--target", "[fe80::1%lo]:80"],        # a zone index
+    ["--scenario", "handshake", "--target", "[::1%lo]:80"],
+    ["--scenario", "handshake", "--target", "[::]:80"],                # unspecified
+    ["--scenario", "handshake", "--target", "[ff02::1]:80", "--allow-remote", "--rst-guard", "nft"],
+    ["--scenario", "handshake", "--target", "::1:80"],                 # no brackets: where does the port start?
+    ["--scenario", "handshake", "--target", "[127.0.0.1]:80"],         # brackets on IPv4
+    ["--scenario", "handshake", "-6", "--target", "127.0.0.1:80"],     # -6 with an IPv4 target
+    ["--scenario", "all", "-6", "--target", "[2001:db8::1]:80", "--allow-remote"],  # the tun guard stays here
     ["--scenario", "all", "--target", "localhost"],
     ["--scenario", "all", "--isn", str(1 << 32)],
     ["--scenario", "all", "--rst-guard", "pf"],
@@ -637,15 +791,21 @@ def test_ladder_option_draws_the_exchange(capsys) -> None:
 
 @needs_root
 @needs_tun
-def test_only_the_own_tun_peer_is_a_target_in_the_tun_range() -> None:
-    """The kernel's end of this run's TUN device (198.18.X.1, X from the pid) is a target like loopback;
-    any other 198.18.0.0/15 address is refused before a packet is sent: written into the device, the
-    kernel would forward it out of another interface."""
-    from handshake_probe.prober.tun import pick_subnet
-    peer = str(next(iter(pick_subnet(os.getpid()).hosts())))
-    listener = socket.socket()
-    # IP_FREEBIND: listen on the address before the device that carries it exists.
-    listener.setsockopt(socket.SOL_IP, getattr(socket, "IP_FREEBIND", 15), 1)
+@pytest.mark.parametrize("version,other", [(4, "198.18.5.2"), (6, "2001:db8::99")], ids=["ipv4", "ipv6"])
+def test_only_the_own_tun_peer_is_a_target_in_the_tun_range(version: int, other: str) -> None:
+    """The kernel's end of this run's TUN device (198.18.X.1 or 2001:db8:6870:X::1, X from the pid) is a
+    target like loopback; any other address of the range is refused before a packet is sent: written into
+    the device, the kernel would forward it out of another interface (here, IPv6's default route)."""
+    from handshake_probe.prober.family import IPV4, IPV6
+    from handshake_probe.prober.tun import own_kernel_addr
+    family = IPV6 if version == 6 else IPV4
+    peer = own_kernel_addr(family, os.getpid())
+    listener = socket.socket(family.af)
+    # FREEBIND: listen on the address before the device that carries it exists.
+    if version == 6:
+        listener.setsockopt(socket.IPPROTO_IPV6, getattr(socket, "IPV6_FREEBIND", 78), 1)
+    else:
+        listener.setsockopt(socket.SOL_IP, getattr(socket, "IP_FREEBIND", 15), 1)
     listener.bind((peer, 0))
     listener.listen()
     try:
@@ -654,18 +814,40 @@ def test_only_the_own_tun_peer_is_a_target_in_the_tun_range() -> None:
                              emit=lines.append)
         assert [o.ok for o in outcomes] == [True], [o.problems for o in outcomes]
         assert any(f"kernel {peer}," in line for line in lines), lines
+        assert {s.ip_version for s in segments(outcomes[0])} == {version}
     finally:
         listener.close()
-    other = "198.18.5.2"                                  # a .2 is never the kernel's end (.1)
     sent: List[Outcome] = []
+    before = _devices()
     with pytest.raises(ValueError, match="not loopback"):
         run_probe(ProbeOptions(["handshake"], target=(other, 80)), emit=lambda s: None, on_outcome=sent.append)
-    assert sent == []
+    assert sent == [] and _devices() <= before           # refused before even the device was made
 
 
 @needs_root
-@pytest.mark.parametrize("tool", [pytest.param("iptables", marks=needs_iptables),
-                                  pytest.param("nft", marks=needs_nft)])
+@needs_tun
+@pytest.mark.parametrize("version,stray", [(4, "198.18.5.1"), (4, "8.8.8.8"), (6, "2001:db8::99"),
+                                           (6, "fd00::1"), (6, "2001:4860:4860::8888")])
+def test_the_link_refuses_a_packet_to_an_address_not_cleared(version: int, stray: str) -> None:
+    """The last check, at the moment of sending: whatever a scenario asks, the link sends only to the
+    kernel's own end and the cleared --target. A stray destination raises and nothing is written."""
+    from handshake_probe.prober.family import IPV4, IPV6
+    from handshake_probe.prober.link import TunLink, UnsafeDestination
+    from handshake_probe.prober.peer import RawPeer
+    from handshake_probe.prober.tun import TunDevice
+    with TunDevice(family=IPV6 if version == 6 else IPV4) as tun:
+        link = TunLink(tun)
+        try:
+            link.scope(frozenset({40000}))
+            with pytest.raises(UnsafeDestination, match=f"refused to send a packet to {stray}"):
+                RawPeer(link, 40000, (stray, 80), 1, 0.2).send("S")
+            assert link.take() == []
+        finally:
+            link.close()
+
+
+@needs_root
+@pytest.mark.parametrize("tool", _TOOLS)
 def test_leftover_of_a_reused_pid_is_removed(tool: str) -> None:
     """A rule names its process by pid and start time: a live process with the same pid but another
     start time did not make it (the pid was reused), so the rule is a leftover and goes; the rule of the
@@ -674,38 +856,100 @@ def test_leftover_of_a_reused_pid_is_removed(tool: str) -> None:
     alive = subprocess.Popen(["sleep", "30"])
     start = start_time(alive.pid)
     assert start is not None
-    planted = []
+    planted: List[List[str]] = []
     table_before = _filter_table()
     try:
         for tick, port in ((start - 1, 9), (start, 7)):       # a dead run's rule, then the live one's
-            tag = f"handshake-probe:{alive.pid}:{tick}"
-            if tool == "iptables":
-                rule = ["OUTPUT", "-o", "lo", "-p", "tcp", "--sport", str(port), "--tcp-flags", "RST", "RST",
-                        "-m", "comment", "--comment", tag, "-j", "DROP"]
-                subprocess.run(["iptables", "-w", "5", "-I", *rule], check=True)
-                planted.append(["iptables", "-w", "5", "-D", *rule])
-            else:
-                table = f"handshake_probe_{alive.pid}_{tick}"
-                subprocess.run(["nft", "-f", "-"], check=True, text=True, input=(
-                    f"table ip {table} {{\n chain output {{\n"
-                    f"  type filter hook output priority 0; policy accept;\n"
-                    f"  oifname \"lo\" tcp sport {port} tcp flags & rst == rst drop comment \"{tag}\"\n"
-                    f" }}\n}}\n"))
-                planted.append(["nft", "delete", "table", "ip", table])
+            planted.append(_plant(tool, alive.pid, f"handshake-probe:{alive.pid}:{tick}", port))
         lines: List[str] = []
         run_probe(ProbeOptions(["closed-port"]), emit=lines.append)
         ipt, nft = _firewall()
-        found = ipt if tool == "iptables" else nft
+        found = nft if tool.startswith("nft") else ipt
         assert f"handshake-probe:{alive.pid}:{start - 1}" not in found, "the reused pid's leftover survived"
         assert f"handshake-probe:{alive.pid}:{start}" in found, "the live process's rule must stay"
         assert any(f"dead pid {alive.pid}" in line for line in lines), lines
     finally:
         alive.kill()
         alive.wait()
-        for cmd in planted:
-            subprocess.run(cmd, capture_output=True)
-        if tool == "iptables" and not table_before:
-            subprocess.run(["iptables", "-w", "5", "-X", "OUTPUT"], capture_output=True)
-            if shutil.which("nft") and "chain" not in subprocess.run(
-                    ["nft", "list", "table", "ip", "filter"], capture_output=True, text=True).stdout:
-                subprocess.run(["nft", "delete", "table", "ip", "filter"], capture_output=True)
+        _unplant(tool, planted, table_before)
+
+
+needs_unshare = pytest.mark.skipif(shutil.which("unshare") is None, reason="unshare (util-linux) not installed")
+
+
+@needs_root
+@needs_unshare
+@pytest.mark.parametrize("guard,setup,says", [
+    pytest.param("nft", "", "IPv6 loopback ::1 is not usable here", marks=needs_nft, id="nft-lo-down"),
+    pytest.param("tun", "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1;",
+                 "IPv6 is disabled on this host", marks=needs_tun, id="tun-ipv6-disabled")])
+def test_without_ipv6_one_line_and_exit_69(guard: str, setup: str, says: str) -> None:
+    """A host (here a fresh network namespace: lo down, or IPv6 switched off) that cannot speak IPv6 where
+    the guard needs it: `-6` says so in one line, exit 69, before anything is set up; IPv4 still runs."""
+    script = (f"{setup} {shlex.join(_probe_cmd('-6', '--rst-guard', guard, '--scenario', 'handshake'))}; "
+              f"echo rc=$?; ip link set lo up; "
+              f"{shlex.join(_probe_cmd('--rst-guard', guard, '--scenario', 'handshake'))} | tail -1")
+    done = subprocess.run(["unshare", "-n", "sh", "-c", script], cwd=ROOT, env=_env(), capture_output=True,
+                          text=True, timeout=60)
+    err = done.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"handshake-probe: error: {says}"), done.stderr
+    assert "rc=69" in done.stdout and "probe: 1/1 scenarios as expected" in done.stdout, done.stdout
+
+
+@needs_root
+@needs_tun
+def test_ipv6_tun_device_is_silent() -> None:
+    """Nothing but what we provoke comes out of an IPv6 TUN device: no router solicitation, no MLD report,
+    no neighbour or duplicate-address solicitation (NOARP, no link-local address), for 2 s after it is up."""
+    from handshake_probe.prober.family import IPV6
+    from handshake_probe.prober.tun import TunDevice
+    import select
+    with TunDevice(family=IPV6) as tun:
+        read: List[bytes] = []
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([tun.fd], [], [], 0.1)
+            if ready:
+                read.append(tun.read())
+        assert read == [], [r[:48].hex() for r in read]
+
+
+@needs_root
+@pytest.mark.parametrize("guard,version", [pytest.param("iptables", 6, marks=needs_ip6tables, id="ip6tables"),
+                                           pytest.param("nft", 6, marks=needs_nft, id="nft-ip6"),
+                                           pytest.param("nft", 4, marks=needs_nft, id="nft-ip")])
+def test_without_its_rule_the_kernel_resets_the_handshake(guard: str, version: int) -> None:
+    """The guard is what keeps the handshake alive: the same run with the rule never installed sees the
+    kernel's own RST from our port (it holds no connection for the SYN-ACK it receives, RFC 9293 §3.10.7.1),
+    so the scenario fails. With the rule (test_firewall_guard_end_to_end) it passes."""
+    from unittest import mock
+    from handshake_probe.prober import guard as guards
+    cls = guards.IptablesGuard if guard == "iptables" else guards.NftGuard
+    with mock.patch.object(cls, "install", lambda self: None):
+        outcomes = run_probe(ProbeOptions(["handshake"], guard=guard, ipv6=version == 6, timeout=0.5),
+                             emit=lambda s: None)
+    out = outcomes[0]
+    assert not out.ok
+    segs = segments(out)
+    me = (segs[0].src, segs[0].sport)
+    # a bare RST (no ACK) from our port: the prober only ever sends RST/ACK (RawPeer.abort), so the kernel
+    # sent it, in answer to the SYN-ACK (<SEQ=SEG.ACK><CTL=RST>, RFC 9293 §3.10.7.1)
+    kernel_rsts = [s for s in segs if s.flags == Flags.RST and (s.src, s.sport) == me]
+    assert len(kernel_rsts) == 1, ladder(out)
+    synack = next(s for s in segs if s.flags == Flags.SYN | Flags.ACK)
+    assert kernel_rsts[0].seq == synack.ack
+    assert {s.ip_version for s in segs} == {version}
+
+
+@needs_root
+@needs_tun
+def test_a_new_ipv6_device_address_is_usable_at_once() -> None:
+    """A fresh IPv6 address is tentative until the kernel's address worker runs, even on a NOARP device
+    with no DAD to do; bound too early it fails with EADDRNOTAVAIL (18 of 100 devices before the wait
+    was added). TunDevice returns only once its kernel address can be bound, as the echo servers will."""
+    from handshake_probe.prober.family import IPV6
+    from handshake_probe.prober.tun import TunDevice
+    for seed in range(30):
+        with TunDevice(family=IPV6, seed=os.getpid() + seed) as tun:
+            with socket.socket(socket.AF_INET6) as s:
+                s.bind((tun.kernel_addr, 0))

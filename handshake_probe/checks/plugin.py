@@ -12,7 +12,9 @@ Fixtures:
   (`from handshake_probe.checks.plugin import assert_flow`; the old name, `handshake_probe.pytest_plugin`,
   is this same module). The keywords are the expectation keys of `handshake-probe check`
   (handshake_probe/checks/spec.py has the list); the failure message shows expected vs found and the
-  flow's ladder.
+  flow's ladder, and a failure writes the HTML report of the flow's capture (`handshake-probe report`),
+  opened at the failing flow, whose path ends the message: a CI run's artefact shows what went wrong.
+  Reports go to `--handshake-probe-reports DIR` (default: .pytest_cache/d/handshake-probe-reports).
 
 Records are the `--format json` objects (plain dicts); those from `analyze` and `loopback_capture` also
 remember their capture, so that a failing `assert_flow` can draw the flow's ladder.
@@ -123,7 +125,57 @@ def assert_flow(flow: Union[Mapping[str, Any], Tuple[Mapping[str, Any], List[Row
     if failures:
         count = f"{len(failures)} of {len(parsed)} expectations" if len(parsed) > 1 else "expectation"
         head = f"flow {record.get('flow')} ({record.get('client')} -> {record.get('server')}): {count} not met"
-        raise AssertionError(head + "\n" + format_flow_failures(failures, _ladder_of(record, rows)))
+        raise AssertionError(head + "\n" + format_flow_failures(failures, _ladder_of(record, rows))
+                             + _html_report(record, rows))
+
+
+# ------------------------------------------------------------------------------------------- HTML report
+_REPORTS: Dict[str, Any] = {"dir": None, "test": None}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--handshake-probe-reports", metavar="DIR", default=None,
+                     help="where a failing assert_flow writes the HTML report of its flow's capture "
+                          "(default: .pytest_cache/d/handshake-probe-reports)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    chosen = config.getoption("--handshake-probe-reports", default=None)
+    if chosen:
+        _REPORTS["dir"] = Path(chosen)
+    elif getattr(config, "cache", None) is not None:
+        _REPORTS["dir"] = config.cache.mkdir("handshake-probe-reports")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _REPORTS["test"] = item.nodeid
+
+
+def _html_report(record: Mapping[str, Any], rows: Optional[List[Row]]) -> str:
+    """Write the HTML report of the failing flow (the whole capture when the record knows it, opened at
+    this flow; else the flow alone) and return the message's last line naming it; "" when there is
+    nothing to draw from. A report that cannot be written says why in that line, never hides the verdict."""
+    import re
+    import tempfile
+    from handshake_probe.report import Source, source_from_file, write_report
+    number = record.get("flow")
+    source = getattr(record, "source", None)
+    directory = _REPORTS["dir"] or Path(tempfile.gettempdir()) / "handshake-probe-reports"
+    test = _REPORTS["test"] or "assert_flow"
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", test).strip("_")[:150] + f"-flow{number}.html"
+    path = Path(directory) / name
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if source is not None:
+            msl = getattr(record, "msl", None)
+            write_report(path, [source_from_file(source, **_msl(msl))], f"{test}: flow {number} failed")
+        elif rows:
+            write_report(path, [Source("assert_flow", [(record, rows)])], f"{test}: flow {number} failed")
+        else:
+            return ""
+    except Exception as err:   # the verdict above stays the message; say why the page is missing
+        return f"\n(no HTML report: {type(err).__name__}: {err})"
+    return f"\nHTML report: {path}#flow={number}"
 
 
 # ------------------------------------------------------------------------------------------- live capture

@@ -50,6 +50,8 @@ keyword arguments:
     contains = {FIELD = V, ...}    a list field has V as a consecutive sub-list, a string field has V in it
     FIELD.SUB = VALUE              any other key is a record field, by dotted path: anomalies.retransmission,
                                    handshake.syn_count, history, completeness, reused_port, ...
+                                   negotiation.in_effect.window_scaling = true, negotiation.client.mss = 1460
+                                   (negotiation paths are checked against the engine's NEGOTIATION_* lists)
 
 TOML's dotted keys and sub-tables nest (`anomalies.retransmission = 0` is `anomalies = {retransmission = 0}`);
 both forms check the named fields one by one. An anomaly kind that the flow's `anomalies` table does not
@@ -88,7 +90,18 @@ RETRANSMISSION_KINDS = ("retransmission", "retransmission_syn", "retransmission_
                         "fast_retransmission", "spurious_retransmission")
 # Fields that newer analyzers add to the record; when one is absent the message says the version is too
 # old rather than suggesting a typo.
-NEWER_FIELDS = frozenset(("conn_state", "history", "completeness", "completeness_flags", "anomalies", "tunnels"))
+NEWER_FIELDS = frozenset(("conn_state", "history", "completeness", "completeness_flags", "anomalies", "tunnels",
+                          "negotiation"))
+# `negotiation.*` paths (the engine's lists of its fields): `negotiation.client.mss`,
+# `negotiation.in_effect.window_scaling`, `negotiation.simultaneous_open.server_syn.p0f`.
+_SIDE = tuple(f for f in _engine.NEGOTIATION_SIDE_FIELDS if f not in ("server_syn", "client_synack"))
+NEGOTIATION_PATHS = frozenset((
+    *_engine.NEGOTIATION_FIELDS,
+    *(f"{side}.{f}" for side in ("client", "server") for f in _SIDE),
+    *(f"in_effect.{f}" for f in _engine.NEGOTIATION_EFFECT_FIELDS),
+    *(f"simultaneous_open.{side}" for side in ("server_syn", "client_synack")),
+    *(f"simultaneous_open.{side}.{f}" for side in ("server_syn", "client_synack") for f in _SIDE)))
+NEGOTIATION_WARNINGS = tuple(_engine.NEGOTIATION_WARNINGS)
 
 # The flow record's fields (core/record.py, its observers, and "file" when several files are analyzed;
 # tests/test_check.py holds this list to what the analyzer writes). A key that is neither one of them
@@ -97,7 +110,7 @@ RECORD_FIELDS = frozenset((
     "flow", "client", "server", "direction", "packets", "client_packets", "server_packets", "client_bytes",
     "server_bytes", "first_ts", "last_ts", "duration_ms", "client_states", "server_states", "transitions",
     "handshake", "close", "violations", "violation_count", "reused_port", "conn_state", "history", "zeek_orig",
-    "completeness", "completeness_flags", "anomalies", "tunnels", "file"))
+    "completeness", "completeness_flags", "anomalies", "tunnels", "negotiation", "file"))
 HANDSHAKE_FIELDS = ("complete", "status", "syn_to_synack_ms", "synack_to_ack_ms", "syn_count", "synack_count")
 
 STATE_PATH_FIELDS = ("client_states", "server_states")
@@ -335,9 +348,19 @@ def _known_field(path: str, where: Sequence[Any]) -> None:
         raise SpecError(where, f"not an expectation key nor a flow record field"
                                f"{_did_you_mean(head, [*SHORTCUTS, *sorted(RECORD_FIELDS)])}")
     sub = rest.split(".")[0]
+    if head == "negotiation" and rest and rest not in NEGOTIATION_PATHS:
+        near = sorted(p for p in NEGOTIATION_PATHS if p.startswith(rest.rsplit(".", 1)[0]))
+        raise SpecError(where, f"'negotiation' has no field {rest!r}"
+                               f"{_did_you_mean(rest, near or sorted(NEGOTIATION_PATHS))}")
     if head == "handshake" and sub and sub not in HANDSHAKE_FIELDS:
         raise SpecError(where, f"'handshake' has no field {sub!r} (it has {', '.join(HANDSHAKE_FIELDS)})"
                                f"{_did_you_mean(sub, HANDSHAKE_FIELDS)}")
+
+
+# negotiation fields that hold true/false: `... = "true"` is a typo, not an unmeetable expectation
+_BOOL_LEAVES = ("syn_seen", "synack_seen", "sack_permitted", ".timestamps", "cookie_request", "data_acked",
+                "mptcp", ".ece", ".cwr", ".ae", ".df", "window_scaling", "in_effect.sack", "in_effect.ecn",
+                "in_effect.tfo")
 
 
 def _validate_field(path: str, value: Any, where: Sequence[Any], bound: bool = False) -> Any:
@@ -355,6 +378,8 @@ def _validate_field(path: str, value: Any, where: Sequence[Any], bound: bool = F
         _choice(value, HANDSHAKE_STATUSES, where, "handshake status")
     elif path == "direction":
         _choice(value, DIRECTIONS, where, "direction")
+    elif path.startswith("negotiation.") and path.endswith(_BOOL_LEAVES) and not isinstance(value, bool):
+        raise SpecError(where, f"expected true or false, not {_quote(value)}")
     elif path in ("handshake.complete", "reused_port") and not isinstance(value, bool):
         raise SpecError(where, f"expected true or false, not {_quote(value)}")
     elif path.startswith("anomalies."):

@@ -64,6 +64,9 @@ def add_arguments(an: argparse.ArgumentParser) -> None:
     an.add_argument("--check-checksums", action="store_true",
                     help="verify TCP checksums and count bad ones (off by default: NIC offload and loopback "
                          "captures carry checksums the kernel never filled in)")
+    an.add_argument("--p0f-db", metavar="FILE",
+                    help="label each SYN's and SYN-ACK's p0f fingerprint with p0f's database (p0f.fp; Debian's "
+                         "p0f package installs /etc/p0f/p0f.fp): the OS (or tool) p0f would print")
     an.add_argument("--msl", type=positive_float, default=DEFAULT_MSL, metavar="SECONDS",
                     help=f"maximum segment lifetime; TIME-WAIT lasts 2*MSL (default {DEFAULT_MSL:g}, "
                          "Linux's 60 s TIME-WAIT; RFC 9293 suggests 120)")
@@ -89,6 +92,12 @@ def run(args: argparse.Namespace) -> int:
         error("--columns chooses the flow table's columns; it does not apply to "
               + ("--flow N" if args.flow is not None else f"--format {args.format}"))
         return ExitStatus.BAD_INPUT
+    if args.p0f_db is not None:
+        try:
+            args.p0f_text = load_p0f_db(args.p0f_db)
+        except (OSError, ValueError) as err:
+            error(str(err))
+            return ExitStatus.BAD_INPUT
     usage = check_arguments(args)
     if usage:
         error(usage)
@@ -146,10 +155,25 @@ def run_one(source: Input, args: argparse.Namespace) -> int:
     return status
 
 
+def load_p0f_db(path: str) -> str:
+    """p0f.fp's text, checked by the engine's parser: OSError or ValueError with a one-line message."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+    except OSError as err:
+        raise OSError(f"cannot open {path}: {err.strerror or err}") from None
+    try:
+        handshake_probe._load_engine().p0f_db_signatures(text)
+    except ValueError as err:
+        raise ValueError(f"{path}: not a p0f database: {err}") from None
+    return text
+
+
 def engine_options(args: argparse.Namespace) -> Dict[str, Any]:
     """The analyze options the engine takes, from the command line."""
     return dict(msl=args.msl, check_checksums=args.check_checksums, linger=args.linger,
-                idle_timeout=args.idle_timeout, max_open=args.max_open)
+                idle_timeout=args.idle_timeout, max_open=args.max_open,
+                p0f_db=getattr(args, "p0f_text", None))
 
 
 def run_engine(source: Input, args: argparse.Namespace, out: TextIO) -> int:
@@ -257,8 +281,7 @@ def run_many(paths: list[str], args: argparse.Namespace) -> int:
 def _run_many(sources: List[Input], args: argparse.Namespace) -> int:
     if not sources:
         return ExitStatus.OK
-    options = dict(msl=args.msl, check_checksums=args.check_checksums, linger=args.linger,
-                   idle_timeout=args.idle_timeout, max_open=args.max_open)
+    options = engine_options(args)
     by_path = {s.path: s for s in sources}
     status = ExitStatus.OK
     out = sys.stdout

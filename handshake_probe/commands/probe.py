@@ -28,7 +28,13 @@ def _target(text: str) -> Tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT with a port 1-65535, not {text!r}")
-    return host.strip("[]"), int(port)
+    bracketed = host.startswith("[") and host.endswith("]")
+    if ":" in host and not bracketed:
+        # `::1:80` is itself an IPv6 address: where its port begins is a guess we do not make.
+        raise argparse.ArgumentTypeError(f"an IPv6 target is written [ADDRESS]:PORT (e.g. [::1]:8000), not {text!r}")
+    if bracketed and ":" not in host[1:-1]:
+        raise argparse.ArgumentTypeError(f"brackets are for an IPv6 address, not {host!r}")
+    return (host[1:-1] if bracketed else host), int(port)
 
 
 def _isn(text: str) -> int:
@@ -57,13 +63,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("Craft TCP segments with Scapy against this host's kernel and check its answers: "
                      "each scenario's ladder, both endpoints' RFC 9293 states, the kernel's own state, "
                      "and a verdict.")
+    from handshake_probe.prober.notation import LADDER_NOTATION
+    p.epilog = (LADDER_NOTATION + " A failing verdict says its cause first, on its own line, then what was "
+                "expected beside what happened, wrapped to the terminal ($COLUMNS; 100 columns into a pipe).")
     p.add_argument("--scenario", required=True, action="append", metavar="NAME|all",
                    help=f"scenario to run (repeatable, or comma-separated): all, {', '.join(names)}")
     p.add_argument("-w", dest="write", metavar="FILE",
                    help="write every frame sent and received as a pcap (raw IP on the TUN, Ethernet on lo)")
     p.add_argument("--target", type=_target, metavar="HOST:PORT",
                    help="probe this server instead of the in-process echo servers "
-                        "(loopback or this run's own TUN peer; anything else needs --allow-remote)")
+                        "(loopback 127.0.0.0/8 or [::1], or this run's own TUN peer; anything else needs "
+                        "--allow-remote); an IPv6 address in brackets, [::1]:8000, probes over IPv6")
+    p.add_argument("-6", "--ipv6", action="store_true",
+                   help="probe over IPv6 (the kernel at ::1 or at 2001:db8:6870:X::1 on the TUN device); "
+                        "without it IPv4, unless --target is an IPv6 address")
     p.add_argument("--message", type=_message, default=b"python", metavar="TEXT",
                    help="what to send in the data scenarios; the server echoes it uppercased (default python)")
     p.add_argument("--ladder", action="store_true",
@@ -73,7 +86,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seconds to wait for each expected answer (default 2)")
     p.add_argument("--rst-guard", dest="guard", choices=("tun", "iptables", "nft"), default="tun",
                    help="how the kernel is kept from resetting our connections: play a non-local address "
-                        "behind a TUN device (default), or drop this run's RSTs with an iptables/nft rule")
+                        "behind a TUN device (default), or drop this run's RSTs with an iptables/nft rule "
+                        "(ip6tables, nft ip6 for IPv6)")
+    p.add_argument("--report", metavar="REPORT.html",
+                   help="also write the HTML report of every scenario's exchange (one capture each)")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow a --target that is not on this host (needs --rst-guard iptables or nft)")
 
@@ -108,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
             if any(v.strip() == "all" for value in args.scenario for v in value.split(",")):
                 names = [n for n in names if n not in LOCAL_ONLY]   # `all` = what a remote target allows
         opts = ProbeOptions(names, args.write, args.target, args.message, args.isn, args.timeout,
-                            args.guard, args.allow_remote)
+                            args.guard, args.allow_remote, args.ipv6)
         check_options(opts)         # arguments first: bad ones exit 2 for every user, root or not
         caps.require(args.guard)    # then the privilege, before anything is touched: one line, exit 77
         from handshake_probe.prober import report
@@ -134,4 +150,8 @@ def run(args: argparse.Namespace) -> int:
     print(report.summary(outcomes))
     if args.write:
         print(f"probe: wrote {plural(sum(len(o.frames) for o in outcomes), 'frame')} to {args.write}")
+    if args.report:
+        from handshake_probe.report.hooks import probe_sources, report_sources
+        if not report_sources(args.report, probe_sources(outcomes), "handshake-probe: probe"):
+            return ExitStatus.BAD_INPUT
     return ExitStatus.OK if all(o.ok for o in outcomes) else ExitStatus.CHECK_FAILED

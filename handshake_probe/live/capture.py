@@ -1,6 +1,9 @@
 """The live-capture edge: an AF_PACKET socket with a kernel BPF filter, handing out `RawFrame`s.
 
-Nothing here decodes or prints: frames go to the same `decode` as frames read from files.
+Nothing here decodes or prints: frames go to the same `decode` as frames read from files. The
+`capture` command uses this class only to set the socket up: the engine (`_engine.Live`,
+src/live.rs) then reads it on its own thread through a TPACKET_V3 ring (see there for why and how
+fast); `frames()` below is the Python reader, kept for the tests and for callers that want frames.
 
 How it is built, and why (measured on this project's 2-CPU VM, kernel 6.x, see bench/live_load.py):
 
@@ -294,6 +297,7 @@ class LiveCapture:
         # On lo, the outgoing copy is the duplicate: let the kernel drop it (module doc).
         self.kernel_drops_outgoing = False
         self._loopback = loopback
+        self.loopback: bool = loopback  # on lo: keep the arriving copy only
         if loopback:
             try:
                 sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)

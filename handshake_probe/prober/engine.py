@@ -14,7 +14,6 @@ import ipaddress
 import os
 import random
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -27,17 +26,17 @@ from handshake_probe.echo.server import EchoServer
 from handshake_probe.files.pcapwriter import PcapWriter, RawFrame
 from handshake_probe.prober import caps, guard as guards
 from handshake_probe.prober.context import Ctx, Targets
-from handshake_probe.prober.kernel import Address, HeldServer, Oracle, diag_state
+from handshake_probe.prober.family import Family, canonical, family_for, refused_always
+from handshake_probe.prober.kernel import Address, HeldServer, Oracle, diag_state, kernel_socket
 from handshake_probe.prober.link import Link, RawLink, TunLink
 from handshake_probe.prober.peer import ProbeFailure
 from handshake_probe.prober.scenarios import LOCAL_ONLY, SCENARIOS
-from handshake_probe.prober.tun import TUN_NETWORK, TunDevice, pick_subnet
+from handshake_probe.prober.tun import TunDevice, own_kernel_addr
 from handshake_probe.prober.verdict import Outcome, analyze, judge, ladder_of
 
 __all__ = ["ProbeOptions", "Terminated", "run_probe", "IDLE_TIMEOUT", "check_target", "check_options"]
 
 IDLE_TIMEOUT = 0.3        # the idle echo server closes first after this long (server-close, simultaneous-close)
-_LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 
 
 class Terminated(BaseException):
@@ -58,31 +57,42 @@ class ProbeOptions:
     timeout: float = 2.0
     guard: str = "tun"
     allow_remote: bool = False
+    ipv6: bool = False                 # -6: IPv6 without a --target (a --target's address says its family)
+
+    @property
+    def family(self) -> Family:
+        return family_for(self.target, self.ipv6)
 
 
-def _own_tun_peer() -> str:
-    """The kernel's end (198.18.X.1) of the TUN device this process will make: TunDevice picks its /30
-    from the pid (pick_subnet), so it is known before the device exists (and checked again after)."""
-    return str(next(iter(pick_subnet(os.getpid()).hosts())))
+def _own_tun_peer(family: Family) -> str:
+    """The kernel's end (198.18.X.1, 2001:db8:6870:X::1) of the TUN device this process will make:
+    TunDevice picks its subnet from the pid, so it is known before the device exists (and checked again
+    after)."""
+    return own_kernel_addr(family, os.getpid())
 
 
 def check_target(host: str, guard: str, allow_remote: bool) -> bool:
     """Validate --target's host; True when it is this host's kernel (the oracle can be asked).
 
-    The network-safety rule: packets go to loopback (127.0.0.0/8) or to the kernel's end of this
+    The network-safety rule: packets go to loopback (127.0.0.0/8, ::1) or to the kernel's end of this
     run's own TUN device, nowhere else without --allow-remote. Any other address in the TUN range
-    (198.18.0.0/15) is *not* ours: written into the TUN device, the kernel would route it on, out of
-    another interface. Raises ValueError with the reason for a target the rule does not allow."""
+    (198.18.0.0/15, 2001:db8::/32) is *not* ours: written into the TUN device, the kernel would route it
+    on, out of another interface. Some addresses are refused even with --allow-remote (family.py:
+    unspecified, multicast, IPv4-mapped, link-local, a zone index). Raises ValueError with the reason."""
+    never = refused_always(host)
+    if never:
+        raise ValueError(never)
     addr = ipaddress.ip_address(host)
-    if addr.version != 4:
-        raise ValueError(f"{host}: the prober speaks IPv4 only")
-    if addr in _LOOPBACK:
+    family = family_for((host, 0), False)
+    host = canonical(host)
+    if addr in family.loopback_net:
         return True
-    if guard == "tun" and addr in TUN_NETWORK and host == _own_tun_peer():
+    if guard == "tun" and addr in family.tun_range and host == _own_tun_peer(family):
         return True
     if not allow_remote:
-        mine = f", nor this probe's own TUN peer ({_own_tun_peer()})" if addr in TUN_NETWORK else ""
-        raise ValueError(f"{host} is not loopback (127.0.0.0/8){mine}; "
+        mine = (f", nor this probe's own TUN peer ({_own_tun_peer(family)})"
+                if addr in family.tun_range else "")
+        raise ValueError(f"{host} is not loopback ({family.loopback_net.compressed}){mine}; "
                          "add --allow-remote (with --rst-guard iptables or nft) to probe another host")
     if guard == "tun":
         raise ValueError("the tun guard reaches only this host; use --rst-guard iptables or nft "
@@ -95,12 +105,40 @@ def check_options(opts: "ProbeOptions") -> bool:
     touched (so bad arguments exit 2 for any user, not 77 for an unprivileged one): the target, and
     the scenarios a remote target cannot run. True when the target is this host's kernel."""
     local = True if opts.target is None else check_target(opts.target[0], opts.guard, opts.allow_remote)
+    if opts.ipv6 and opts.family.version != 6:
+        raise ValueError(f"-6 asks for IPv6, but --target {opts.target[0] if opts.target else ''} is IPv4")
     if not local:
         bad = [n for n in opts.scenarios if n in LOCAL_ONLY]
         if bad:
             raise ValueError(f"{', '.join(bad)} {'needs' if len(bad) == 1 else 'need'} this host's kernel, "
                              "not a remote --target")
     return local
+
+
+def check_family(family: Family, guard: str) -> None:
+    """Can this host speak the run's family where the guard needs it? Asked before anything is set up, so
+    a host without IPv6 gets one line (GuardError: exit 69), not a half-built run. The tun guard needs
+    IPv6 allowed on new devices (it never overrides net.ipv6.conf.default.disable_ipv6 = 1); the firewall
+    guards need ::1 on lo."""
+    if family.version != 6:
+        return
+    if guard == "tun":
+        try:
+            with open("/proc/sys/net/ipv6/conf/default/disable_ipv6") as f:
+                disabled = f.read().strip() != "0"
+        except OSError:
+            raise guards.GuardError("IPv6 is not available on this host (no /proc/sys/net/ipv6): "
+                                    "probe over IPv4") from None
+        if disabled:
+            raise guards.GuardError("IPv6 is disabled on this host (net.ipv6.conf.default.disable_ipv6 = 1): "
+                                    "probe over IPv4")
+        return
+    try:
+        with kernel_socket(family.loopback) as s:
+            s.bind((family.loopback, 0))
+    except OSError as err:
+        raise guards.GuardError(f"IPv6 loopback {family.loopback} is not usable here ({err.strerror or err}): "
+                                "probe over IPv4") from None
 
 
 # ------------------------------------------------------------------------- signals
@@ -153,7 +191,7 @@ def _reserve_ports(addr: str, count: int, stack: ExitStack) -> List[int]:
     """Bind (never listen) one TCP socket per port: nobody else gets the port while we play it."""
     ports = []
     for _ in range(count):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s = kernel_socket(addr)
         stack.callback(s.close)
         s.bind((addr, 0))
         ports.append(s.getsockname()[1])
@@ -169,44 +207,54 @@ def _route(host: str) -> Tuple[str, str]:
 
 def _make_link(opts: ProbeOptions, nports: int, local: bool, stack: ExitStack,
                emit: Callable[[str], None]) -> Tuple[Link, List[int]]:
+    family = opts.family
+    host = canonical(opts.target[0]) if opts.target is not None else None
     if opts.guard == "tun":
         try:
-            tun = TunDevice()
+            tun = TunDevice(family=family)
         except PermissionError as err:
             raise caps.explain(err, opts.guard) from None
+        except FileNotFoundError:
+            raise
+        except OSError as err:
+            raise guards.GuardError(f"the TUN device: {err}") from None
         stack.callback(tun.close)
-        host = opts.target[0] if opts.target is not None else None
-        if host is not None and ipaddress.ip_address(host) in TUN_NETWORK and host != tun.kernel_addr:
+        if host is not None and ipaddress.ip_address(host) in family.tun_range and host != tun.kernel_addr:
             # Predicted before the device existed (check_target); a route added since moved it.
             raise ValueError(f"{host} is not this probe's own TUN peer ({tun.kernel_addr}); "
                              "nothing was sent")
         link: Link = TunLink(tun)
         stack.callback(link.close)
+        if host is not None:
+            link.allow(host)
         emit(f"probe: TUN device {tun.name}: kernel {tun.kernel_addr}, prober {tun.peer_addr} "
              f"(non-persistent: it vanishes with this process)")
         return link, random.sample(range(20000, 60000), nports)
     if local:
-        iface, addr = "lo", "127.0.0.1"
+        iface, addr = "lo", family.loopback
     else:
-        assert opts.target is not None
-        iface, addr = _route(opts.target[0])
+        assert host is not None
+        iface, addr = _route(host)
     ports = _reserve_ports(addr, nports, stack)
-    rule = (guards.IptablesGuard if opts.guard == "iptables" else guards.NftGuard)(ports, iface)
+    rule = (guards.IptablesGuard if opts.guard == "iptables" else guards.NftGuard)(ports, iface, family=family)
     stack.callback(rule.remove)
     rule.install()
-    emit(f"probe: {opts.guard} guard: drop outgoing RSTs from {addr} ports {','.join(map(str, ports))} "
+    tool = family.firewall if opts.guard == "iptables" else f"nft ({family.nft_family})"
+    emit(f"probe: {opts.guard} guard: {tool} drops outgoing RSTs from {addr} ports {','.join(map(str, ports))} "
          f"on {iface} (comment {guards.comment_for(rule.pid, start=rule.start)})")
     try:
-        link = RawLink(addr, addr, iface)
+        link = RawLink(addr, addr, iface, family)
     except PermissionError as err:
         raise caps.explain(err, opts.guard) from None
     stack.callback(link.close)
+    if host is not None:
+        link.allow(host)
     return link, ports
 
 
 def _targets(opts: ProbeOptions, link: Link, stack: ExitStack) -> Targets:
     kernel = link.kernel_addr
-    closed = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    closed = kernel_socket(kernel)
     stack.callback(closed.close)
     closed.bind((kernel, 0))          # bound, never listening: a SYN to it meets a CLOSED port
     closed_at: Address = closed.getsockname()[:2]
@@ -264,6 +312,7 @@ def run_probe(opts: ProbeOptions, emit: Callable[[str], None] = print,
     local = check_options(opts)
     names = list(opts.scenarios)
     caps.require(opts.guard)
+    check_family(opts.family, opts.guard)
     signals = _Signals()
     outcomes: List[Outcome] = []
     with signals.installed():

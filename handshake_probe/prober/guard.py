@@ -15,6 +15,9 @@ happened to get its pid. (Rules of older versions carry only the pid and are jud
 table and its OUTPUT chain on demand; when it did so for us, the comment says `:made-chain` or
 `:made-table`, so that even after a SIGKILL the next start can take those away again too.
 (The `tun` guard needs no rule: see tun.py.)
+
+IPv6 runs use ip6tables (its own filter table; iptables-nft makes `table ip6 filter` on demand) and an nft
+table of family `ip6`; the rule is the same. The sweep looks at both families.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import shutil
 import subprocess
 from typing import Iterable, List, Optional, Sequence
 
+from handshake_probe.prober.family import FAMILIES, IPV4, Family
+
 __all__ = ["GuardError", "Guard", "IptablesGuard", "NftGuard", "sweep", "comment_for", "GUARDS", "PROBE_MARK"]
 
 GUARDS = ("tun", "iptables", "nft")
@@ -37,7 +42,7 @@ TAG = "handshake-probe"
 NFT_TABLE_PREFIX = "handshake_probe_"
 _MADE_CHAIN, _MADE_TABLE = "made-chain", "made-table"
 _IPT_COMMENT = re.compile(r'--comment "?' + TAG + r':(\d+)(?::(\d+))?(?::(made-chain|made-table))?"?')
-_NFT_TABLE = re.compile(r"^table ip (" + NFT_TABLE_PREFIX + r"(\d+)(?:_(\d+))?)\b", re.M)
+_NFT_TABLE = re.compile(r"^table (ip6?) (" + NFT_TABLE_PREFIX + r"(\d+)(?:_(\d+))?)\b", re.M)
 
 
 class GuardError(Exception):
@@ -86,6 +91,7 @@ def _run(argv: Sequence[str], stdin: Optional[str] = None) -> "subprocess.Comple
 def _need(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:
+        # ip6tables comes with the iptables package.
         raise GuardError(f"{tool} not found: install it (apt-get install {'nftables' if tool == 'nft' else 'iptables'})")
     return path
 
@@ -125,7 +131,7 @@ def _delete_empty_nft_table(family: str, table: str) -> None:
     _run([nft, "delete", "table", family, table])
 
 
-def _undo_made(tool: str, made: str) -> None:
+def _undo_made(tool: str, made: str, nft_family: str = "ip") -> None:
     """Take away the OUTPUT chain (and filter table) iptables-nft made for our rule, while empty and
     still accepting: deleting a chain whose policy someone set to DROP would open the firewall."""
     if not made:
@@ -135,14 +141,16 @@ def _undo_made(tool: str, made: str) -> None:
         return
     _run([tool, "-w", "5", "-t", "filter", "-X", "OUTPUT"])      # refuses a chain with rules anyway
     if made == _MADE_TABLE:
-        _delete_empty_nft_table("ip", "filter")
+        _delete_empty_nft_table(nft_family, "filter")
 
 
 class IptablesGuard(Guard):
     name = "iptables"
 
-    def __init__(self, ports: Iterable[int], iface: str = "lo", pid: Optional[int] = None) -> None:
-        self.tool = _need("iptables")
+    def __init__(self, ports: Iterable[int], iface: str = "lo", pid: Optional[int] = None,
+                 family: Family = IPV4) -> None:
+        self.family = family
+        self.tool = _need(family.firewall)
         self.pid = os.getpid() if pid is None else pid
         self.start = start_time(self.pid)
         self.ports = sorted(ports)
@@ -161,30 +169,32 @@ class IptablesGuard(Guard):
 
     def install(self) -> None:
         if "nf_tables" in _run([self.tool, "--version"]).stdout:   # legacy tables are never created or removed
-            if not _nft_has("table", "ip", "filter"):
+            if not _nft_has("table", self.family.nft_family, "filter"):
                 self.made = _MADE_TABLE
-            elif not _nft_has("chain", "ip", "filter", "OUTPUT"):
+            elif not _nft_has("chain", self.family.nft_family, "filter", "OUTPUT"):
                 self.made = _MADE_CHAIN
         self.spec = self._spec()
         # Marked before it runs: if a signal lands in between, removal is still attempted.
         self._installed = True
         done = _run([self.tool, "-w", "5", "-t", "filter", "-I", *self.spec])
         if done.returncode:
-            raise GuardError(f"iptables refused the RST guard rule: {done.stderr.strip()}")
+            raise GuardError(f"{self.family.firewall} refused the RST guard rule: {done.stderr.strip()}")
 
     def remove(self) -> None:
         if not self._installed:
             return
         self._installed = False
         _run([self.tool, "-w", "5", "-t", "filter", "-D", *self.spec])
-        _undo_made(self.tool, self.made)
+        _undo_made(self.tool, self.made, self.family.nft_family)
 
 
 # ----------------------------------------------------------------------------------------- nft
 class NftGuard(Guard):
     name = "nft"
 
-    def __init__(self, ports: Iterable[int], iface: str = "lo", pid: Optional[int] = None) -> None:
+    def __init__(self, ports: Iterable[int], iface: str = "lo", pid: Optional[int] = None,
+                 family: Family = IPV4) -> None:
+        self.family = family
         self.tool = _need("nft")
         self.pid = os.getpid() if pid is None else pid
         self.start = start_time(self.pid)
@@ -192,7 +202,7 @@ class NftGuard(Guard):
         port_set = ", ".join(map(str, sorted(ports)))
         # Our own table: removing it removes the chain and rule in one step, whatever else is loaded.
         self.ruleset = (
-            f"table ip {self.table} {{\n"
+            f"table {family.nft_family} {self.table} {{\n"
             f"  chain output {{\n"
             f"    type filter hook output priority 0; policy accept;\n"
             f"    oifname \"{iface}\" tcp sport {{ {port_set} }} tcp flags & rst == rst "
@@ -211,7 +221,7 @@ class NftGuard(Guard):
         if not self._installed:
             return
         self._installed = False
-        _run([self.tool, "delete", "table", "ip", self.table])
+        _run([self.tool, "delete", "table", self.family.nft_family, self.table])
 
 
 # ----------------------------------------------------------------------------------------- leftovers
@@ -222,19 +232,21 @@ def _start(text: Optional[str]) -> Optional[int]:
 def sweep() -> List[str]:
     """Remove guard rules and tables whose process is gone; return one line per removal."""
     removed: List[str] = []
-    ipt, save = shutil.which("iptables"), shutil.which("iptables-save")
-    if ipt and save:
+    for family in FAMILIES.values():
+        ipt, save = shutil.which(family.firewall), shutil.which(family.firewall + "-save")
+        if not (ipt and save):
+            continue
         for line in _run([save, "-t", "filter"]).stdout.splitlines():
             m = _IPT_COMMENT.search(line)
             if line.startswith("-A ") and m and not _alive(int(m.group(1)), _start(m.group(2))):
                 if not _run([ipt, "-w", "5", "-t", "filter", "-D", *shlex.split(line)[1:]]).returncode:
-                    removed.append(f"iptables rule of dead pid {m.group(1)}: {line}")
-                    _undo_made(ipt, m.group(3) or "")
+                    removed.append(f"{family.firewall} rule of dead pid {m.group(1)}: {line}")
+                    _undo_made(ipt, m.group(3) or "", family.nft_family)
     nft = shutil.which("nft")
     if nft:
         for m in _NFT_TABLE.finditer(_run([nft, "list", "tables"]).stdout):
-            table, pid, start = m.group(1), m.group(2), _start(m.group(3))
+            kind, table, pid, start = m.group(1), m.group(2), m.group(3), _start(m.group(4))
             if not _alive(int(pid), start):
-                if not _run([nft, "delete", "table", "ip", table]).returncode:
-                    removed.append(f"nft table ip {table} of dead pid {pid}")
+                if not _run([nft, "delete", "table", kind, table]).returncode:
+                    removed.append(f"nft table {kind} {table} of dead pid {pid}")
     return removed

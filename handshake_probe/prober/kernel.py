@@ -4,7 +4,7 @@ Two ways to ask, both covering full sockets, request sockets (a SYN answered, th
 TIME-WAIT sockets:
 - `diag_state`: one sock_diag netlink request for the exact 4-tuple (what `ss` uses), a hash lookup in
   the kernel, so it costs the same with 3 or 30,000 sockets on the host. The default.
-- `proc_state`: a scan of /proc/net/tcp, simple but linear in the number of sockets (10 ms with 3,500
+- `proc_state`: a scan of /proc/net/tcp (/proc/net/tcp6 for IPv6), simple but linear in the number of sockets (10 ms with 3,500
   TIME-WAIT sockets left by other programs on lo).
 A 4-tuple the kernel does not hold has no state: RFC 9293 §3.3.2 calls that CLOSED ("no connection state").
 """
@@ -17,7 +17,8 @@ import struct
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
-__all__ = ["Address", "Oracle", "diag_state", "proc_state", "wait_state", "HeldServer", "RFC_STATE", "connected"]
+__all__ = ["Address", "Oracle", "diag_state", "proc_state", "wait_state", "HeldServer", "RFC_STATE", "connected",
+           "kernel_socket"]
 
 Address = Tuple[str, int]
 Oracle = Callable[[Address, Address], str]   # (kernel's local end, remote end) -> RFC 9293 state name
@@ -31,16 +32,22 @@ RFC_STATE: Dict[int, str] = {
 }
 
 
+def _af(addr: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
 def _hex_endpoint(addr: Address) -> str:
-    """/proc/net/tcp's spelling: the IPv4 address as a host-order (little-endian here) hex word, the port in hex."""
-    (word,) = struct.unpack("=I", socket.inet_aton(addr[0]))
-    return f"{word:08X}:{addr[1]:04X}"
+    """/proc/net/tcp's spelling: the address as host-order (little-endian here) 32-bit hex words, one for
+    IPv4, four for IPv6 (each printed on its own, as tcp6_seq_show does), then the port in hex."""
+    raw = socket.inet_pton(_af(addr[0]), addr[0])
+    words = struct.unpack(f"={len(raw) // 4}I", raw)
+    return "".join(f"{w:08X}" for w in words) + f":{addr[1]:04X}"
 
 
 def proc_state(local: Address, remote: Address) -> str:
     """The kernel's state for the socket local<->remote, or CLOSED when it holds none."""
     want = (_hex_endpoint(local), _hex_endpoint(remote))
-    with open("/proc/net/tcp") as f:
+    with open("/proc/net/tcp6" if _af(local[0]) == socket.AF_INET6 else "/proc/net/tcp") as f:
         next(f, None)
         for line in f:
             parts = line.split()
@@ -64,10 +71,11 @@ _DIAG_MSG = struct.Struct("=BBBB")                   # family, state, timer, ret
 
 def diag_state(local: Address, remote: Address) -> str:
     """The kernel's state for local<->remote by an exact sock_diag lookup (inet_diag_find_one_icsk)."""
-    sockid = (_SOCKID.pack(local[1], remote[1], socket.inet_aton(local[0]).ljust(16, b"\0"),
-                           socket.inet_aton(remote[0]).ljust(16, b"\0"))
+    af = _af(local[0])
+    here, there = socket.inet_pton(af, local[0]), socket.inet_pton(af, remote[0])
+    sockid = (_SOCKID.pack(local[1], remote[1], here.ljust(16, b"\0"), there.ljust(16, b"\0"))
               + _SOCKID_TAIL.pack(0, _NOCOOKIE, _NOCOOKIE))
-    body = _REQ.pack(socket.AF_INET, socket.IPPROTO_TCP, 0, 0xFFFFFFFF) + sockid
+    body = _REQ.pack(af, socket.IPPROTO_TCP, 0, 0xFFFFFFFF) + sockid
     msg = _NLMSG.pack(_NLMSG.size + len(body), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST, 1, 0) + body
     with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as nl:
         nl.send(msg)
@@ -77,7 +85,7 @@ def diag_state(local: Address, remote: Address) -> str:
         return "CLOSED"                              # -ENOENT: no socket for this 4-tuple
     _family, state, _timer, _retrans = _DIAG_MSG.unpack_from(reply, _NLMSG.size)
     sport, dport, _src, dst = _SOCKID.unpack_from(reply, _NLMSG.size + _DIAG_MSG.size)
-    if dport != remote[1] or dst[:4] != socket.inet_aton(remote[0]):
+    if dport != remote[1] or dst[:len(there)] != there:
         return "CLOSED"                              # the lookup fell back to a listener on the port
     return RFC_STATE.get(state, f"state 0x{state:02X}")
 
@@ -105,7 +113,7 @@ class HeldServer:
     """
 
     def __init__(self, host: str) -> None:
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener = socket.socket(_af(host), socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind((host, 0))
         self._listener.listen(4)
@@ -141,6 +149,11 @@ class HeldServer:
     def close(self) -> None:
         self.close_connection()
         self._listener.close()
+
+
+def kernel_socket(addr: str) -> socket.socket:
+    """A TCP socket of the address's family, for the kernel's side of a scenario."""
+    return socket.socket(_af(addr), socket.SOCK_STREAM)
 
 
 def connected(sock: socket.socket, timeout: float) -> Optional[int]:

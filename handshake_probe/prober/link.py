@@ -1,10 +1,12 @@
 """How crafted segments reach the kernel and how its answers come back, recorded as raw frames.
 
-Two links, one interface:
-- `TunLink` (the `tun` guard): write an IPv4 packet into the TUN fd and the kernel receives it on the
+Two links, one interface, each for IPv4 or IPv6 (family.py):
+- `TunLink` (the `tun` guard): write an IP packet into the TUN fd and the kernel receives it on the
   device; whatever the kernel routes to the prober's address is read back from the same fd. Frames are
-  raw IP (linktype 101). Sent frames are recorded when written, received ones when read.
-- `RawLink` (the `iptables` / `nft` guards): send through a raw IPv4 socket (IP_HDRINCL) and capture
+  raw IP (linktype 101). Sent frames are recorded when written, received ones when read. A packet to ::1
+  goes through lo instead (a raw IPv6 socket): the kernel drops ::1 arriving on any other device
+  (RFC 4291 §2.5.3), and its answer to our TUN address comes back through the device all the same.
+- `RawLink` (the `iptables` / `nft` guards): send through a raw IP socket (IP_HDRINCL) and capture
   with an AF_PACKET socket on the interface. On `lo` every packet passes twice (ARCHITECTURE.md): the
   outgoing copy is dropped, the incoming one kept, so our own segments are recorded once, stamped by the
   kernel like its answers, in the kernel's own order. Frames are Ethernet (linktype 1), as on lo.
@@ -29,15 +31,16 @@ from typing import Any, Dict, FrozenSet, List, NamedTuple, Optional, Tuple
 
 from handshake_probe import FLAGS, _engine
 from handshake_probe.prober.bpf import attach_ports
+from handshake_probe.prober.family import IPV4, Family, canonical
 from handshake_probe.prober.guard import PROBE_MARK
 from handshake_probe.prober.tun import TunDevice
 
-__all__ = ["Got", "Seg", "Link", "TunLink", "RawLink", "LINKTYPE_RAW", "LINKTYPE_ETHERNET", "decode_segment"]
+__all__ = ["Got", "Seg", "Link", "TunLink", "RawLink", "LINKTYPE_RAW", "LINKTYPE_ETHERNET", "decode_segment",
+           "UnsafeDestination"]
 
 LINKTYPE_ETHERNET = 1
 LINKTYPE_RAW = 101
 _PACKET_OUTGOING = 4          # <linux/if_packet.h>: a copy of a packet this host sends
-_ETH_P_IP = 0x0800
 _RCVBUF = 4 << 20
 _SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _SO_RCVBUFFORCE = 33
@@ -91,10 +94,18 @@ class Got(NamedTuple):
 
 
 def _payload(data: bytes, l2: int, seg: Seg) -> bytes:
-    """The TCP payload: after the IPv4 header (IHL) and the TCP header (data offset), `payload_len` long."""
-    ihl = (data[l2] & 0x0F) * 4
-    start = l2 + ihl + (data[l2 + ihl + 12] >> 4) * 4
-    return data[start:start + seg.payload_len]
+    """The TCP payload: the last `payload_len` bytes of the IP packet, whose end is its own length field
+    (IPv4 total length; IPv6 40 + payload length, extension headers included), not the frame's end."""
+    if data[l2] >> 4 == 6:
+        end = l2 + 40 + int.from_bytes(data[l2 + 4:l2 + 6], "big")
+    else:
+        end = l2 + int.from_bytes(data[l2 + 2:l2 + 4], "big")
+    return data[end - seg.payload_len:end]
+
+
+class UnsafeDestination(ValueError):
+    """A packet to an address this run was not cleared to reach: refused before it leaves (the target
+    rule is checked from the arguments, then once more here, at the last moment)."""
 
 
 class Link:
@@ -103,9 +114,11 @@ class Link:
     linktype = LINKTYPE_RAW
     l2 = 0                          # link-layer header bytes before IP in a recorded frame
 
-    def __init__(self, prober_addr: str, kernel_addr: str) -> None:
-        self.prober_addr = prober_addr
-        self.kernel_addr = kernel_addr
+    def __init__(self, prober_addr: str, kernel_addr: str, family: Family = IPV4) -> None:
+        self.family = family
+        self.prober_addr = canonical(prober_addr)
+        self.kernel_addr = canonical(kernel_addr)
+        self.allowed: FrozenSet[str] = frozenset({self.kernel_addr})
         self._lock = threading.Condition()
         self._ports: FrozenSet[int] = frozenset()
         self._frames: List[Tuple[float, bytes]] = []
@@ -133,6 +146,18 @@ class Link:
     def _filter(self, ports: FrozenSet[int]) -> None:
         """Narrow what the kernel hands us to these ports (a no-op where nothing else arrives)."""
 
+    def allow(self, addr: str) -> None:
+        """Clear one more destination (a --target the rule allows) besides the kernel's own address."""
+        self.allowed = self.allowed | {canonical(addr)}
+
+    def _cleared(self, packet: bytes) -> str:
+        """The packet's destination, if this run may send to it; UnsafeDestination otherwise."""
+        dst = canonical(self.family.dst_of(packet))
+        if packet[0] >> 4 != self.family.version or dst not in self.allowed:
+            raise UnsafeDestination(f"refused to send a packet to {dst}: not this run's target "
+                                    f"({', '.join(sorted(self.allowed))}); nothing was sent")
+        return dst
+
     def count(self) -> int:
         with self._lock:
             return len(self._frames)
@@ -147,7 +172,7 @@ class Link:
     def _classify(self, ts: float, data: bytes) -> Optional[Seg]:
         """Record an in-scope frame; return its segment if it is addressed to the prober."""
         seg = decode_segment(data, self.linktype, ts)
-        if seg is None or seg.ip_version != 4:
+        if seg is None or seg.ip_version != self.family.version:
             # not a frame of ours (we craft well-formed ones, and so does the kernel)
             return None
         with self._lock:
@@ -183,24 +208,39 @@ class Link:
 
 
 class TunLink(Link):
-    """The prober is 198.18.X.2 behind its own TUN device; the kernel is 198.18.X.1."""
+    """The prober is 198.18.X.2 (2001:db8:6870:X::2) behind its own TUN device; the kernel is .1 (::1)."""
 
     linktype = LINKTYPE_RAW
     l2 = 0
 
     def __init__(self, tun: TunDevice) -> None:
-        super().__init__(tun.peer_addr, tun.kernel_addr)
+        super().__init__(tun.peer_addr, tun.kernel_addr, tun.family)
         self.tun = tun
+        self._lo: Optional[socket.socket] = None     # for ::1 (see the module's docstring)
         self.start()
 
     def send(self, packet: bytes) -> None:
+        dst = self._cleared(packet)
+        via_lo = self.family.version == 6 and dst == self.family.loopback
+        if via_lo and self._lo is None:
+            self._lo = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)  # IPV6_HDRINCL
         # Stamped before the write: the kernel may answer inside the write() call, and its answer
         # must not be stamped earlier than the segment it answers.
         ts = time.time()
         with self._lock:
             if self._ports:
                 self._frames.append((ts, packet))
-        self.tun.write(packet)
+        if via_lo:
+            assert self._lo is not None
+            self._lo.sendto(packet, (dst, 0))
+        else:
+            self.tun.write(packet)
+
+    def close(self) -> None:
+        super().close()
+        if self._lo is not None:
+            self._lo.close()
+            self._lo = None
 
     def _receive(self) -> None:
         fd = self.tun.fd
@@ -216,28 +256,29 @@ class TunLink(Link):
 
 
 class RawLink(Link):
-    """The prober shares the kernel's address (127.0.0.1 on lo): raw socket out, AF_PACKET in."""
+    """The prober shares the kernel's address (127.0.0.1 or ::1 on lo): raw socket out, AF_PACKET in."""
 
     linktype = LINKTYPE_ETHERNET
     l2 = 14
 
-    def __init__(self, prober_addr: str, kernel_addr: str, iface: str = "lo") -> None:
-        super().__init__(prober_addr, kernel_addr)
+    def __init__(self, prober_addr: str, kernel_addr: str, iface: str = "lo", family: Family = IPV4) -> None:
+        super().__init__(prober_addr, kernel_addr, family)
         self.iface = iface
         # Off lo our segments do not come back in, so their outgoing copies are the record of them.
         self._keep_outgoing = iface != "lo"
-        self._tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)   # implies IP_HDRINCL
+        # IPPROTO_RAW implies IP_HDRINCL (IPv4) and IPV6_HDRINCL (IPv6, Linux >= 4.5): we write the header.
+        self._tx = socket.socket(family.af, socket.SOCK_RAW, socket.IPPROTO_RAW)
         try:
             # The RST guard drops RSTs from our ports unless they carry this mark: the kernel's, not ours.
             self._tx.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, PROBE_MARK)
-            self._rx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_IP))
-            attach_ports(self._rx, ())      # nothing until a scenario says which port is its own
+            self._rx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(family.ethertype))
+            attach_ports(self._rx, (), family)      # nothing until a scenario says which port is its own
             try:
                 self._rx.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, _RCVBUF)   # past rmem_max
             except OSError:
                 self._rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
             self._rx.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-            self._rx.bind((iface, _ETH_P_IP))
+            self._rx.bind((iface, family.ethertype))
         except BaseException:
             self._tx.close()
             raise
@@ -245,15 +286,16 @@ class RawLink(Link):
         self.start()
 
     def _filter(self, ports: FrozenSet[int]) -> None:
-        attach_ports(self._rx, ports)
+        attach_ports(self._rx, ports, self.family)
 
     def send(self, packet: bytes) -> None:
         """Send, then wait (briefly) until the capture has recorded it, so a checkpoint taken
         after a send counts that segment among the frames before it."""
-        tcp = packet[(packet[0] & 0x0F) * 4:]
+        dst = self._cleared(packet)
+        tcp = self.family.tcp_of(packet)
         with self._lock:
             seen = len(self._frames)
-        self._tx.sendto(packet, (socket.inet_ntoa(packet[16:20]), 0))
+        self._tx.sendto(packet, (dst, 0))
         deadline = time.monotonic() + 0.5
         with self._lock:
             while time.monotonic() < deadline:

@@ -12,6 +12,7 @@ from typing import Callable, Optional
 
 from handshake_probe import FLAGS
 from handshake_probe._engine import tcpdump_flags
+from handshake_probe.prober.family import canonical
 from handshake_probe.prober.link import Got, Link
 
 __all__ = ["ProbeFailure", "RawPeer", "describe", "MOD", "FIN", "SYN", "RST", "PSH", "ACK"]
@@ -20,7 +21,6 @@ MOD = 1 << 32            # sequence numbers are modulo 2**32 (RFC 9293 §3.4)
 # Flag bits, from the engine's vocabulary.
 FIN, SYN, RST, PSH, ACK = (FLAGS[n] for n in ("FIN", "SYN", "RST", "PSH", "ACK"))
 _WINDOW = 65535          # no window scaling is offered, so this is the window in bytes (RFC 7323 §2.2)
-_MSS = 1460
 
 # Our flag spelling for `send`: tcpdump's letters, "A" for ACK.
 _BITS = {"F": FIN, "S": SYN, "R": RST, "P": PSH, "A": ACK}
@@ -44,7 +44,7 @@ class RawPeer:
     def __init__(self, link: Link, port: int, remote: tuple[str, int], isn: int, timeout: float) -> None:
         self.link = link
         self.local = (link.prober_addr, port)
-        self.remote = remote
+        self.remote = (canonical(remote[0]), remote[1])
         self.iss = isn % MOD              # RFC 9293 §3.4.1: our initial send sequence number
         self.snd_nxt = self.iss
         self.irs: Optional[int] = None    # the peer's ISN, learnt from its SYN
@@ -67,10 +67,12 @@ class RawPeer:
             ack = self.rcv_nxt if bits & ACK and self.rcv_nxt is not None else 0
         # Scapy is the edge that crafts (the core never imports it); imported on first use so that the
         # argument parser and the privilege check stay light and work without it.
-        from scapy.layers.inet import IP, TCP
+        from scapy.layers.inet import TCP
 
-        options = [("MSS", _MSS)] if bits & SYN else []
-        packet = (IP(src=self.local[0], dst=self.remote[0], ttl=64)
+        family = self.link.family
+        options = [("MSS", family.mss)] if bits & SYN else []
+        # Scapy fills in the TCP checksum over the family's pseudo-header (RFC 9293 §3.1, RFC 8200 §8.1).
+        packet = (family.ip(self.local[0], self.remote[0])
                   / TCP(sport=self.local[1], dport=self.remote[1], seq=seq, ack=ack, flags=bits,
                         window=_WINDOW, options=options))
         if payload:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Tuple
 
 from handshake_probe.prober.context import Ctx, check
-from handshake_probe.prober.kernel import connected
+from handshake_probe.prober.kernel import connected, kernel_socket
 from handshake_probe.prober.link import Got
 from handshake_probe.prober.peer import ACK, MOD, SYN, RawPeer, describe
 
@@ -183,7 +183,7 @@ def closed_port(ctx: Ctx) -> None:
 def no_answer(ctx: Ctx) -> None:
     """The kernel is the client and the prober stays silent: a SYN retransmitted with the same ISN
     (RFC 9293 §3.8.1), its timer backing off (RFC 6298 §5.5), then connect() fails with ETIMEDOUT."""
-    ks = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ks = kernel_socket(ctx.targets.kernel_addr)
     try:
         ks.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, NO_ANSWER_SYNCNT)
         ks.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(NO_ANSWER_USER_TIMEOUT * 1000))
@@ -233,7 +233,7 @@ def simultaneous_close(ctx: Ctx) -> None:
 
 def simultaneous_open(ctx: Ctx) -> None:
     """Both SYNs cross (RFC 9293 §3.5 figure 7): each side SYN-SENT -> SYN-RECEIVED -> ESTABLISHED."""
-    ks = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ks = kernel_socket(ctx.targets.kernel_addr)
     try:
         ks.bind((ctx.targets.kernel_addr, 0))
         p = ctx.peer(ks.getsockname()[:2])

@@ -59,12 +59,14 @@ class Step:
     client_states: Tuple[str, ...]  # states the client entered on this segment, in order (usually 0 or 1)
     server_states: Tuple[str, ...]
     notes: Tuple[str, ...]          # what the analysis said about this segment
+    options: str = ""               # a SYN's or SYN-ACK's offer: "mss 65495 ws 7 sack ts" (else "")
 
     @property
     def label(self) -> str:
-        """`[S] seq=0`, `[S.] seq=0 ack=1`, `[P.] seq=1 ack=1 len=6`: the text on the arrow (the flags
-        bracketed as tcpdump prints them, so that a lone `.` for ACK stays visible)."""
-        return f"[{self.flags}] {self.numbers}"
+        """`[S] seq=0 mss 65495 ws 7 sack ts`, `[S.] seq=0 ack=1 ...`, `[P.] seq=1 ack=1 len=6`: the text
+        on the arrow (the flags bracketed as tcpdump prints them, so that a lone `.` for ACK stays
+        visible; a SYN's options after its numbers)."""
+        return f"[{self.flags}] {self.numbers}" + (f" {self.options}" if self.options else "")
 
     @property
     def numbers(self) -> str:
@@ -201,7 +203,7 @@ def ladder_steps(rec: Record, rows: Rows, absolute: bool = False, max_rows: Opti
         ladder.items.append(Step(
             frame, (row["ts"] - t0) * 1000.0, row["from_client"], row["tcpdump_flags"],
             _kind(row["flag_names"]), _number(row["seq"], row["rel_seq"], absolute), ack, row["len"],
-            tuple(entered["client"]), tuple(entered["server"]), tuple(notes)))
+            tuple(entered["client"]), tuple(entered["server"]), tuple(notes), row.get("syn_options") or ""))
     for t in rec["transitions"]:
         if t["frame"] is None:
             # A timer goes before the first segment sent after it fired (the table fires timers at the end).

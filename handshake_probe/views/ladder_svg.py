@@ -122,7 +122,9 @@ class _Block:
         self.out.append(f'<text x="{_num(mx)}" y="{_num(my - 6)}" font-size="12" text-anchor="middle" '
                         f'fill="#212121" transform="rotate({angle:.2f} {_num(mx)} {_num(my)})">'
                         f'<tspan font-weight="bold" fill="{colour}">[{escape(step.flags)}]</tspan> '
-                        f'{escape(step.numbers)}</text>')
+                        f'{escape(step.numbers)}'
+                        + (f' <tspan class="options" fill="#5d4037">{escape(step.options)}</tspan>'
+                           if step.options else "") + '</text>')
         self.out.append("</g>")
 
     # ------------------------------------------------------------------ drawing

@@ -41,6 +41,11 @@ def csv_row(record: Dict[str, Any]) -> List[Any]:
         violations=record["violation_count"],
         anomalies=anomaly_text(record.get("anomalies")),
     )
+    neg = record.get("negotiation")
+    if neg is not None:
+        sides = {"client": neg["client"] or {}, "server": neg["server"] or {}}
+        flat.update(negotiated=neg["summary"], negotiation_warnings=";".join(neg["warnings"]),
+                    **{f"{k}_{f}": sides[k].get(f) for k in sides for f in ("p0f", "os")})
     return ["" if flat.get(c) is None else flat[c] for c in handshake_probe.CSV_COLUMNS]
 
 
@@ -89,6 +94,7 @@ COLUMNS: Dict[str, Tuple[str, Callable[[Dict[str, Any]], Any]]] = {
     "client_states": ("client states", lambda r: ">".join(r["client_states"])),
     "server_states": ("server states", lambda r: ">".join(r["server_states"])),
     "tunnels": ("tunnels", tunnels_cell),
+    "negotiated": ("negotiated", lambda r: (r.get("negotiation") or {}).get("summary", "")),
 }
 DEFAULT_COLUMNS = ("flow", "client", "server", "packets", "handshake", "close", "conn_state", "history",
                    "client_states", "server_states", "tunnels")
@@ -96,7 +102,7 @@ DEFAULT_COLUMNS = ("flow", "client", "server", "packets", "handshake", "close", 
 SPARSE_COLUMNS = ("tunnels",)
 # Where a cell may break across lines when the table must fit a terminal (None: never).
 WRAP_AT: Dict[str, Optional[str]] = {"client_states": ">", "server_states": ">", "anomalies": ";",
-                                     "tunnels": "; "}
+                                     "tunnels": "; ", "negotiated": " "}
 # Default columns a narrow terminal leaves out, the most wanted kept first; the others always stay
 # (the flow, its endpoints and the two state paths are what the tool is for).
 OPTIONAL_COLUMNS = ("close", "packets", "handshake", "conn_state", "history", "tunnels")
@@ -269,6 +275,35 @@ def tunnels_detail(rec: Mapping[str, Any]) -> str:
                      for t in rec["tunnels"])
 
 
+def negotiation_detail(rec: Mapping[str, Any]) -> List[str]:
+    """`--flow N`'s negotiation block: what is in effect, each side's SYN / SYN-ACK (options, TTL, DF,
+    p0f signature and label), the warnings. Nothing for records without the object."""
+    neg = rec.get("negotiation")
+    if not neg:
+        return []
+    lines = [f"negotiation: {neg['summary']}"]
+    for name, side in (("client SYN", neg["client"]), ("server SYN-ACK", neg["server"])):
+        if side is None:
+            lines.append(f"  {name}: not seen")
+            continue
+        extra = f"ttl {side['ttl']}" + (" df" if side["df"] else "")
+        lines.append(f"  {name}: {side['offer'] or 'no options'}; win {side['window']}; {extra}; "
+                     f"p0f {side['p0f']}" + (f" ({side['os']})" if side["os"] else ""))
+    if neg["warnings"]:
+        lines.append(f"  warnings: {', '.join(neg['warnings'])}")
+    return lines
+
+
+def window_cell(row: Mapping[str, Any]) -> str:
+    """The window a segment advertises, scaled as tshark's calculated window (tcp.window_size) with the
+    header value and the shift beside it: `65536 (512<<7)`; the header value alone where no scale
+    applies (a SYN, scaling not in effect, or a handshake the capture does not hold)."""
+    shift = row.get("window_scale")
+    if not shift:
+        return str(row["window"])
+    return f"{row['window_scaled']} ({row['window']}<<{shift})"
+
+
 def flow_detail(rec: Mapping[str, Any], rows: Optional[Sequence[Mapping[str, Any]]],
                 width: Optional[int] = None) -> str:
     """Every segment of one flow with both endpoints' states after it; '*' marks a transition.
@@ -279,6 +314,7 @@ def flow_detail(rec: Mapping[str, Any], rows: Optional[Sequence[Mapping[str, Any
             f"(direction {rec['direction']}), {plural(rec['packets'], 'packet')}, close: {CLOSE_TEXT[rec['close']]}",
             *([f"tunnels: {tunnels_detail(rec)}"] if rec.get("tunnels") else []),
             f"handshake: {handshake_cell(rec)}",
+            *negotiation_detail(rec),
             f"client: {' > '.join(rec['client_states'])}",
             f"server: {' > '.join(rec['server_states'])}", ""]
     t0 = rec["first_ts"]
@@ -293,7 +329,7 @@ def flow_detail(rec: Mapping[str, Any], rows: Optional[Sequence[Mapping[str, Any
             # disable_numparse, tabulate aligns text left and ints right. Empty: no origin / no ACK bit.
             "" if row["rel_seq"] is None else str(row["rel_seq"]),
             "" if row["rel_ack"] is None else str(row["rel_ack"]),
-            row["seq"], "" if row["ack"] is None else row["ack"], row["len"], row["window"],
+            row["seq"], "" if row["ack"] is None else row["ack"], row["len"], window_cell(row),
             row["client_state"] + (" *" if "client" in moved else ""),
             row["server_state"] + (" *" if "server" in moved else ""),
             "; ".join(row["notes"])])
