@@ -28,7 +28,7 @@ import socket
 import struct
 import time
 from types import TracebackType
-from typing import FrozenSet, Optional, Type, Union
+from typing import FrozenSet, Iterable, Optional, Type, TypeVar, Union
 
 from handshake_probe.prober.family import IPV4, Family
 
@@ -51,6 +51,7 @@ _IFREQ = struct.Struct("16sH14x")          # ifr_name, then a short (flags) or a
 _IFREQ_ADDR = struct.Struct("16sHH4s8x")   # ifr_name, sockaddr_in: family, port, address, zero
 _IN6_IFREQ = struct.Struct("16sIi")        # in6_addr, prefix length, interface index
 _USABLE_WITHIN = 3.0                       # seconds a new IPv6 address may stay tentative
+_Net = TypeVar("_Net", ipaddress.IPv4Network, ipaddress.IPv6Network)
 
 
 def _routed_networks() -> FrozenSet[ipaddress.IPv4Network]:
@@ -73,14 +74,18 @@ def _routed_networks() -> FrozenSet[ipaddress.IPv4Network]:
     return frozenset(found)
 
 
-def pick_subnet(seed: int) -> ipaddress.IPv4Network:
-    """A 198.18.X.0/30 no route covers yet, starting at X = seed % 256 (the pid: concurrent probes differ)."""
-    taken = _routed_networks()
-    for i in range(256):
-        net = ipaddress.IPv4Network(f"198.18.{(seed + i) % 256}.0/30")
+def _first_free(candidates: Iterable[_Net], taken: FrozenSet[_Net], pattern: str) -> _Net:
+    """The first candidate no route covers yet (concurrent probes start at different seeds)."""
+    for net in candidates:
         if not any(net.overlaps(t) for t in taken):
             return net
-    raise OSError("no free 198.18.X.0/30 subnet for the TUN device")
+    raise OSError(f"no free {pattern} subnet for the TUN device")
+
+
+def pick_subnet(seed: int) -> ipaddress.IPv4Network:
+    """A 198.18.X.0/30 no route covers yet, starting at X = seed % 256 (the pid: concurrent probes differ)."""
+    return _first_free((ipaddress.IPv4Network(f"198.18.{(seed + i) % 256}.0/30") for i in range(256)),
+                       _routed_networks(), "198.18.X.0/30")
 
 
 def _routed_networks6() -> FrozenSet[ipaddress.IPv6Network]:
@@ -99,12 +104,8 @@ def _routed_networks6() -> FrozenSet[ipaddress.IPv6Network]:
 
 def pick_subnet6(seed: int) -> ipaddress.IPv6Network:
     """A 2001:db8:6870:X::/64 no route covers yet, starting at X = seed % 65536 (the pid)."""
-    taken = _routed_networks6()
-    for i in range(65536):
-        net = ipaddress.IPv6Network(f"{TUN_PREFIX6}:{(seed + i) % 65536:x}::/64")
-        if not any(net.overlaps(t) for t in taken):
-            return net
-    raise OSError("no free 2001:db8:6870:X::/64 subnet for the TUN device")
+    return _first_free((ipaddress.IPv6Network(f"{TUN_PREFIX6}:{(seed + i) % 65536:x}::/64") for i in range(65536)),
+                       _routed_networks6(), "2001:db8:6870:X::/64")
 
 
 def own_kernel_addr(family: Family, seed: int) -> str:
