@@ -8,6 +8,7 @@ import importlib
 import os
 import sys
 import time
+from contextlib import closing
 from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
 import handshake_probe
@@ -295,9 +296,11 @@ def _run_many(sources: List[Input], args: argparse.Namespace) -> int:
         out.write(_engine().csv_header() + "\n")
     first: Optional[bool] = True if fmt == "json" else None
     bar = FileBar(len(sources))     # on a terminal only: a bar over files on stderr
-    with spool_dir() as directory:
-        items = [(s.path, s.shown) for s in sources]
-        for source, result in zip(sources, spooled(items, fmt, args.jobs, engine_options(args), directory, table)):
+    items = [(s.path, s.shown) for s in sources]
+    # The workers are stopped before their spools' directory is removed, on every way out.
+    with spool_dir() as directory, closing(spooled(items, fmt, args.jobs, engine_options(args), directory,
+                                                   table)) as results:
+        for source, result in zip(sources, results):
             bar.clear()
             for line in result.warnings:
                 warning(source.text(line))

@@ -162,11 +162,15 @@ def spooled(items: Sequence[Tuple[str, str]], fmt: str, jobs: int, options: Dict
             yield spool_one(path, shown, fmt, options, directory, i, table)
         return
     from concurrent.futures import ProcessPoolExecutor
-    with ProcessPoolExecutor(max_workers=min(jobs, len(items))) as pool:
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(items)))
+    try:
         futures = [pool.submit(spool_one, path, shown, fmt, options, directory, i, table)
                    for i, (path, shown) in enumerate(items)]
         for fut in futures:
             yield fut.result()
+    finally:
+        # Stopped early (a closed pipe, ^C, a worker's fault): the files not started are not started.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def copy_spool(spool: str, out: BinaryIO, json_array_first: Optional[bool] = None) -> Optional[bool]:
