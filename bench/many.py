@@ -78,8 +78,8 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=20)
     ap.add_argument("--flows", type=int, default=5500, help="flows per capture (5500: ~51,000 packets)")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each (alternating); median and best shown")
-    ap.add_argument("--jsonl", action="store_true", help="also time `--jobs 2 --format jsonl` (slow: records "
-                                                         "travel between processes as Python objects)")
+    ap.add_argument("--jsonl", action="store_true", help="also time `--jobs 2 --format jsonl` (the text "
+                                                         "path: workers spool the engine's text)")
     args = ap.parse_args()
     from distributed import Client, LocalCluster
     import pyarrow.parquet as pq

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 import importlib
-import json
 import os
 import sys
 import time
+from contextlib import closing
 from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
 import handshake_probe
@@ -15,7 +16,8 @@ import handshake_probe
 from handshake_probe import DEFAULT_IDLE_TIMEOUT, DEFAULT_LINGER, DEFAULT_MAX_OPEN, DEFAULT_MSL  # the engine's
 from handshake_probe.files.flowsource import flows_with_rows
 from handshake_probe.exitcodes import ExitStatus
-from handshake_probe.files.parallel import analyze_many, expand
+from handshake_probe.files.parallel import expand
+from handshake_probe.files.textjobs import copy_spool, spool_dir, spooled
 from handshake_probe.views.table import (COLUMNS, DEFAULT_COLUMNS, FORMATS, fitted, flow_detail, summary_line,
                                     table_width, write_records)
 from handshake_probe.commands.argtypes import positive_float, positive_int
@@ -279,41 +281,64 @@ def run_many(paths: list[str], args: argparse.Namespace) -> int:
 
 
 def _run_many(sources: List[Input], args: argparse.Namespace) -> int:
+    """The files' output in their order, each file's flows in flow order. The workers write the
+    records' text (files/textjobs.py); this process only copies it: no record is a Python object here."""
     if not sources:
         return ExitStatus.OK
-    options = engine_options(args)
-    by_path = {s.path: s for s in sources}
     status = ExitStatus.OK
     out = sys.stdout
-    if args.format == "json":
+    raw = _byte_stream(out)
+    fmt = args.format
+    table = (args.columns, args.width) if fmt == "table" else None
+    if fmt == "json":
         out.write("[")
-    first = True
+    elif fmt == "csv":
+        out.write(_engine().csv_header() + "\n")
+    first: Optional[bool] = True if fmt == "json" else None
     bar = FileBar(len(sources))     # on a terminal only: a bar over files on stderr
-    for result in analyze_many([s.path for s in sources], args.jobs, options):
-        source = by_path[result.path]
-        bar.clear()
-        for rec in result.records:
-            rec["file"] = source.shown
-        for line in result.warnings:
-            warning(source.text(line))
-        if args.format == "table":
-            out.write(f"== {source.shown}\n")
-            write_records(result.records, "table", out, columns=args.columns, width=args.width)
-            out.write(fitted(source.text(result.summary), args.width) + "\n\n")
-        elif args.format == "json":
-            for rec in result.records:
-                out.write(("\n" if first else ",\n") + json.dumps(rec, separators=(",", ":")))
-                first = False
-        else:
-            write_records(result.records, args.format, out, header=first)
-            first = False
-        out.flush()
-        if result.error:
-            error(source.text(result.error) + _before_it(len(result.records)))
-        if result.damaged:
-            status = ExitStatus.BAD_INPUT
-        bar.step(source.shown)
+    items = [(s.path, s.shown) for s in sources]
+    # The workers are stopped before their spools' directory is removed, on every way out.
+    with spool_dir() as directory, closing(spooled(items, fmt, args.jobs, engine_options(args), directory,
+                                                   table)) as results:
+        for source, result in zip(sources, results):
+            bar.clear()
+            for line in result.warnings:
+                warning(source.text(line))
+            if fmt == "table":
+                out.write(f"== {source.shown}\n")
+            out.flush()
+            first = copy_spool(result.spool, raw, first)
+            raw.flush()
+            if fmt == "table":
+                out.write(fitted(source.text(result.summary), args.width) + "\n\n")
+            out.flush()
+            if result.error:
+                error(source.text(result.error) + _before_it(result.flows))
+            if result.damaged:
+                status = ExitStatus.BAD_INPUT
+            bar.step(source.shown)
     bar.close()
-    if args.format == "json":
+    if fmt == "json":
         out.write("\n]\n")
     return status
+
+
+class _TextBytes:
+    """A text stream as a byte sink, for streams with no byte buffer under them (test captures)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.decode = codecs.getincrementaldecoder("utf-8")().decode    # a block may end mid-character
+
+    def write(self, data: bytes) -> int:
+        self.out.write(self.decode(data))
+        return len(data)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+def _byte_stream(out: TextIO) -> Any:
+    """The byte stream under `out` when there is one (no decode and encode again of every byte)."""
+    raw = getattr(out, "buffer", None)
+    return raw if raw is not None else _TextBytes(out)

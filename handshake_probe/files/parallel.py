@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Sequence
 
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp")
@@ -23,37 +22,11 @@ def expand(paths: Sequence[str]) -> List[str]:
     return out
 
 
-@dataclass
-class FileResult:
-    """What one worker sends back: plain data, so it pickles."""
-
-    path: str
-    records: List[Dict[str, Any]]
-    summary: str
-    warnings: List[str] = field(default_factory=list)
-    error: Optional[str] = None
-    damaged: bool = False
-
-
-def analyze_one(path: str, options: Dict[str, Any]) -> FileResult:
-    from handshake_probe.views.table import summary_line
-    import handshake_probe
-    # Streamed out of the flow table: memory follows open flows; then put in flow order.
-    analysis = handshake_probe.analyze(path, streaming=True, **options)
-    records: List[Dict[str, Any]] = []
-    for rec in analysis:
-        rec["file"] = path
-        records.append(rec)
-    records.sort(key=lambda r: r["flow"])
-    return FileResult(path, records, summary_line(analysis), analysis.warnings,
-                      analysis.error, analysis.damaged)
-
-
 def analyze_many(paths: Sequence[str], jobs: int, options: Dict[str, Any],
-                 work: Callable[[str, Dict[str, Any]], Any] = analyze_one) -> Iterator[Any]:
+                 work: Callable[[str, Dict[str, Any]], Any]) -> Iterator[Any]:
     """Yield each file's result in the order of `paths`, analyzing up to `jobs` files at once. `work`
-    makes one file's result (a module-level function, so it pickles): records by default, an Arrow
-    table for the Arrow formats (files/tables.py)."""
+    makes one file's result (a module-level function, so it pickles): an Arrow table for the Arrow
+    formats (files/tables.py). The text formats spool the engine's text instead (files/textjobs.py)."""
     if jobs <= 1 or len(paths) == 1:
         for p in paths:
             yield work(p, options)
