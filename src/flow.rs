@@ -901,9 +901,9 @@ impl Flow {
         e.key("flow");
         e.int(self.number as i64);
         e.key("client");
-        e.str(&self.client.label());
+        e.str_with(&mut |out| self.client.write_label(out));
         e.key("server");
-        e.str(&self.server.label());
+        e.str_with(&mut |out| self.server.write_label(out));
         e.key("direction");
         e.vocab(self.direction);
         e.key("packets");
@@ -1060,7 +1060,46 @@ fn py_round3(x: f64) -> f64 {
     if !x.is_finite() {
         return x;
     }
+    use std::fmt::Write as _;
+    // formatted on the stack: three of these per record, no allocation each
+    let mut buf = StackText::default();
+    if write!(buf, "{:.3}", x).is_ok() {
+        if let Some(v) = buf.as_str().and_then(|t| t.parse().ok()) {
+            return v;
+        }
+    }
     format!("{:.3}", x).parse().unwrap_or(x)
+}
+
+/// A short text formatted without a heap allocation; writing more than fits fails.
+struct StackText {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl Default for StackText {
+    fn default() -> Self {
+        StackText {
+            buf: [0; 48],
+            len: 0,
+        }
+    }
+}
+
+impl StackText {
+    fn as_str(&self) -> Option<&str> {
+        std::str::from_utf8(self.buf.get(..self.len)?).ok()
+    }
+}
+
+impl std::fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 /// The 4-tuple with the two ends in a fixed order, the same for both directions.

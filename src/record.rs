@@ -159,11 +159,16 @@ fn py_float_slow(x: f64, out: &mut String) {
     }
 }
 
+/// Printable ASCII without quotes or backslashes: JSON text as it is.
+#[inline]
+fn plain(s: &str) -> bool {
+    s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+}
+
 fn json_str(s: &str, out: &mut String) {
     out.push('"');
-    if s.bytes()
-        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-    {
+    if plain(s) {
         out.push_str(s); // the common case: printable ASCII, nothing to escape
         out.push('"');
         return;
@@ -276,6 +281,14 @@ pub trait Emit {
     fn begin_list(&mut self);
     fn end_list(&mut self);
 
+    /// A string that `write` composes (an address, a fingerprint): the JSON writer lets it write
+    /// straight into the output, the others get it as one string. `write` only appends.
+    fn str_with(&mut self, write: &mut dyn FnMut(&mut String)) {
+        let mut text = String::new();
+        write(&mut text);
+        self.str(&text);
+    }
+
     fn opt_int(&mut self, v: Option<i64>) {
         match v {
             Some(i) => self.int(i),
@@ -359,6 +372,21 @@ impl Emit for JsonWriter<'_> {
     fn str(&mut self, v: &str) {
         self.sep();
         json_str(v, self.out);
+        self.comma = true;
+    }
+    fn str_with(&mut self, write: &mut dyn FnMut(&mut String)) {
+        self.sep();
+        self.out.push('"');
+        let start = self.out.len();
+        write(self.out);
+        if !plain(&self.out[start..]) {
+            // rare (the composed texts are ASCII by construction): escape it as `str` would
+            let text = self.out.split_off(start);
+            self.out.truncate(start - 1);
+            json_str(&text, self.out);
+        } else {
+            self.out.push('"');
+        }
         self.comma = true;
     }
     fn vocab(&mut self, v: &'static str) {
@@ -658,6 +686,26 @@ mod tests {
         let mut b = ValueBuilder::new();
         b.value(&v);
         assert_eq!(b.finish(), v);
+    }
+    #[test]
+    fn str_with_writes_what_str_writes() {
+        for text in ["10.0.0.1:80", "", "x\"y\\z", "§ é\n", "a\u{1F600}"] {
+            let (mut direct, mut composed) = (String::new(), String::new());
+            let mut w = JsonWriter::new(&mut direct);
+            w.begin_list();
+            w.str(text);
+            w.str(text);
+            w.end_list();
+            let mut w = JsonWriter::new(&mut composed);
+            w.begin_list();
+            w.str_with(&mut |out| out.push_str(text));
+            w.str_with(&mut |out| out.push_str(text));
+            w.end_list();
+            assert_eq!(composed, direct, "{text:?}");
+            let mut b = ValueBuilder::new();
+            b.str_with(&mut |out| out.push_str(text));
+            assert_eq!(b.finish(), Value::Str(text.to_string()));
+        }
     }
     #[test]
     fn ascii_json() {
