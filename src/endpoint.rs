@@ -63,7 +63,13 @@ impl Endpoint {
             addr,
             port,
             state,
-            path: vec![state],
+            // room for a whole connection's states (CLOSED..TIME-WAIT..CLOSED is 7): one allocation,
+            // where `vec![state]` would grow once
+            path: {
+                let mut path = Vec::with_capacity(8);
+                path.push(state);
+                path
+            },
             isn: None,
             base: None,
             snd_nxt: None,

@@ -219,7 +219,8 @@ impl Flow {
             first_ts: seg.ts,
             last_ts: seg.ts,
             packets: 0,
-            transitions: Vec::with_capacity(8), // a whole connection makes about ten
+            // a whole connection makes ten or eleven (with TIME-WAIT's end): no growth for those
+            transitions: Vec::with_capacity(12),
             violations: Vec::new(),
             violation_count: 0,
             handshake: Handshake::default(),

@@ -334,11 +334,18 @@ pub struct JsonWriter<'a> {
     out: &'a mut String,
     /// a value was written in the current container: the next one needs a comma
     comma: bool,
+    /// the last float written (its bits) and where its text is in `out`: a record repeats its
+    /// timestamps (both ends' transitions on one segment), copied then instead of formatted again
+    last_float: Option<(u64, std::ops::Range<usize>)>,
 }
 
 impl<'a> JsonWriter<'a> {
     pub fn new(out: &'a mut String) -> Self {
-        JsonWriter { out, comma: false }
+        JsonWriter {
+            out,
+            comma: false,
+            last_float: None,
+        }
     }
     #[inline]
     fn sep(&mut self) {
@@ -366,7 +373,13 @@ impl Emit for JsonWriter<'_> {
     }
     fn float(&mut self, v: f64) {
         self.sep();
-        py_float(v, self.out);
+        let start = self.out.len();
+        match &self.last_float {
+            // `out` only grows while the writer lives: the earlier text is still where it was
+            Some((bits, at)) if *bits == v.to_bits() => self.out.extend_from_within(at.clone()),
+            _ => py_float(v, self.out),
+        }
+        self.last_float = Some((v.to_bits(), start..self.out.len()));
         self.comma = true;
     }
     fn str(&mut self, v: &str) {
@@ -706,6 +719,30 @@ mod tests {
             b.str_with(&mut |out| out.push_str(text));
             assert_eq!(b.finish(), Value::Str(text.to_string()));
         }
+    }
+    #[test]
+    fn repeated_floats_are_written_alike() {
+        let xs = [
+            1.5,
+            1.5,
+            0.0,
+            -0.0,
+            -0.0,
+            1e-7,
+            1e-7,
+            1700000000.162944,
+            1.5,
+        ];
+        let v = Value::List(xs.iter().map(|x| Value::Float(*x)).collect());
+        let mut expected = String::new();
+        write_json(&v, &mut expected);
+        let mut text = String::from("[1]\n"); // an earlier record in the same buffer
+        JsonWriter::new(&mut text).value(&v);
+        assert_eq!(text, format!("[1]\n{expected}"));
+        assert_eq!(
+            expected,
+            "[1.5,1.5,0.0,-0.0,-0.0,1e-07,1e-07,1700000000.162944,1.5]"
+        );
     }
     #[test]
     fn ascii_json() {
