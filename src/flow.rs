@@ -872,10 +872,10 @@ impl Flow {
     /// Write the record, field by field in the contract's order (keys are part of the project's
     /// output contract: add, never rename). The one definition of the record: JSON Lines are written
     /// from it directly, Python objects and CSV rows through `record()`.
-    pub fn emit(&self, e: &mut dyn Emit) {
+    pub fn emit<E: Emit>(&self, e: &mut E) {
         let hs = &self.handshake;
         let held = self.held_fin; // a flow recorded while open shows a held CLOSE-WAIT as it stands
-        let path = |e: &mut dyn Emit, role: Role| {
+        let path = |e: &mut E, role: Role| {
             e.begin_list();
             for s in &self.ep(role).path {
                 e.vocab(s.name());
@@ -999,7 +999,7 @@ impl Flow {
 }
 
 /// One tunnel as the record writes it: `{kind, outer_client, outer_server, packets}`.
-pub fn emit_tunnel(e: &mut dyn Emit, t: &TunnelSeen) {
+pub fn emit_tunnel<E: Emit>(e: &mut E, t: &TunnelSeen) {
     let layer = Tunnel {
         kind: t.kind,
         src: t.client.0,
@@ -1020,7 +1020,7 @@ pub fn emit_tunnel(e: &mut dyn Emit, t: &TunnelSeen) {
 }
 
 /// One transition as the record writes it.
-pub fn emit_transition(e: &mut dyn Emit, t: &Transition) {
+pub fn emit_transition<E: Emit>(e: &mut E, t: &Transition) {
     e.begin_obj();
     e.key("ts");
     e.float(t.ts);

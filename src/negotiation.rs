@@ -377,7 +377,7 @@ impl Negotiation {
 
     /// The warnings, in NEGOTIATION_WARNINGS order, as list items (written in place: no string of
     /// their own in JSON).
-    fn emit_warnings(&self, e: &mut dyn Emit) {
+    fn emit_warnings<E: Emit>(&self, e: &mut E) {
         if self.syn_changed {
             e.str(NEGOTIATION_WARNINGS[0]);
         }
@@ -429,7 +429,7 @@ impl Negotiation {
     }
 }
 
-fn emit_side(e: &mut dyn Emit, s: &Side, client: bool, n: &Negotiation, syn_mss: u16) {
+fn emit_side<E: Emit>(e: &mut E, s: &Side, client: bool, n: &Negotiation, syn_mss: u16) {
     e.begin_obj();
     e.key("isn");
     e.int(i64::from(s.isn));
@@ -566,7 +566,7 @@ fn write_summary(n: &Negotiation, out: &mut String) {
 }
 
 /// The record's `negotiation` object (the contract: add, never rename).
-pub fn emit(e: &mut dyn Emit, n: Option<&Negotiation>) {
+pub fn emit<E: Emit>(e: &mut E, n: Option<&Negotiation>) {
     let empty = Negotiation::default();
     let n = n.unwrap_or(&empty);
     e.begin_obj();

@@ -356,16 +356,19 @@ impl<'a> JsonWriter<'a> {
 }
 
 impl Emit for JsonWriter<'_> {
+    #[inline]
     fn null(&mut self) {
         self.sep();
         self.out.push_str("null");
         self.comma = true;
     }
+    #[inline]
     fn bool(&mut self, v: bool) {
         self.sep();
         self.out.push_str(if v { "true" } else { "false" });
         self.comma = true;
     }
+    #[inline]
     fn int(&mut self, v: i64) {
         self.sep();
         self.out.push_str(itoa::Buffer::new().format(v));
@@ -402,31 +405,37 @@ impl Emit for JsonWriter<'_> {
         }
         self.comma = true;
     }
+    #[inline]
     fn vocab(&mut self, v: &'static str) {
         self.sep();
         static_str(v, self.out);
         self.comma = true;
     }
+    #[inline]
     fn begin_obj(&mut self) {
         self.sep();
         self.out.push('{');
         self.comma = false;
     }
+    #[inline]
     fn key(&mut self, k: &'static str) {
         self.sep();
         static_str(k, self.out);
         self.out.push(':');
         self.comma = false;
     }
+    #[inline]
     fn end_obj(&mut self) {
         self.out.push('}');
         self.comma = true;
     }
+    #[inline]
     fn begin_list(&mut self) {
         self.sep();
         self.out.push('[');
         self.comma = false;
     }
+    #[inline]
     fn end_list(&mut self) {
         self.out.push(']');
         self.comma = true;
