@@ -74,15 +74,24 @@ pub fn first_packet_bits(flags: u16, payload_len: u32) -> i64 {
 
 /// `SYN|SYN-ACK|ACK|DATA|FIN` as the tshark summaries spell it; `-` for nothing (as they do).
 pub fn completeness_flags(value: i64) -> String {
-    let names: Vec<&str> = COMPLETENESS_BITS
-        .iter()
-        .filter(|(bit, _)| value & bit != 0)
-        .map(|(_, name)| *name)
-        .collect();
-    if names.is_empty() {
-        "-".into()
-    } else {
-        names.join("|")
+    let mut out = String::new();
+    write_completeness_flags(value, &mut out);
+    out
+}
+
+/// `completeness_flags`, appended to `out`.
+fn write_completeness_flags(value: i64, out: &mut String) {
+    let start = out.len();
+    for (bit, name) in COMPLETENESS_BITS.iter() {
+        if value & bit != 0 {
+            if out.len() > start {
+                out.push('|');
+            }
+            out.push_str(name);
+        }
+    }
+    if out.len() == start {
+        out.push('-');
     }
 }
 
@@ -133,7 +142,7 @@ impl Observer for Completeness {
         out.key("completeness");
         out.int(value);
         out.key("completeness_flags");
-        out.str(&completeness_flags(value));
+        out.str_with(&mut |text| write_completeness_flags(value, text));
     }
 }
 

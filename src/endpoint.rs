@@ -63,7 +63,13 @@ impl Endpoint {
             addr,
             port,
             state,
-            path: vec![state],
+            // room for a whole connection's states (CLOSED..TIME-WAIT..CLOSED is 7): one allocation,
+            // where `vec![state]` would grow once
+            path: {
+                let mut path = Vec::with_capacity(8);
+                path.push(state);
+                path
+            },
             isn: None,
             base: None,
             snd_nxt: None,
@@ -79,11 +85,20 @@ impl Endpoint {
 
     /// `ip:port`, with IPv6 addresses in brackets as URLs write them.
     pub fn label(&self) -> String {
-        if self.addr.is_v6() {
-            format!("[{}]:{}", self.addr.text(), self.port)
-        } else {
-            format!("{}:{}", self.addr.text(), self.port)
+        let mut out = String::with_capacity(24);
+        self.write_label(&mut out);
+        out
+    }
+
+    /// `label`, appended to `out` (the JSON writer's buffer: no string of its own).
+    pub fn write_label(&self, out: &mut String) {
+        let v6 = self.addr.is_v6();
+        if v6 {
+            out.push('[');
         }
+        self.addr.write_text(out);
+        out.push_str(if v6 { "]:" } else { ":" });
+        out.push_str(itoa::Buffer::new().format(self.port));
     }
 
     /// Fix the state the endpoint had before the first segment that involves it.

@@ -219,7 +219,8 @@ impl Flow {
             first_ts: seg.ts,
             last_ts: seg.ts,
             packets: 0,
-            transitions: Vec::with_capacity(8), // a whole connection makes about ten
+            // a whole connection makes ten or eleven (with TIME-WAIT's end): no growth for those
+            transitions: Vec::with_capacity(12),
             violations: Vec::new(),
             violation_count: 0,
             handshake: Handshake::default(),
@@ -871,10 +872,10 @@ impl Flow {
     /// Write the record, field by field in the contract's order (keys are part of the project's
     /// output contract: add, never rename). The one definition of the record: JSON Lines are written
     /// from it directly, Python objects and CSV rows through `record()`.
-    pub fn emit(&self, e: &mut dyn Emit) {
+    pub fn emit<E: Emit>(&self, e: &mut E) {
         let hs = &self.handshake;
         let held = self.held_fin; // a flow recorded while open shows a held CLOSE-WAIT as it stands
-        let path = |e: &mut dyn Emit, role: Role| {
+        let path = |e: &mut E, role: Role| {
             e.begin_list();
             for s in &self.ep(role).path {
                 e.vocab(s.name());
@@ -901,9 +902,9 @@ impl Flow {
         e.key("flow");
         e.int(self.number as i64);
         e.key("client");
-        e.str(&self.client.label());
+        e.str_with(&mut |out| self.client.write_label(out));
         e.key("server");
-        e.str(&self.server.label());
+        e.str_with(&mut |out| self.server.write_label(out));
         e.key("direction");
         e.vocab(self.direction);
         e.key("packets");
@@ -998,7 +999,7 @@ impl Flow {
 }
 
 /// One tunnel as the record writes it: `{kind, outer_client, outer_server, packets}`.
-pub fn emit_tunnel(e: &mut dyn Emit, t: &TunnelSeen) {
+pub fn emit_tunnel<E: Emit>(e: &mut E, t: &TunnelSeen) {
     let layer = Tunnel {
         kind: t.kind,
         src: t.client.0,
@@ -1019,7 +1020,7 @@ pub fn emit_tunnel(e: &mut dyn Emit, t: &TunnelSeen) {
 }
 
 /// One transition as the record writes it.
-pub fn emit_transition(e: &mut dyn Emit, t: &Transition) {
+pub fn emit_transition<E: Emit>(e: &mut E, t: &Transition) {
     e.begin_obj();
     e.key("ts");
     e.float(t.ts);
@@ -1060,7 +1061,46 @@ fn py_round3(x: f64) -> f64 {
     if !x.is_finite() {
         return x;
     }
+    use std::fmt::Write as _;
+    // formatted on the stack: three of these per record, no allocation each
+    let mut buf = StackText::default();
+    if write!(buf, "{:.3}", x).is_ok() {
+        if let Some(v) = buf.as_str().and_then(|t| t.parse().ok()) {
+            return v;
+        }
+    }
     format!("{:.3}", x).parse().unwrap_or(x)
+}
+
+/// A short text formatted without a heap allocation; writing more than fits fails.
+struct StackText {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl Default for StackText {
+    fn default() -> Self {
+        StackText {
+            buf: [0; 48],
+            len: 0,
+        }
+    }
+}
+
+impl StackText {
+    fn as_str(&self) -> Option<&str> {
+        std::str::from_utf8(self.buf.get(..self.len)?).ok()
+    }
+}
+
+impl std::fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 /// The 4-tuple with the two ends in a fixed order, the same for both directions.

@@ -7,10 +7,10 @@
 
 use std::sync::Arc;
 
-use crate::p0f::{raw_sig, Db, Packet};
+use crate::p0f::{write_raw_sig, Db, Packet};
 use crate::record::Emit;
 use crate::segment::{Segment, ACK, CWR, ECE, FIN, NS, RST, SYN};
-use crate::syn::{layout_text, SynDetails};
+use crate::syn::{write_layout, SynDetails};
 
 /// The warnings a record's `negotiation.warnings` holds (each alone, or `kind:option` for the
 /// last one, the option from NEGOTIATION_OPTIONS).
@@ -170,8 +170,8 @@ impl Side {
             && self.flags & (ECE | CWR | NS) == other.flags & (ECE | CWR | NS)
     }
 
-    /// The offer in a few words (`offer_text`), without copying the details.
-    fn offer(&self) -> String {
+    /// The offer in a few words (`offer_text`), without copying the details, appended to `out`.
+    fn offer_into(&self, out: &mut String) {
         Offer {
             mss: self.mss,
             wscale: self.wscale,
@@ -181,7 +181,7 @@ impl Side {
             payload_len: self.payload_len,
             d: Some(&self.d),
         }
-        .text()
+        .write(out)
     }
 
     fn default_mss(&self) -> u16 {
@@ -233,46 +233,54 @@ struct Offer<'a> {
 
 impl Offer<'_> {
     fn text(&self) -> String {
-        use std::fmt::Write as _;
         let mut out = String::with_capacity(40);
-        let word = |out: &mut String, w: &dyn std::fmt::Display| {
-            if !out.is_empty() {
+        self.write(&mut out);
+        out
+    }
+
+    /// The words, appended to `out` (the JSON writer's buffer: no string of their own).
+    fn write(&self, out: &mut String) {
+        let start = out.len();
+        let word = |out: &mut String, w: &str| {
+            if out.len() > start {
                 out.push(' ');
             }
-            let _ = write!(out, "{w}");
+            out.push_str(w);
         };
         if let Some(m) = self.mss {
-            word(&mut out, &format_args!("mss {m}"));
+            word(out, "mss ");
+            out.push_str(itoa::Buffer::new().format(m));
         }
         if let Some(w) = self.wscale {
-            word(&mut out, &format_args!("ws {w}"));
+            word(out, "ws ");
+            out.push_str(itoa::Buffer::new().format(w));
         }
         if self.sack {
-            word(&mut out, &"sack");
+            word(out, "sack");
         }
         if self.ts {
-            word(&mut out, &"ts");
+            word(out, "ts");
         }
         let (flags, synack) = (self.flags, self.flags & ACK != 0);
         if !synack && flags & (ECE | CWR | NS) == ECE | CWR | NS {
-            word(&mut out, &"accecn");
+            word(out, "accecn");
         } else if (!synack && flags & (ECE | CWR) == ECE | CWR) || (synack && flags & ECE != 0) {
-            word(&mut out, &"ecn");
+            word(out, "ecn");
         }
         if let Some(d) = self.d {
             match &d.tfo {
-                Some(c) if c.is_empty() => word(&mut out, &"tfo-req"),
-                Some(_) => word(&mut out, &"tfo"),
+                Some(c) if c.is_empty() => word(out, "tfo-req"),
+                Some(_) => word(out, "tfo"),
                 None => {}
             }
             if d.mptcp {
-                word(&mut out, &"mptcp");
+                word(out, "mptcp");
             }
         }
         if self.payload_len > 0 {
-            word(&mut out, &format_args!("+{}", self.payload_len));
+            word(out, "+");
+            out.push_str(itoa::Buffer::new().format(self.payload_len));
         }
-        out
     }
 }
 
@@ -367,18 +375,18 @@ impl Negotiation {
         }
     }
 
-    /// The warnings, in NEGOTIATION_WARNINGS order.
-    fn warnings(&self) -> Vec<String> {
-        let mut out = Vec::new();
+    /// The warnings, in NEGOTIATION_WARNINGS order, as list items (written in place: no string of
+    /// their own in JSON).
+    fn emit_warnings<E: Emit>(&self, e: &mut E) {
         if self.syn_changed {
-            out.push(NEGOTIATION_WARNINGS[0].to_string());
+            e.str(NEGOTIATION_WARNINGS[0]);
         }
         if self.synack_changed {
-            out.push(NEGOTIATION_WARNINGS[1].to_string());
+            e.str(NEGOTIATION_WARNINGS[1]);
         }
         if let (Some(c), Some(s)) = (&self.client, &self.server) {
             if c.wscale.is_some() != s.wscale.is_some() {
-                out.push(NEGOTIATION_WARNINGS[2].to_string());
+                e.str(NEGOTIATION_WARNINGS[2]);
             }
         }
         let too_big = [&self.client, &self.server]
@@ -386,7 +394,7 @@ impl Negotiation {
             .filter_map(|s| s.as_ref())
             .any(|s| s.mss.is_some_and(|m| mss_above_mtu(m, s.ip_version)));
         if too_big {
-            out.push(NEGOTIATION_WARNINGS[3].to_string());
+            e.str(NEGOTIATION_WARNINGS[3]);
         }
         let mut unoffered = 0u8;
         if let (Some(_), Some(s)) = (&self.client, &self.server) {
@@ -398,10 +406,13 @@ impl Negotiation {
         }
         for (i, name) in NEGOTIATION_OPTIONS.iter().enumerate() {
             if unoffered & (1 << i) != 0 {
-                out.push(format!("{}:{name}", NEGOTIATION_WARNINGS[4]));
+                e.str_with(&mut |out| {
+                    out.push_str(NEGOTIATION_WARNINGS[4]);
+                    out.push(':');
+                    out.push_str(name);
+                });
             }
         }
-        out
     }
 
     /// The window scale in effect for segments sent by the client (or the server): None unless
@@ -418,7 +429,7 @@ impl Negotiation {
     }
 }
 
-fn emit_side(e: &mut dyn Emit, s: &Side, client: bool, n: &Negotiation, syn_mss: u16) {
+fn emit_side<E: Emit>(e: &mut E, s: &Side, client: bool, n: &Negotiation, syn_mss: u16) {
     e.begin_obj();
     e.key("isn");
     e.int(i64::from(s.isn));
@@ -440,7 +451,13 @@ fn emit_side(e: &mut dyn Emit, s: &Side, client: bool, n: &Negotiation, syn_mss:
     e.bool(s.d.tfo.as_ref().is_some_and(Vec::is_empty));
     e.key("cookie");
     match s.d.tfo.as_ref().filter(|c| !c.is_empty()) {
-        Some(c) => e.str(&c.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+        Some(c) => e.str_with(&mut |out| {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            for b in c {
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 15)]));
+            }
+        }),
         None => e.null(),
     }
     e.key("data");
@@ -467,12 +484,12 @@ fn emit_side(e: &mut dyn Emit, s: &Side, client: bool, n: &Negotiation, syn_mss:
     e.key("df");
     e.bool(s.d.df);
     e.key("options");
-    e.str(&layout_text(&s.d));
+    e.str_with(&mut |out| write_layout(&s.d, out));
     e.key("offer");
-    e.str(&s.offer());
+    e.str_with(&mut |out| s.offer_into(out));
     let packet = s.packet(syn_mss);
     e.key("p0f");
-    e.str(&raw_sig(&packet));
+    e.str_with(&mut |out| write_raw_sig(&packet, out));
     e.key("os");
     match &n.db {
         Some(db) => match db.find(&packet) {
@@ -487,43 +504,69 @@ fn emit_side(e: &mut dyn Emit, s: &Side, client: bool, n: &Negotiation, syn_mss:
 /// One line for tables and CSV (`negotiated`): what is in effect, `ws 7/7 sack ts ecn tfo mss
 /// 65495/1460` (MSS client/server, `-` where a side sent none), or what the one side seen offered.
 pub fn summary(n: &Negotiation) -> String {
-    let side_text = |s: &Side| s.offer();
-    let opt = |m: Option<u16>| m.map_or("-".to_string(), |v| v.to_string());
+    let mut out = String::new();
+    write_summary(n, &mut out);
+    out
+}
+
+/// `summary`, appended to `out`.
+fn write_summary(n: &Negotiation, out: &mut String) {
+    let num = |out: &mut String, v: u16| out.push_str(itoa::Buffer::new().format(v));
     match (&n.client, &n.server) {
         (Some(c), Some(s)) => {
-            let mut parts: Vec<String> = Vec::new();
             match (n.scale_of(true), n.scale_of(false)) {
-                (Some(a), Some(b)) => parts.push(format!("ws {a}/{b}")),
-                _ => parts.push("no ws".into()),
+                (Some(a), Some(b)) => {
+                    out.push_str("ws ");
+                    num(out, u16::from(a));
+                    out.push('/');
+                    num(out, u16::from(b));
+                }
+                _ => out.push_str("no ws"),
             }
             if c.sack && s.sack {
-                parts.push("sack".into());
+                out.push_str(" sack");
             }
             if c.tsval.is_some() && s.tsval.is_some() {
-                parts.push("ts".into());
+                out.push_str(" ts");
             }
             if c.flags & (ECE | CWR) == ECE | CWR && s.flags & (ECE | CWR) == ECE {
-                parts.push("ecn".into());
+                out.push_str(" ecn");
             }
             if c.payload_len > 0 && n.data_acked == Some(true) {
-                parts.push("tfo".into());
+                out.push_str(" tfo");
             }
             if c.d.mptcp && s.d.mptcp {
-                parts.push("mptcp".into());
+                out.push_str(" mptcp");
             }
-            parts.push(format!("mss {}/{}", opt(c.mss), opt(s.mss)));
-            parts.join(" ")
+            out.push_str(" mss ");
+            for (i, m) in [c.mss, s.mss].into_iter().enumerate() {
+                if i > 0 {
+                    out.push('/');
+                }
+                match m {
+                    Some(v) => num(out, v),
+                    None => out.push('-'),
+                }
+            }
         }
-        (Some(c), None) => format!("SYN only: {}", side_text(c)).trim_end().to_string(),
-        (None, Some(s)) => format!("SYN-ACK only: {}", side_text(s))
-            .trim_end()
-            .to_string(),
-        (None, None) => "no SYN seen".into(),
+        (Some(one), None) | (None, Some(one)) => {
+            out.push_str(if n.client.is_some() {
+                "SYN only: "
+            } else {
+                "SYN-ACK only: "
+            });
+            let at = out.len();
+            one.offer_into(out);
+            if out.len() == at {
+                out.pop(); // nothing offered: no trailing space
+            }
+        }
+        (None, None) => out.push_str("no SYN seen"),
     }
 }
 
 /// The record's `negotiation` object (the contract: add, never rename).
-pub fn emit(e: &mut dyn Emit, n: Option<&Negotiation>) {
+pub fn emit<E: Emit>(e: &mut E, n: Option<&Negotiation>) {
     let empty = Negotiation::default();
     let n = n.unwrap_or(&empty);
     e.begin_obj();
@@ -574,15 +617,13 @@ pub fn emit(e: &mut dyn Emit, n: Option<&Negotiation>) {
     }
     e.key("warnings");
     e.begin_list();
-    for w in n.warnings() {
-        e.str(&w);
-    }
+    n.emit_warnings(e);
     e.end_list();
     // Added beside the contract's fields: the one-line summary (tables, CSV), and a simultaneous
     // open's other SYN and SYN-ACK (p0f
     // fingerprints the SYN-ACK against that SYN's MSS, as it does on its reversed flow).
     e.key("summary");
-    e.str(&summary(n));
+    e.str_with(&mut |out| write_summary(n, out));
     e.key("simultaneous_open");
     match (&n.server_syn, &n.client_synack) {
         (None, None) => e.null(),
@@ -722,6 +763,21 @@ mod tests {
                 Value::Str("synack_enables_unoffered:ts".into()),
             ])
         );
+    }
+
+    #[test]
+    fn summary_of_one_side() {
+        let mut n = Negotiation::default();
+        assert_eq!(summary(&n), "no SYN seen");
+        n.note(&seg(SYN, 1, 0, TcpOptions::default(), 0), None, true);
+        assert_eq!(summary(&n), "SYN only:"); // nothing offered: no trailing space
+        let mut n = Negotiation::default();
+        let mss = TcpOptions {
+            mss: Some(1460),
+            ..TcpOptions::default()
+        };
+        n.note(&seg(SYN | ACK | ECE, 9, 2, mss, 3), None, false);
+        assert_eq!(summary(&n), "SYN-ACK only: mss 1460 ecn +3");
     }
 
     #[test]

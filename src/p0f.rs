@@ -5,8 +5,6 @@
 //!
 //! Signature: `ver:ittl:olen:mss:wsize,scale:olayout:quirks:pclass`.
 
-use std::fmt::Write;
-
 use crate::syn::{write_layout, SynDetails, QUIRK_NAMES, Q_DF, Q_ECN, Q_FLOW, Q_NZ_ID, Q_ZERO_ID};
 
 /// p0f's config.h: a TTL more than this below the guessed initial TTL is "+?".
@@ -82,30 +80,46 @@ fn win_multi(p: &Packet<'_>) -> Option<(i32, bool)> {
 
 /// p0f's raw_sig for the packet (fp_tcp.c `dump_sig`).
 pub fn raw_sig(p: &Packet<'_>) -> String {
-    let d = p.d;
     let mut out = String::with_capacity(64);
+    write_raw_sig(p, &mut out);
+    out
+}
+
+/// `raw_sig`, appended to `out` (the JSON writer's buffer: no string of its own).
+pub fn write_raw_sig(p: &Packet<'_>, out: &mut String) {
+    let d = p.d;
+    let num = |out: &mut String, v: i64| out.push_str(itoa::Buffer::new().format(v));
     let dist = guess_dist(d.ttl);
+    num(out, i64::from(p.ip_version));
+    out.push(':');
+    num(out, i64::from(d.ttl));
+    out.push('+');
     if dist > MAX_DIST {
-        let _ = write!(out, "{}:{}+?:{}:", p.ip_version, d.ttl, d.ip_opt_len);
+        out.push('?');
     } else {
-        let _ = write!(out, "{}:{}+{}:{}:", p.ip_version, d.ttl, dist, d.ip_opt_len);
+        num(out, i64::from(dist));
     }
+    out.push(':');
+    num(out, i64::from(d.ip_opt_len));
+    out.push(':');
     if d.p0f_mss == SPECIAL_MSS && p.synack {
-        out.push_str("*:");
+        out.push('*');
     } else {
-        let _ = write!(out, "{}:", d.p0f_mss);
+        num(out, i64::from(d.p0f_mss));
     }
+    out.push(':');
     match win_multi(p) {
         // p0f keeps the multiplier in an s16 and prints it only when positive
         Some((m, mtu)) if m > 0 => {
-            let _ = write!(out, "{}*{}", if mtu { "mtu" } else { "mss" }, m);
+            out.push_str(if mtu { "mtu*" } else { "mss*" });
+            num(out, i64::from(m));
         }
-        _ => {
-            let _ = write!(out, "{}", p.window);
-        }
+        _ => num(out, i64::from(p.window)),
     }
-    let _ = write!(out, ",{}:", d.p0f_wscale);
-    write_layout(d, &mut out);
+    out.push(',');
+    num(out, i64::from(d.p0f_wscale));
+    out.push(':');
+    write_layout(d, out);
     out.push(':');
     let mut first = true;
     for (bit, name) in QUIRK_NAMES.iter().enumerate() {
@@ -118,7 +132,6 @@ pub fn raw_sig(p: &Packet<'_>) -> String {
         }
     }
     out.push_str(if p.payload { ":+" } else { ":0" });
-    out
 }
 
 // ------------------------------------------------------------------------------------ database

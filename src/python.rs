@@ -135,6 +135,8 @@ fn p0f_db_signatures(text: &str) -> PyResult<usize> {
 #[pyclass(unsendable, module = "handshake_probe._engine")]
 struct Analysis {
     inner: FileAnalysis,
+    /// `chunk`'s text, kept between calls: its capacity grows once to a chunk's size, not per chunk
+    text: String,
 }
 
 impl Analysis {
@@ -180,6 +182,7 @@ impl Analysis {
             || {
                 Ok(Analysis {
                     inner: FileAnalysis::open(path, opts),
+                    text: String::new(),
                 })
             },
         )
@@ -212,17 +215,19 @@ impl Analysis {
             }
         };
         let at = self.at();
-        let inner = &mut self.inner;
-        let text = py.allow_threads(|| {
+        let (inner, text) = (&mut self.inner, &mut self.text);
+        text.clear();
+        text.reserve(1 << 20);
+        py.allow_threads(|| {
             guard(
                 || at,
                 || {
-                    let mut out = String::with_capacity(1 << 20);
-                    inner.write_records(format, max_flows, &mut out);
-                    Ok(out)
+                    inner.write_records(format, max_flows, text);
+                    Ok(())
                 },
             )
         })?;
+        let text = &self.text;
         if text.is_empty() && self.inner.done() {
             return Ok(None);
         }

@@ -159,11 +159,42 @@ fn py_float_slow(x: f64, out: &mut String) {
     }
 }
 
+/// Printable ASCII without quotes or backslashes: JSON text as it is.
+#[inline]
+fn plain(s: &str) -> bool {
+    // eight bytes at a time (every record's composed texts pass through here)
+    let mut words = s.as_bytes().chunks_exact(8);
+    for w in words.by_ref() {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        if !plain_word(u64::from_le_bytes(b)) {
+            return false;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+}
+
+/// No byte of `w` is below 0x20, 0x7f or above, `"` or `\\` (the bit tricks of "Bit Twiddling
+/// Hacks", exact as yes/no answers: `has_zero` for equality, `has_less` for n <= 128).
+#[inline]
+fn plain_word(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
+    let has_less = |v: u64, n: u64| v.wrapping_sub(ONES * n) & !v & HIGH != 0;
+    !(w & HIGH != 0
+        || has_less(w, 0x20)
+        || has_zero(w ^ (ONES * 0x7f))
+        || has_zero(w ^ (ONES * u64::from(b'"')))
+        || has_zero(w ^ (ONES * u64::from(b'\\'))))
+}
+
 fn json_str(s: &str, out: &mut String) {
     out.push('"');
-    if s.bytes()
-        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-    {
+    if plain(s) {
         out.push_str(s); // the common case: printable ASCII, nothing to escape
         out.push('"');
         return;
@@ -192,7 +223,7 @@ fn json_str(s: &str, out: &mut String) {
 
 /// A vocabulary string or key: printable ASCII without quotes or backslashes by construction (the
 /// vocabulary tests check every one), so it is copied without a scan.
-#[inline]
+#[inline(always)]
 fn static_str(s: &'static str, out: &mut String) {
     debug_assert!(s
         .bytes()
@@ -276,6 +307,14 @@ pub trait Emit {
     fn begin_list(&mut self);
     fn end_list(&mut self);
 
+    /// A string that `write` composes (an address, a fingerprint): the JSON writer lets it write
+    /// straight into the output, the others get it as one string. `write` only appends.
+    fn str_with(&mut self, write: &mut dyn FnMut(&mut String)) {
+        let mut text = String::new();
+        write(&mut text);
+        self.str(&text);
+    }
+
     fn opt_int(&mut self, v: Option<i64>) {
         match v {
             Some(i) => self.int(i),
@@ -321,13 +360,20 @@ pub struct JsonWriter<'a> {
     out: &'a mut String,
     /// a value was written in the current container: the next one needs a comma
     comma: bool,
+    /// the last float written (its bits) and where its text is in `out`: a record repeats its
+    /// timestamps (both ends' transitions on one segment), copied then instead of formatted again
+    last_float: Option<(u64, std::ops::Range<usize>)>,
 }
 
 impl<'a> JsonWriter<'a> {
     pub fn new(out: &'a mut String) -> Self {
-        JsonWriter { out, comma: false }
+        JsonWriter {
+            out,
+            comma: false,
+            last_float: None,
+        }
     }
-    #[inline]
+    #[inline(always)]
     fn sep(&mut self) {
         if self.comma {
             self.out.push(',');
@@ -336,16 +382,19 @@ impl<'a> JsonWriter<'a> {
 }
 
 impl Emit for JsonWriter<'_> {
+    #[inline]
     fn null(&mut self) {
         self.sep();
         self.out.push_str("null");
         self.comma = true;
     }
+    #[inline]
     fn bool(&mut self, v: bool) {
         self.sep();
         self.out.push_str(if v { "true" } else { "false" });
         self.comma = true;
     }
+    #[inline]
     fn int(&mut self, v: i64) {
         self.sep();
         self.out.push_str(itoa::Buffer::new().format(v));
@@ -353,7 +402,13 @@ impl Emit for JsonWriter<'_> {
     }
     fn float(&mut self, v: f64) {
         self.sep();
-        py_float(v, self.out);
+        let start = self.out.len();
+        match &self.last_float {
+            // `out` only grows while the writer lives: the earlier text is still where it was
+            Some((bits, at)) if *bits == v.to_bits() => self.out.extend_from_within(at.clone()),
+            _ => py_float(v, self.out),
+        }
+        self.last_float = Some((v.to_bits(), start..self.out.len()));
         self.comma = true;
     }
     fn str(&mut self, v: &str) {
@@ -361,31 +416,53 @@ impl Emit for JsonWriter<'_> {
         json_str(v, self.out);
         self.comma = true;
     }
+    fn str_with(&mut self, write: &mut dyn FnMut(&mut String)) {
+        self.sep();
+        self.out.push('"');
+        let start = self.out.len();
+        write(self.out);
+        if !plain(&self.out[start..]) {
+            // rare (the composed texts are ASCII by construction): escape it as `str` would
+            let text = self.out.split_off(start);
+            self.out.truncate(start - 1);
+            json_str(&text, self.out);
+        } else {
+            self.out.push('"');
+        }
+        self.comma = true;
+    }
+    #[inline(always)]
     fn vocab(&mut self, v: &'static str) {
         self.sep();
         static_str(v, self.out);
         self.comma = true;
     }
+    #[inline]
     fn begin_obj(&mut self) {
         self.sep();
         self.out.push('{');
         self.comma = false;
     }
+    // always: with the key a constant, its copy becomes a few stores (no memcpy call)
+    #[inline(always)]
     fn key(&mut self, k: &'static str) {
         self.sep();
         static_str(k, self.out);
         self.out.push(':');
         self.comma = false;
     }
+    #[inline]
     fn end_obj(&mut self) {
         self.out.push('}');
         self.comma = true;
     }
+    #[inline]
     fn begin_list(&mut self) {
         self.sep();
         self.out.push('[');
         self.comma = false;
     }
+    #[inline]
     fn end_list(&mut self) {
         self.out.push(']');
         self.comma = true;
@@ -658,6 +735,80 @@ mod tests {
         let mut b = ValueBuilder::new();
         b.value(&v);
         assert_eq!(b.finish(), v);
+    }
+    #[test]
+    fn str_with_writes_what_str_writes() {
+        for text in ["10.0.0.1:80", "", "x\"y\\z", "§ é\n", "a\u{1F600}"] {
+            let (mut direct, mut composed) = (String::new(), String::new());
+            let mut w = JsonWriter::new(&mut direct);
+            w.begin_list();
+            w.str(text);
+            w.str(text);
+            w.end_list();
+            let mut w = JsonWriter::new(&mut composed);
+            w.begin_list();
+            w.str_with(&mut |out| out.push_str(text));
+            w.str_with(&mut |out| out.push_str(text));
+            w.end_list();
+            assert_eq!(composed, direct, "{text:?}");
+            let mut b = ValueBuilder::new();
+            b.str_with(&mut |out| out.push_str(text));
+            assert_eq!(b.finish(), Value::Str(text.to_string()));
+        }
+    }
+    #[test]
+    fn plain_agrees_with_a_byte_by_byte_check() {
+        let slow = |s: &str| {
+            s.bytes()
+                .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+        };
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        for i in 0..100_000u32 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // mostly printable text with one byte from anywhere at a random place
+            let len = (state % 24) as usize;
+            let mut text: Vec<u8> = (0..len).map(|j| b' ' + ((state >> j) % 95) as u8).collect();
+            if len > 0 && i % 2 == 0 {
+                text[(state >> 40) as usize % len] = (state >> 48) as u8 & 0x7f;
+            }
+            let text = String::from_utf8(text).expect("ascii");
+            assert_eq!(plain(&text), slow(&text), "{text:?}");
+        }
+        for s in [
+            "abcdefgh\u{7f}",
+            "abcdefg\u{1f}",
+            "é1234567",
+            "1234567\"",
+            "\\1234567",
+        ] {
+            assert!(!plain(s) && !slow(s), "{s:?}");
+        }
+    }
+    #[test]
+    fn repeated_floats_are_written_alike() {
+        let xs = [
+            1.5,
+            1.5,
+            0.0,
+            -0.0,
+            -0.0,
+            1e-7,
+            1e-7,
+            1700000000.162944,
+            1.5,
+        ];
+        let v = Value::List(xs.iter().map(|x| Value::Float(*x)).collect());
+        let mut expected = String::new();
+        write_json(&v, &mut expected);
+        let mut text = String::from("[1]\n"); // an earlier record in the same buffer
+        JsonWriter::new(&mut text).value(&v);
+        assert_eq!(text, format!("[1]\n{expected}"));
+        assert_eq!(
+            expected,
+            "[1.5,1.5,0.0,-0.0,-0.0,1e-07,1e-07,1700000000.162944,1.5]"
+        );
     }
     #[test]
     fn ascii_json() {

@@ -93,15 +93,34 @@ pub enum Addr {
 impl Addr {
     /// `10.0.0.1` / `fe80::1` (RFC 5952 compressed form, as inet_ntop prints it).
     pub fn text(&self) -> String {
+        let mut out = String::new();
+        self.write_text(&mut out);
+        out
+    }
+
+    /// `text`, appended to `out`.
+    pub fn write_text(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let dotted = |out: &mut String, b: &[u8]| {
+            for (i, octet) in b.iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(itoa::Buffer::new().format(*octet));
+            }
+        };
         match self {
-            Addr::V4(b) => std::net::Ipv4Addr::from(*b).to_string(),
+            Addr::V4(b) => dotted(out, b),
             // glibc's inet_ntop writes an IPv4-compatible address (RFC 4291 §2.5.5.1: 96 zero bits,
             // then a 32-bit value whose high 16 bits are not zero) as ::a.b.c.d; Rust would
             // write ::a0b:c0d. Python prints what glibc prints, and so do tcpdump and tshark.
             Addr::V6(b) if b[..12] == [0; 12] && (b[12] != 0 || b[13] != 0) => {
-                format!("::{}.{}.{}.{}", b[12], b[13], b[14], b[15])
+                out.push_str("::");
+                dotted(out, &b[12..]);
             }
-            Addr::V6(b) => std::net::Ipv6Addr::from(*b).to_string(),
+            Addr::V6(b) => {
+                let _ = write!(out, "{}", std::net::Ipv6Addr::from(*b));
+            }
         }
     }
     pub fn is_v6(&self) -> bool {

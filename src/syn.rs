@@ -327,21 +327,26 @@ pub fn layout_text(d: &SynDetails) -> String {
 
 /// `layout_text`, appended to `out`.
 pub fn write_layout(d: &SynDetails, out: &mut String) {
-    use std::fmt::Write as _;
     for (i, kind) in d.layout().iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        let _ = match kind {
-            0 => write!(out, "eol+{}", d.eol_pad),
-            1 => write!(out, "nop"),
-            2 => write!(out, "mss"),
-            3 => write!(out, "ws"),
-            4 => write!(out, "sok"),
-            5 => write!(out, "sack"),
-            8 => write!(out, "ts"),
-            k => write!(out, "?{k}"),
-        };
+        match kind {
+            0 => {
+                out.push_str("eol+");
+                out.push_str(itoa::Buffer::new().format(d.eol_pad));
+            }
+            1 => out.push_str("nop"),
+            2 => out.push_str("mss"),
+            3 => out.push_str("ws"),
+            4 => out.push_str("sok"),
+            5 => out.push_str("sack"),
+            8 => out.push_str("ts"),
+            k => {
+                out.push('?');
+                out.push_str(itoa::Buffer::new().format(*k));
+            }
+        }
     }
 }
 
