@@ -7,6 +7,7 @@ same traffic, is the reference for "every segment, exactly once".
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -441,6 +442,41 @@ def test_unknown_interface_exits_2():
     rc, out, err = CaptureCommand(["-i", "nope0"]).finish()
     assert rc == 2
     assert err == "handshake-probe: error: no such interface: nope0\n"
+
+
+def test_a_bad_p0f_database_exits_2_before_capturing(tmp_path: Path):
+    bad = tmp_path / "p0f.fp"
+    bad.write_text("[tcp:request]\nlabel = s:unix:Linux:3.x\nsig = not a signature\n")
+    rc, out, err = CaptureCommand(["-i", "lo", "--p0f-db", str(bad)]).finish()
+    assert rc == 2
+    assert err.count("\n") == 1 and err.startswith(f"handshake-probe: error: {bad}: not a p0f database"), err
+    assert out == ""
+
+
+P0F_DB = Path("/etc/p0f/p0f.fp")
+
+
+@needs_raw
+@pytest.mark.skipif(not P0F_DB.exists(), reason="p0f's database /etc/p0f/p0f.fp not installed (apt-get install p0f)")
+def test_capture_labels_both_sides_as_analyze_does(tmp_path: Path):
+    out_pcap = tmp_path / "out.pcap"
+    with EchoServer() as address:
+        cmd = CaptureCommand(["-q", "--format", "jsonl", "--p0f-db", str(P0F_DB), "-w", str(out_pcap),
+                              "--duration", "2", f"tcp port {address[1]}"])
+        cmd.wait_listening()
+        for _ in range(2):
+            echo_once(address)
+        rc, out, err = cmd.finish()
+    assert rc == 0, err
+    live = {r["flow"]: r["negotiation"] for r in map(json.loads, out.splitlines())}
+    analyzed = subprocess.run([sys.executable, "-m", "handshake_probe", "analyze", "--format", "jsonl",
+                               "--p0f-db", str(P0F_DB), str(out_pcap)],
+                              capture_output=True, text=True, cwd=ROOT, env=python_env(), timeout=TIMEOUT)
+    assert analyzed.returncode == 0, analyzed.stderr
+    offline = {r["flow"]: r["negotiation"] for r in map(json.loads, analyzed.stdout.splitlines())}
+    assert sorted(live) == [1, 2] and live == offline
+    # A label from the database (p0f's `???` when nothing matches, never null as without --p0f-db).
+    assert all(n[side]["os"] is not None for n in live.values() for side in ("client", "server"))
 
 
 def test_missing_privilege_exits_77_naming_the_capability():

@@ -32,6 +32,7 @@ from handshake_probe.live.capture import (CapturePermissionError, InterfaceError
                                   LiveCapture)
 from handshake_probe.messages import plural
 from handshake_probe.views.table import table_width, write_records
+from handshake_probe.commands.analyze import load_p0f_db
 from handshake_probe.commands.argtypes import positive_float, positive_int
 
 POLL_INTERVAL = 0.2  # seconds: how long one wait for the engine's next batch may take
@@ -61,6 +62,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how the engine reads the socket: a TPACKET_V3 ring mapped from the kernel "
                         "(default; recvmmsg where the kernel refuses one) or recvmmsg batches")
     p.add_argument("-q", "--quiet", action="store_true", help="do not print transitions as they happen")
+    p.add_argument("--p0f-db", metavar="FILE",
+                   help="p0f's fingerprint database (p0f.fp, e.g. /etc/p0f/p0f.fp): each side's OS label "
+                        "in the records' negotiation, as `analyze --p0f-db`")
     p.add_argument("--report", metavar="REPORT.html",
                    help="at the end, also write the HTML report of the flows (from the frames captured: "
                         "the -w file, or a temporary one)")
@@ -82,6 +86,13 @@ def _error(message: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     expr = " ".join(args.filter).strip() or None
+    p0f_text = None
+    if args.p0f_db is not None:
+        try:
+            p0f_text = load_p0f_db(args.p0f_db)       # judged before the capture is set up
+        except (OSError, ValueError) as err:
+            _error(str(err))
+            return ExitStatus.BAD_INPUT
     try:
         cap = LiveCapture(args.iface, expr)
     except ValueError as err:
@@ -124,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
                                     count=args.count,
                                     write=None if write is None else (write.fileno(), pcap_path),
                                     jsonl=jsonl, events=not (args.quiet or jsonl),
-                                    keep_last=args.last, msl=args.msl, ring=args.reader == "ring")
+                                    keep_last=args.last, msl=args.msl, ring=args.reader == "ring",
+                                    p0f_db=p0f_text)
         except OSError as err:
             _error(f"cannot capture on {args.iface}: {err.strerror or err}")
             return ExitStatus.UNAVAILABLE
@@ -132,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
         if args.report and pcap_path and status == ExitStatus.OK:
             from handshake_probe.report.data import source_from_file
             from handshake_probe.report.hooks import report_sources
-            if not report_sources(args.report, [source_from_file(pcap_path, args.iface, msl=args.msl)],
+            if not report_sources(args.report, [source_from_file(pcap_path, args.iface, msl=args.msl,
+                                                                 p0f_db=p0f_text)],
                                   f"handshake-probe: capture on {args.iface}"):
                 return ExitStatus.BAD_INPUT
         return status

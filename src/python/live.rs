@@ -43,7 +43,7 @@ impl Live {
     #[pyo3(signature = (fd, linktype, *, snaplen=262144, loopback=false, count=None, write=None,
         jsonl=false, events=true, keep_last=50, ring=true, msl=crate::flows::DEFAULT_MSL,
         linger=crate::flows::DEFAULT_LINGER, idle_timeout=crate::flows::DEFAULT_IDLE_TIMEOUT,
-        max_open=crate::flows::DEFAULT_MAX_OPEN, check_checksums=false))]
+        max_open=crate::flows::DEFAULT_MAX_OPEN, check_checksums=false, p0f_db=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         fd: i32,
@@ -61,6 +61,7 @@ impl Live {
         idle_timeout: f64,
         max_open: usize,
         check_checksums: bool,
+        p0f_db: Option<&str>,
     ) -> PyResult<Self> {
         let analysis = options(
             msl,
@@ -71,7 +72,7 @@ impl Live {
             RowFilter::None,
             events,
             check_checksums,
-            None, // p0f labels: capture has no --p0f-db (the raw signatures are in every record)
+            super::p0f_db(p0f_db)?, // p0f.fp text: OS labels as `analyze --p0f-db` gives them
         );
         let opts = LiveOptions {
             linktype,
