@@ -20,6 +20,7 @@ from handshake_probe.files.parallel import expand
 from handshake_probe.files.textjobs import copy_spool, spool_dir, spooled
 from handshake_probe.views.table import (COLUMNS, DEFAULT_COLUMNS, FORMATS, fitted, flow_detail, summary_line,
                                     table_width, write_records)
+from handshake_probe.commands import p0fdb
 from handshake_probe.commands.argtypes import positive_float, positive_int
 from handshake_probe.commands.columnar import ARROW_FORMATS, check_arguments
 from handshake_probe.commands.inputs import Input, InputError, opened, opened_all
@@ -66,9 +67,7 @@ def add_arguments(an: argparse.ArgumentParser) -> None:
     an.add_argument("--check-checksums", action="store_true",
                     help="verify TCP checksums and count bad ones (off by default: NIC offload and loopback "
                          "captures carry checksums the kernel never filled in)")
-    an.add_argument("--p0f-db", metavar="FILE",
-                    help="label each SYN's and SYN-ACK's p0f fingerprint with p0f's database (p0f.fp; Debian's "
-                         "p0f package installs /etc/p0f/p0f.fp): the OS (or tool) p0f would print")
+    p0fdb.add_argument(an)
     an.add_argument("--msl", type=positive_float, default=DEFAULT_MSL, metavar="SECONDS",
                     help=f"maximum segment lifetime; TIME-WAIT lasts 2*MSL (default {DEFAULT_MSL:g}, "
                          "Linux's 60 s TIME-WAIT; RFC 9293 suggests 120)")
@@ -94,12 +93,11 @@ def run(args: argparse.Namespace) -> int:
         error("--columns chooses the flow table's columns; it does not apply to "
               + ("--flow N" if args.flow is not None else f"--format {args.format}"))
         return ExitStatus.BAD_INPUT
-    if args.p0f_db is not None:
-        try:
-            args.p0f_text = load_p0f_db(args.p0f_db)
-        except (OSError, ValueError) as err:
-            error(str(err))
-            return ExitStatus.BAD_INPUT
+    try:
+        args.p0f_text = p0fdb.p0f_text(args)
+    except (OSError, ValueError) as err:
+        error(str(err))
+        return ExitStatus.BAD_INPUT
     usage = check_arguments(args)
     if usage:
         error(usage)
@@ -155,20 +153,6 @@ def run_one(source: Input, args: argparse.Namespace) -> int:
     if analysis.error:
         error(source.text(analysis.error) + _before_it(analysis.flow_count))
     return status
-
-
-def load_p0f_db(path: str) -> str:
-    """p0f.fp's text, checked by the engine's parser: OSError or ValueError with a one-line message."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            text = fh.read()
-    except OSError as err:
-        raise OSError(f"cannot open {path}: {err.strerror or err}") from None
-    try:
-        handshake_probe._load_engine().p0f_db_signatures(text)
-    except ValueError as err:
-        raise ValueError(f"{path}: not a p0f database: {err}") from None
-    return text
 
 
 def engine_options(args: argparse.Namespace) -> Dict[str, Any]:

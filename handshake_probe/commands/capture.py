@@ -30,9 +30,9 @@ from handshake_probe import DEFAULT_MSL, _engine
 from handshake_probe.exitcodes import ExitStatus
 from handshake_probe.live.capture import (CapturePermissionError, InterfaceError, LibpcapMissingError,
                                   LiveCapture)
-from handshake_probe.messages import plural
+from handshake_probe.messages import error, plural
 from handshake_probe.views.table import table_width, write_records
-from handshake_probe.commands.analyze import load_p0f_db
+from handshake_probe.commands import p0fdb
 from handshake_probe.commands.argtypes import positive_float, positive_int
 
 POLL_INTERVAL = 0.2  # seconds: how long one wait for the engine's next batch may take
@@ -62,9 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how the engine reads the socket: a TPACKET_V3 ring mapped from the kernel "
                         "(default; recvmmsg where the kernel refuses one) or recvmmsg batches")
     p.add_argument("-q", "--quiet", action="store_true", help="do not print transitions as they happen")
-    p.add_argument("--p0f-db", metavar="FILE",
-                   help="p0f's fingerprint database (p0f.fp, e.g. /etc/p0f/p0f.fp): each side's OS label "
-                        "in the records' negotiation, as `analyze --p0f-db`")
+    p0fdb.add_argument(p)
     p.add_argument("--report", metavar="REPORT.html",
                    help="at the end, also write the HTML report of the flows (from the frames captured: "
                         "the -w file, or a temporary one)")
@@ -80,35 +78,29 @@ def transition_line(event: Mapping[str, Any]) -> str:
             f"{event['endpoint']:6}  {event['from']} -> {event['to']}  ({event['cause']})\n")
 
 
-def _error(message: str) -> None:
-    print(f"handshake-probe: error: {message}", file=sys.stderr, flush=True)
-
-
 def run(args: argparse.Namespace) -> int:
     expr = " ".join(args.filter).strip() or None
-    p0f_text = None
-    if args.p0f_db is not None:
-        try:
-            p0f_text = load_p0f_db(args.p0f_db)       # judged before the capture is set up
-        except (OSError, ValueError) as err:
-            _error(str(err))
-            return ExitStatus.BAD_INPUT
+    try:
+        p0f_text = p0fdb.p0f_text(args)             # judged before the capture is set up
+    except (OSError, ValueError) as err:
+        error(str(err))
+        return ExitStatus.BAD_INPUT
     try:
         cap = LiveCapture(args.iface, expr)
     except ValueError as err:
-        _error(f"bad filter expression {expr!r}: {err}")
+        error(f"bad filter expression {expr!r}: {err}")
         return ExitStatus.BAD_INPUT
     except InterfaceError as err:
-        _error(f"{err.strerror}")
+        error(f"{err.strerror}")
         return ExitStatus.BAD_INPUT
     except CapturePermissionError as err:
-        _error(f"{err.strerror}")
+        error(f"{err.strerror}")
         return ExitStatus.NO_PERMISSION
     except LibpcapMissingError as err:
-        _error(str(err))
+        error(str(err))
         return ExitStatus.UNAVAILABLE
     except OSError as err:
-        _error(f"cannot capture on {args.iface}: {err.strerror or err}")
+        error(f"cannot capture on {args.iface}: {err.strerror or err}")
         return ExitStatus.UNAVAILABLE
     with cap, contextlib.ExitStack() as stack:
         write = None
@@ -125,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
                 # duplicate of the descriptor (whole pcap records only).
                 write = open(pcap_path, "wb", buffering=0)
             except OSError as err:
-                _error(f"{pcap_path}: {err.strerror or err}")
+                error(f"{pcap_path}: {err.strerror or err}")
                 return ExitStatus.BAD_INPUT
         jsonl = args.format == "jsonl"
         try:
@@ -138,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
                                     keep_last=args.last, msl=args.msl, ring=args.reader == "ring",
                                     p0f_db=p0f_text)
         except OSError as err:
-            _error(f"cannot capture on {args.iface}: {err.strerror or err}")
+            error(f"cannot capture on {args.iface}: {err.strerror or err}")
             return ExitStatus.UNAVAILABLE
         status = _capture(live, cap, args, expr)
         if args.report and pcap_path and status == ExitStatus.OK:
@@ -192,7 +184,7 @@ def _capture(live: Any, cap: LiveCapture, args: argparse.Namespace, expr: Option
         out.flush()
         summary_out.flush()
         if live.error:
-            _error(f"{args.iface}: {live.error}")
+            error(f"{args.iface}: {live.error}")
             return ExitStatus.UNAVAILABLE
         return ExitStatus.OK
     finally:
